@@ -1,0 +1,1 @@
+"""Bundled datasets (installed as ``tinyapprox.bundled_data``); see README.md here for provenance."""
