@@ -58,7 +58,7 @@ def bundled_data_dir():
         root = importlib.resources.files("tinyapprox.bundled_data")
         if isinstance(root, pathlib.Path) and root.is_dir():
             return root
-    except (ModuleNotFoundError, TypeError):
+    except (ImportError, TypeError, ValueError, AttributeError):
         pass
     source_tree = pathlib.Path(__file__).resolve().parents[2] / "data"
     return source_tree if source_tree.is_dir() else None
@@ -105,7 +105,7 @@ def candidate_dirs(name, path=None):
     return dirs
 
 
-def _missing_message(name, path, tried):
+def _missing_message(name, tried):
     files = ", ".join(f"{stem}[.gz]" for stem in FILE_NAMES.values())
     where = (f"pass path=DIR with the files directly in DIR, or set {ENV_VAR} so that "
              f"${ENV_VAR}/{name}/ holds them")
@@ -139,15 +139,15 @@ def data_dir(name, path=None):
         for d in tried:
             if d.is_dir() and _has_all_files(d):
                 return d
-        raise FileNotFoundError(_missing_message(name, path, tried))
+        raise FileNotFoundError(_missing_message(name, tried))
     tried = []
     for d in candidate_dirs(name):
         tried.append(d)
         if d.is_dir():
             if _has_all_files(d):
                 return d
-            raise FileNotFoundError(_missing_message(name, path, tried))
-    raise FileNotFoundError(_missing_message(name, path, tried))
+            raise FileNotFoundError(_missing_message(name, tried))
+    raise FileNotFoundError(_missing_message(name, tried))
 
 
 def _file_key(p):
