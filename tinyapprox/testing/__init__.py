@@ -1,0 +1,16 @@
+"""Testing tools, public so course exercises can use them.
+
+* ``gradcheck``: compare a function's analytic gradients with central differences.
+* ``strategies``: hypothesis strategies that find the corners (odd shapes, size-1 and
+  empty dimensions, non-contiguous views, values near quantizer steps and near zero).
+"""
+from .gradcheck import GradcheckError, gradcheck, numerical_grad
+
+__all__ = ["gradcheck", "numerical_grad", "GradcheckError", "strategies"]
+
+
+def __getattr__(name):
+    if name == "strategies":  # hypothesis is a test dependency, imported only on use
+        from . import strategies
+        return strategies
+    raise AttributeError(f"module 'tinyapprox.testing' has no attribute {name!r}")

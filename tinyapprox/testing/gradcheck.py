@@ -1,0 +1,85 @@
+"""Finite-difference gradient checking in float64, with failures that explain themselves."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor import Tensor, no_grad
+
+
+class GradcheckError(AssertionError):
+    """Analytic and numeric gradients disagree; the message names input, index and values."""
+
+
+def _scalarize(out: Tensor, seed: int):
+    """Reduce ``out`` to a scalar by a fixed random projection (all entries then matter)."""
+    if out.data.size == 1:
+        return lambda t: t.sum(), None
+    weights = np.random.default_rng(seed).standard_normal(out.shape)
+    return lambda t: (t * weights).sum(), weights
+
+
+def numerical_grad(fn, arrays, index: int, eps: float = 1e-6, project=None) -> np.ndarray:
+    """Central-difference gradient of ``project(fn(*arrays))`` with respect to ``arrays[index]``."""
+    x = arrays[index]
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    with no_grad():
+        for j in range(flat.size):
+            orig = flat[j]
+            flat[j] = orig + eps
+            plus = project(fn(*[Tensor(a) for a in arrays])).item()
+            flat[j] = orig - eps
+            minus = project(fn(*[Tensor(a) for a in arrays])).item()
+            flat[j] = orig
+            gflat[j] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4, name: str | None = None,
+              seed: int = 0) -> bool:
+    """Check ``fn``'s backward against central differences.
+
+    Args:
+        fn: takes Tensors (one per input) and returns a Tensor of any shape; a non-scalar
+            output is reduced by a fixed random projection.
+        inputs: arrays or Tensors; floating ones are checked (converted to float64
+            copies), integer ones (labels, indices) are passed through unchanged.
+        eps, atol, rtol: step and tolerances; pass if |num - ana| <= atol + rtol * |num|.
+        name: the op's name for the message (default: ``fn.__name__``).
+
+    Returns:
+        True when every checked gradient matches.
+
+    Raises:
+        ValueError: an input contains NaN or infinity.
+        GradcheckError: a mismatch, naming the op, the input, the index and both values.
+    """
+    name = name or getattr(fn, "__name__", "fn")
+    arrays, check = [], []
+    for i, x in enumerate(inputs):
+        a = np.array(x.data if isinstance(x, Tensor) else x)
+        if a.dtype.kind == "f":
+            if not np.isfinite(a).all():
+                raise ValueError(f"gradcheck of {name}: input {i} (shape {a.shape}) contains NaN or infinity")
+            a = a.astype(np.float64)
+            check.append(i)
+        arrays.append(a)
+    tensors = [Tensor(a.copy(), requires_grad=(i in check)) for i, a in enumerate(arrays)]
+    out = fn(*tensors)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"gradcheck of {name}: fn must return a Tensor, got {type(out).__name__}")
+    project, _ = _scalarize(out, seed)
+    loss = project(out)
+    if loss.requires_grad:
+        loss.backward()
+    for i in check:
+        analytic = tensors[i].grad if tensors[i].grad is not None else np.zeros_like(arrays[i])
+        numeric = numerical_grad(fn, arrays, i, eps, project)
+        bad = np.abs(numeric - analytic) > atol + rtol * np.abs(numeric)
+        if bad.any():
+            idx = tuple(int(k) for k in np.argwhere(bad)[0])
+            raise GradcheckError(
+                f"gradcheck of {name}: input {i} (shape {arrays[i].shape}) at index {idx}: "
+                f"numeric {numeric[idx]:.8g} vs analytic {analytic[idx]:.8g} "
+                f"({int(bad.sum())} of {bad.size} entries differ beyond atol={atol}, rtol={rtol})")
+    return True
