@@ -355,7 +355,7 @@ class Mean(Function):
     def backward(ctx, g):
         if not ctx.keepdims:
             g = np.expand_dims(g, ctx.axes)
-        return np.broadcast_to(g / max(ctx.count, 1), ctx.shape).copy()
+        return np.broadcast_to(g / (ctx.count or 1), ctx.shape).copy()
 
 
 class _Extremum(Function):
@@ -613,3 +613,239 @@ def sign(a):
 def round(a):  # noqa: A001
     """Round half to even. Not differentiable: see ``quant``'s straight-through estimator."""
     return Round.apply(a)
+
+
+# ============================================================ layer-level operations
+class Linear(Function):
+    """y = x @ w.T + b: the lecture's W^T a = b with w stored as (out, in).
+
+    x: (..., in), w: (out, in), b: (out,) or None -> (..., out).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b=None):
+        if x.shape[-1] != w.shape[1]:
+            raise ValueError(f"linear: expected input with last dimension {w.shape[1]} (weight {w.shape}), got {x.shape}")
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        y = x @ w.T
+        if b is not None:
+            y += b
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved
+        need = ctx.needs_input_grad
+        gx = g @ w if need[0] else None
+        gw = gb = None
+        if need[1]:
+            gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        if ctx.has_bias and need[2]:
+            gb = g.reshape(-1, g.shape[-1]).sum(axis=0)
+        return gx, gw, gb
+
+
+def linear(x, w, b=None):
+    """Dense layer: x (..., in) @ w.T (w: (out, in)) + b (out,) -> (..., out)."""
+    return Linear.apply(x, w, b)
+
+
+class BatchNorm(Function):
+    """Batch normalisation over every axis but ``axis`` (the channel axis).
+
+    Training mode normalises with the batch statistics and updates ``running_mean`` /
+    ``running_var`` in place (unbiased variance, exponential average with ``momentum``);
+    eval mode uses the running statistics. x: (N, C) or (N, C, H, W); gamma, beta: (C,).
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, running_mean=None, running_var=None, training=True,
+                momentum=0.1, eps=1e-5, axis=1):
+        if x.ndim < 2 or x.shape[axis] != gamma.shape[0]:
+            raise ValueError(f"batch_norm: expected input with {gamma.shape[0]} channels on axis {axis}, got shape {x.shape}")
+        axes = tuple(i for i in range(x.ndim) if i != axis)
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        if training:
+            count = x.size // x.shape[axis]
+            if count < 2:
+                raise ValueError(f"batch_norm: training needs more than one value per channel, got input shape {x.shape}")
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)
+            if running_mean is not None:
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean
+                running_var *= 1 - momentum
+                running_var += momentum * var * count / (count - 1)
+        else:
+            mean, var = running_mean, running_var
+        inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+        xhat = (x - mean.reshape(shape).astype(x.dtype)) * inv_std.reshape(shape)
+        ctx.save_for_backward(xhat, inv_std, gamma)
+        ctx.axes, ctx.shape, ctx.training = axes, shape, training
+        return xhat * gamma.reshape(shape) + beta.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, inv_std, gamma = ctx.saved
+        axes, shape = ctx.axes, ctx.shape
+        gbeta = g.sum(axis=axes)
+        ggamma = (g * xhat).sum(axis=axes)
+        gxhat = g * gamma.reshape(shape)
+        if ctx.training:
+            m = g.size // gamma.shape[0]
+            gx = (inv_std.reshape(shape) / m) * (m * gxhat - gxhat.sum(axis=axes).reshape(shape)
+                                                  - xhat * (gxhat * xhat).sum(axis=axes).reshape(shape))
+        else:
+            gx = gxhat * inv_std.reshape(shape)
+        return gx, ggamma, gbeta
+
+
+def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5, axis=1):
+    """Batch norm (see ``BatchNorm``); running statistics are updated in place when training."""
+    return BatchNorm.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
+                           training=training, momentum=momentum, eps=eps, axis=axis)
+
+
+def dropout(x, p=0.5, training=True, rng=None):
+    """Inverted dropout: zero each entry with probability p and scale the rest by 1/(1-p)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: expected 0 <= p < 1, got {p}")
+    if not training or p == 0:
+        return x
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    keep = (rng.random(x.shape) >= p).astype(x.dtype) / (1 - p)
+    return mul(x, keep)
+
+
+# ============================================================================ losses
+def _reduce(loss, reduction, op):
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_labels(op, logits, labels):
+    y = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)
+    if len(shape) != 2:
+        raise ValueError(f"{op}: expected logits of shape (N, C), got {shape}")
+    if y.shape != (shape[0],) or y.dtype.kind not in "iu":
+        raise ValueError(f"{op}: expected integer labels of shape ({shape[0]},), got {y.dtype} {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= shape[1]):
+        raise ValueError(f"{op}: labels must lie in [0, {shape[1]}), got range [{y.min()}, {y.max()}]")
+    return y
+
+
+class CrossEntropy(Function):
+    """Softmax + negative log-likelihood fused: stable log-sum-exp, per-sample losses (N,)."""
+
+    @staticmethod
+    def forward(ctx, logits, labels):
+        z = logits - logits.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
+        logp = z - lse
+        ctx.save_for_backward(logp, labels)
+        return -logp[np.arange(len(labels)), labels]
+
+    @staticmethod
+    def backward(ctx, g):
+        logp, labels = ctx.saved
+        grad = np.exp(logp)
+        grad[np.arange(len(labels)), labels] -= 1
+        return grad * g[:, None], None
+
+
+def cross_entropy(logits, labels, reduction="mean"):
+    """Softmax cross-entropy from logits (N, C) and integer labels (N,)."""
+    y = _check_labels("cross_entropy", logits, labels)
+    return _reduce(CrossEntropy.apply(logits, y), reduction, "cross_entropy")
+
+
+def _same_shape(op, a, b):
+    sa = np.shape(a.data if isinstance(a, Tensor) else a)
+    sb = np.shape(b.data if isinstance(b, Tensor) else b)
+    if sa != sb:
+        raise ValueError(f"{op}: expected prediction and target of the same shape, got {sa} and {sb}")
+
+
+def mse_loss(pred, target, reduction="mean"):
+    """Square loss (pred - target)^2, elementwise then reduced."""
+    _same_shape("mse_loss", pred, target)
+    d = sub(pred, target)
+    return _reduce(mul(d, d), reduction, "mse_loss")
+
+
+def binary_cross_entropy(prob, target, reduction="mean", eps=1e-7):
+    """Log loss on probabilities in (0, 1): -(t log p + (1 - t) log(1 - p)); p clipped to [eps, 1 - eps]."""
+    _same_shape("binary_cross_entropy", prob, target)
+    p = clip(prob, eps, 1 - eps)
+    loss = neg(add(mul(target, log(p)), mul(sub(1, target), log(sub(1, p)))))
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+class BCEWithLogits(Function):
+    """max(z, 0) - z t + log(1 + exp(-|z|)): log loss straight from logits, stable for any z."""
+
+    @staticmethod
+    def forward(ctx, z, t):
+        ctx.save_for_backward(z, t)
+        return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+
+    @staticmethod
+    def backward(ctx, g):
+        z, t = ctx.saved
+        gt = -g * z if ctx.needs_input_grad[1] else None
+        return g * (0.5 * (1 + np.tanh(0.5 * z)) - t), gt
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+    """Log loss from logits z and targets t in [0, 1] of the same shape."""
+    _same_shape("binary_cross_entropy_with_logits", logits, target)
+    return _reduce(BCEWithLogits.apply(logits, target), reduction, "binary_cross_entropy_with_logits")
+
+
+def hinge_loss(scores, labels, margin=1.0, squared=False, reduction="mean"):
+    """Multi-class hinge loss on scores (N, C).
+
+    With integer labels (N,), targets are +1 for the true class and -1 elsewhere, and the
+    loss per sample is sum_c max(0, margin - t_c * s_c) (one-vs-all, as the BNN paper
+    trains); ``squared=True`` squares each term (squared hinge). ``labels`` may also be a
+    (N, C) array of +-1 targets.
+    """
+    s = scores.data if isinstance(scores, Tensor) else np.asarray(scores)
+    y = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if y.ndim == 1:
+        y = _check_labels("hinge_loss", scores, y)
+        t = -np.ones(s.shape, dtype=s.dtype)
+        t[np.arange(len(y)), y] = 1
+    else:
+        _same_shape("hinge_loss", scores, y)
+        t = y.astype(s.dtype)
+    h = relu(sub(margin, mul(scores, t)))
+    if squared:
+        h = mul(h, h)
+    return _reduce(sum(h, axis=1), reduction, "hinge_loss")
+
+
+def zero_one_loss(logits, labels):
+    """Fraction of samples whose arg-max prediction is wrong. A metric: not differentiable."""
+    y = _check_labels("zero_one_loss", logits, labels)
+    z = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
+    return float(np.mean(z.argmax(axis=1) != y)) if len(y) else 0.0
+
+
+_SPATIAL = ("conv2d", "max_pool2d", "avg_pool2d", "im2col", "col2im")
+
+
+def __getattr__(name):
+    """Convolution and pooling live in ``conv.py``; ``F.conv2d`` etc. are forwarded there."""
+    if name in _SPATIAL:
+        from . import conv
+        return getattr(conv, name)
+    raise AttributeError(f"module 'tinyapprox.functional' has no attribute {name!r}")

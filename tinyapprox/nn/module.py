@@ -1,0 +1,341 @@
+"""``Module``, ``Parameter`` and the one mechanism every approximation plugs into.
+
+A ``Parameter`` is a trainable leaf tensor that may carry a chain of *transforms*
+(``ParamTransform``): functions of the parameter applied in the forward pass, while the
+optimizer keeps updating the underlying full-precision array. A layer never reads
+``self.weight`` directly in ``forward``; it reads ``self.weight.effective()``, which is
+``t_n(... t_1(weight))``. Pruning attaches a mask, quantization a fake-quantizer and
+binarization a sign with a straight-through estimator, all the same way, so they compose
+(prune, then quantize) and none of them patches a layer by hand.
+
+A transform may also act after each optimizer step (``after_step``: re-apply a mask, clip
+latent binary weights to [-1, 1]) and carries its own state (a mask, a scale) that
+``Module.state_dict`` saves and ``load_state_dict`` restores.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import numpy as np
+
+from ..tensor import Tensor, no_grad
+
+TRANSFORMS: dict = {}
+
+
+class ParamTransform:
+    """Base class of parameter transforms.
+
+    Subclasses implement ``__call__(w: Tensor) -> Tensor`` (differentiable, same shape),
+    and optionally ``after_step(param)``, ``state() -> dict[str, ndarray]`` and
+    ``from_state(state) -> transform`` (a classmethod) so masks and scales round-trip
+    through ``state_dict``. Subclasses are registered by class name for that purpose.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        TRANSFORMS[cls.__name__] = cls
+
+    def __call__(self, w: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def after_step(self, param: "Parameter") -> None:
+        """Called by optimizers after each update of ``param.data``."""
+
+    def state(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ParamTransform":
+        raise NotImplementedError(f"{cls.__name__} cannot be restored from a state_dict")
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Parameter(Tensor):
+    """A trainable tensor (float32 unless given a float64 array) with optional transforms."""
+
+    __slots__ = ("transforms",)
+
+    def __init__(self, data, requires_grad: bool = True):
+        arr = np.asarray(data.data if isinstance(data, Tensor) else data)
+        if arr.dtype.kind != "f":
+            arr = arr.astype(np.float32)
+        super().__init__(np.ascontiguousarray(arr), requires_grad=requires_grad)
+        self.transforms = []
+
+    def effective(self) -> Tensor:
+        """The value the forward pass uses: every attached transform applied in order."""
+        out = self
+        for t in self.transforms:
+            out = t(out)
+        return out
+
+    def add_transform(self, transform: ParamTransform) -> "Parameter":
+        if not isinstance(transform, ParamTransform):
+            raise TypeError(f"add_transform: expected a ParamTransform, got {type(transform).__name__}")
+        self.transforms.append(transform)
+        return self
+
+    def find_transform(self, kind):
+        """The first attached transform that is an instance of ``kind``, or None."""
+        return next((t for t in self.transforms if isinstance(t, kind)), None)
+
+    def bake(self, kind=None) -> "Parameter":
+        """Write the effective value into ``data`` and drop the transforms (all, or of ``kind``).
+
+        Transforms before and including the last removed one are folded into ``data``;
+        later ones stay attached.
+        """
+        idx = [i for i, t in enumerate(self.transforms) if kind is None or isinstance(t, kind)]
+        if not idx:
+            return self
+        last = idx[-1]
+        with no_grad():
+            out = Tensor(self.data)
+            for t in self.transforms[:last + 1]:
+                out = t(out)
+        self.data = np.ascontiguousarray(out.data.astype(self.data.dtype, copy=False))
+        self.transforms = [t for i, t in enumerate(self.transforms) if i > last]
+        return self
+
+    def after_step(self):
+        for t in self.transforms:
+            t.after_step(self)
+
+    def __repr__(self):
+        extra = f", transforms={self.transforms}" if self.transforms else ""
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{extra})"
+
+
+_trace = None
+
+
+class Module:
+    """Base class of layers and models.
+
+    Assigning a ``Parameter`` or a ``Module`` to an attribute registers it; arrays
+    registered with ``register_buffer`` (batch-norm statistics) are saved in the
+    ``state_dict`` but not trained. Subclasses implement ``forward``.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        for table in (self._parameters, self._modules, self._buffers):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, array: np.ndarray):
+        """Register state that is saved but not trained (e.g. running means)."""
+        object.__setattr__(self, name, array)
+        self._buffers[name] = True
+
+    # ----- calling ------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def __call__(self, *args, **kwargs):
+        out = self.forward(*args, **kwargs)
+        if _trace is not None and not self._modules:
+            _trace.append((self, out))
+        return out
+
+    # ----- traversal ----------------------------------------------------------------
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._parameters.items():
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self):
+        for mname, m in self.named_modules():
+            for bname in m._buffers:
+                yield (f"{mname}.{bname}" if mname else bname), m, bname
+
+    # ----- modes and gradients --------------------------------------------------------
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    # ----- persistence --------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Flat name -> array mapping: parameters, buffers and transform states.
+
+        A transform's state is stored under ``<param>.transform<i>.<ClassName>.<key>``
+        so ``load_state_dict`` can rebuild it on a model that does not have it yet.
+        """
+        out = OrderedDict()
+        for name, p in self.named_parameters():
+            out[name] = p.data.copy()
+            for i, t in enumerate(p.transforms):
+                for key, val in t.state().items():
+                    out[f"{name}.transform{i}.{type(t).__name__}.{key}"] = np.array(val, copy=True)
+        for name, m, bname in self.named_buffers():
+            out[name] = np.array(getattr(m, bname), copy=True)
+        return out
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Copy arrays from ``state`` into this model (shapes must match).
+
+        Transforms found in ``state`` replace the ones attached to each parameter.
+
+        Raises:
+            KeyError: with ``strict``, missing or unexpected keys.
+            ValueError: a shape mismatch, naming the key and both shapes.
+        """
+        state = dict(state)
+        params = dict(self.named_parameters())
+        buffers = {name: (m, b) for name, m, b in self.named_buffers()}
+        transform_keys = {k for k in state if ".transform" in k and k.split(".transform")[0] in params}
+        expected = set(params) | set(buffers)
+        missing = sorted(expected - set(state))
+        unexpected = sorted(set(state) - expected - transform_keys)
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, p in params.items():
+            if name not in state:
+                continue
+            arr = np.asarray(state[name])
+            if arr.shape != p.data.shape:
+                raise ValueError(f"load_state_dict: {name} expected shape {p.data.shape}, got {arr.shape}")
+            p.data = np.ascontiguousarray(arr.astype(p.data.dtype))
+            p.transforms = _rebuild_transforms(name, state)
+        for name, (m, bname) in buffers.items():
+            if name in state:
+                old = np.asarray(getattr(m, bname))
+                arr = np.asarray(state[name])
+                if arr.shape != old.shape:
+                    raise ValueError(f"load_state_dict: {name} expected shape {old.shape}, got {arr.shape}")
+                object.__setattr__(m, bname, arr.astype(old.dtype).copy())
+        return self
+
+    # ----- introspection ------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, m in self._modules.items():
+            sub = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {sub}")
+        if len(lines) == 1:
+            return lines[0] + ")"
+        return "\n".join(lines) + "\n)"
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.parameters()))
+
+    def summary(self, input_shape, print_fn=print) -> list:
+        """Run a zero batch of ``input_shape`` through the model and tabulate each leaf layer.
+
+        Returns a list of dicts (layer, type, output shape, parameters) and prints a table.
+        """
+        rows = []
+        with _tracing() as trace, no_grad():
+            was_training = self.training
+            self.eval()
+            try:
+                self(Tensor(np.zeros(input_shape, dtype=np.float32)))
+            finally:
+                self.train(was_training)
+        names = {id(m): n for n, m in self.named_modules()}
+        for m, out in trace:
+            nparams = int(sum(p.size for p in m._parameters.values()))
+            rows.append({"layer": names.get(id(m), "?"), "type": type(m).__name__,
+                         "output_shape": tuple(out.shape), "parameters": nparams})
+        width = max([len(r["layer"]) for r in rows] + [5])
+        print_fn(f"{'layer':<{width}}  {'type':<16} {'output shape':<20} {'params':>10}")
+        for r in rows:
+            print_fn(f"{r['layer']:<{width}}  {r['type']:<16} {str(r['output_shape']):<20} {r['parameters']:>10,}")
+        print_fn(f"total parameters: {self.num_parameters():,}")
+        return rows
+
+
+@contextlib.contextmanager
+def _tracing():
+    global _trace
+    previous, _trace = _trace, []
+    try:
+        yield _trace
+    finally:
+        _trace = previous
+
+
+def _rebuild_transforms(name: str, state: dict) -> list:
+    found = {}
+    prefix = f"{name}.transform"
+    for key, val in state.items():
+        if not key.startswith(prefix):
+            continue
+        index, cls_name, field = key[len(prefix):].split(".", 2)
+        found.setdefault(int(index), (cls_name, {}))[1][field] = val
+    out = []
+    for i in sorted(found):
+        cls_name, fields = found[i]
+        if cls_name not in TRANSFORMS:
+            raise ValueError(f"load_state_dict: {name} carries an unknown transform {cls_name!r}; "
+                             "import the module that defines it before loading")
+        out.append(TRANSFORMS[cls_name].from_state(fields))
+    return out
+
+
+class Sequential(Module):
+    """Layers applied in order; indexable and iterable."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: item {i} must be a Module, got {type(layer).__name__}")
+            setattr(self, str(i), layer)
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
