@@ -306,6 +306,8 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
+        if a.ndim == 1 and b.ndim == 1:
+            return g * b, g * a
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = np.asarray(g)

@@ -11,6 +11,6 @@ __all__ = ["gradcheck", "numerical_grad", "GradcheckError", "strategies"]
 
 def __getattr__(name):
     if name == "strategies":  # hypothesis is a test dependency, imported only on use
-        from . import strategies
-        return strategies
+        import importlib
+        return importlib.import_module(f"{__name__}.strategies")
     raise AttributeError(f"module 'tinyapprox.testing' has no attribute {name!r}")

@@ -21,6 +21,8 @@ def _scalarize(out: Tensor, seed: int):
 def numerical_grad(fn, arrays, index: int, eps: float = 1e-6, project=None) -> np.ndarray:
     """Central-difference gradient of ``project(fn(*arrays))`` with respect to ``arrays[index]``."""
     x = arrays[index]
+    if not x.flags.c_contiguous:
+        raise ValueError(f"numerical_grad: input {index} must be C-contiguous so it can be perturbed in place")
     grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     with no_grad():
@@ -61,7 +63,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         if a.dtype.kind == "f":
             if not np.isfinite(a).all():
                 raise ValueError(f"gradcheck of {name}: input {i} (shape {a.shape}) contains NaN or infinity")
-            a = a.astype(np.float64)
+            a = np.ascontiguousarray(a, dtype=np.float64)
             check.append(i)
         arrays.append(a)
     tensors = [Tensor(a.copy(), requires_grad=(i in check)) for i, a in enumerate(arrays)]

@@ -85,7 +85,7 @@ def sparse_matrices(draw, max_rows: int = 12, max_cols: int = 12, dtype=np.float
 _UNARY = {
     "neg": F.neg, "exp": lambda x: F.exp(F.clip(x, -5, 5)), "tanh": F.tanh, "sigmoid": F.sigmoid,
     "square": lambda x: x * x, "softplus_like": lambda x: F.log(1 + F.exp(F.clip(x, -5, 5))),
-    "abs_shift": lambda x: F.abs(x) + 1.0, "sqrt_pos": lambda x: F.sqrt(x * x + 1.0),
+    "cube": lambda x: x * x * x, "sqrt_pos": lambda x: F.sqrt(x * x + 1.0),
 }
 _BINARY = {"add": F.add, "sub": F.sub, "mul": F.mul, "div_pos": lambda a, b: a / (b * b + 1.0),
            "maximum_smooth": lambda a, b: a + F.tanh(b)}
