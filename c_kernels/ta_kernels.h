@@ -1,0 +1,88 @@
+/* tinyapprox C kernels: public declarations.
+ *
+ * Every entry point validates its own arguments (sizes, overflow, index ranges)
+ * and returns a TA_ERR_* code instead of trusting the caller. All matrices are
+ * dense, row-major and C-contiguous unless a comment says otherwise.
+ *
+ * The `isa` argument of a kernel selects its instruction-set path: TA_ISA_AUTO
+ * picks the best path the running CPU supports; an explicit level is honoured
+ * only if the CPU supports it (else TA_ERR_ISA), so no input can make the
+ * library execute an instruction the processor lacks.
+ */
+#ifndef TA_KERNELS_H
+#define TA_KERNELS_H
+
+#include <stdint.h>
+
+#define TA_ABI_VERSION 3
+
+#define TA_OK 0
+#define TA_ERR_SIZE 1       /* negative size or a size product that overflows */
+#define TA_ERR_INDEX 2      /* CSR indptr/indices out of range or not monotone */
+#define TA_ERR_ISA 3        /* requested path not supported by this CPU/build */
+#define TA_ERR_NOMEM 4      /* scratch allocation failed */
+#define TA_ERR_PACKED 5     /* packed int8 weights do not match K, N or layout */
+#define TA_ERR_KBOUND 6     /* K too large for an exact int32 accumulator */
+#define TA_ERR_PADDING 7    /* XNOR operand has nonzero bits beyond K */
+#define TA_ERR_NULL 8       /* NULL pointer for a non-empty array */
+#define TA_ERR_ALIGN 9      /* pointer not aligned for its element type */
+
+#define TA_ISA_AUTO (-1)
+#define TA_ISA_SCALAR 0
+#define TA_ISA_AVX2 1
+#define TA_ISA_AVX512 2
+
+#define TA_KERNEL_CSR 0
+#define TA_KERNEL_INT8 1
+#define TA_KERNEL_XNOR 2
+
+/* Largest K for which an int8 x int8 dot product fits int32 exactly:
+ * K * 128 * 128 <= 2^31 - 1. */
+#define TA_INT8_MAX_K 131071
+
+/* Packed int8 weight layouts (see gemm_int8.c). */
+#define TA_INT8_LAYOUT_K4 1   /* int8, groups of 4 consecutive k per column */
+#define TA_INT8_LAYOUT_K2W 2  /* int16, groups of 2 consecutive k per column */
+
+int ta_abi_version(void);
+
+/* Best path of `kernel` (TA_KERNEL_*) on this CPU and build: TA_ISA_*. */
+int ta_best_isa(int kernel);
+
+/* CPU feature bits as seen at run time: out[0..7] = sse4.2, popcnt, avx2, fma,
+ * avx512f, avx512bw, avx512vnni, avx512vpopcntdq (1 = present). */
+void ta_cpu_features(int out[8]);
+
+/* Y (M x N, float32) = A (M x K, CSR: indptr[M+1] int64, indices[nnz] int32,
+ * data[nnz] float32) times X (K x N, float32). Y is fully overwritten. */
+int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
+                      const int64_t *indptr, const int32_t *indices, const float *data,
+                      const float *X, float *Y);
+
+/* 1 if any of the n bytes equals -128, else 0. */
+int ta_int8_has_min(const int8_t *x, int64_t n);
+
+/* Layout chosen for weights B on path `isa`, given whether B contains -128. */
+int ta_int8_choose_layout(int isa, int b_has_min);
+
+/* Bytes needed to hold B (K x N int8) packed in `layout`. */
+int ta_int8_packed_size(int layout, int64_t K, int64_t N, int64_t *nbytes);
+
+/* Pack B (K x N, int8, row-major) into out[nbytes]. */
+int ta_int8_pack(int layout, const int8_t *B, int64_t K, int64_t N, uint8_t *out, int64_t nbytes);
+
+/* C (M x N, int32) = A (M x K, int8) times packed B (K x N). Exact. */
+int ta_gemm_int8_packed(int isa, const int8_t *A, int64_t M, int64_t K, int64_t N,
+                        int layout, const uint8_t *Bp, int64_t nbytes, int32_t *C);
+
+/* C (M x N, int32) = K - 2 * popcount(A_i XOR B_j) over W = ceil(K/64) words.
+ * A: M x W uint64, B: N x W uint64 (rows of B^T); bits beyond K must be 0. */
+int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
+                 int64_t W, int64_t K, int32_t *C);
+
+/* Calibration: run `iters` rounds of independent FMAs on path `isa` and return
+ * the number of floating-point operations executed (2 per multiply-add), or
+ * -1 if the path is unavailable. *sink receives a value depending on all work. */
+double ta_fma_loop(int isa, int64_t iters, float *sink);
+
+#endif

@@ -1,0 +1,454 @@
+"""Python face of the C kernels, with NumPy twins that define the right answer.
+
+Three hot paths of approximate deep learning, each with a plain NumPy twin of
+the same name in :mod:`tinyapprox.kernels.reference`:
+
+* :func:`csr_matmul` -- float32 CSR sparse (M, K) times dense (K, N) (pruned layers);
+* :func:`gemm_int8` -- exact int8 x int8 -> int32 product (quantized layers), with a
+  prepacked-weight form (:func:`prepare_int8`) and a requantizing companion
+  (:func:`gemm_int8_requant`);
+* :func:`xnor_gemm` -- +-1 products of bit-packed matrices by XOR and popcount
+  (binarized layers), with :func:`pack_bits` / :func:`unpack_bits`.
+
+Every public function validates dtype, shape, C-contiguity, alignment and index
+ranges before any C call and raises ``TypeError`` / ``ValueError`` naming the
+operation, what it expected and what it got. The C code checks sizes again and
+never runs an instruction the CPU lacks.
+
+Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
+``"numpy"`` forces the twin; ``"c"`` forces C (``RuntimeError`` if absent);
+``"c-scalar"``, ``"c-avx2"``, ``"c-avx512"`` cap the SIMD level of the C path (see
+:func:`c_paths`). :func:`info` tells which path each kernel uses. The C calls
+release the GIL.
+"""
+import numpy as np
+
+from . import _ext, reference
+from .reference import INT8_MAX_K
+
+__all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
+           "Int8Weights", "gemm_int8_requant", "xnor_gemm", "pack_bits", "unpack_bits",
+           "reference", "INT8_MAX_K"]
+
+_INT32_MAX = 2**31 - 1
+_KERNEL_IDS = {"csr_matmul": 0, "gemm_int8": 1, "xnor_gemm": 2}
+_PATH_NAMES = {
+    "csr_matmul": ("scalar", "avx2", "avx512"),
+    "gemm_int8": ("scalar", "avx2", "avx512-vnni"),
+    "xnor_gemm": ("scalar", "avx2", "avx512-vpopcntdq"),
+}
+_CPU_FLAGS = ("sse4.2", "popcnt", "avx2", "fma", "avx512f", "avx512bw", "avx512vnni",
+              "avx512vpopcntdq")
+_C_ERRORS = {
+    1: (ValueError, "sizes are negative or their product overflows"),
+    2: (ValueError, "CSR indptr/indices out of range or not monotone"),
+    3: (RuntimeError, "the requested SIMD path is not supported by this CPU"),
+    4: (MemoryError, "scratch allocation failed"),
+    5: (ValueError, "packed weights do not match K, N or layout"),
+    6: (ValueError, f"K exceeds {INT8_MAX_K}, the exact int32 accumulation bound"),
+    7: (ValueError, "nonzero bits beyond K in a packed operand"),
+    8: (ValueError, "NULL pointer for a non-empty array"),
+    9: (ValueError, "array not aligned for its dtype"),
+}
+
+
+# ----------------------------------------------------------------- introspection
+
+class KernelInfo(dict):
+    """The dict returned by :func:`info`; ``str()`` gives a readable summary."""
+
+    def __str__(self):
+        lines = ["tinyapprox kernels",
+                 f"  C extension loaded : {self['extension_loaded']}"
+                 + (f" ({self['extension_path']})" if self.get("extension_path") else ""),
+                 f"  forced NumPy       : {self['forced_numpy']}"]
+        if self.get("load_error"):
+            lines.append(f"  load error         : {self['load_error']}")
+        for name in _KERNEL_IDS:
+            lines.append(f"  {name:<19}: {self[name]}")
+        flags = [k for k, v in self["cpu"].items() if v]
+        lines.append(f"  CPU features       : {' '.join(flags) if flags else '(not probed)'}")
+        return "\n".join(lines)
+
+
+def _best_level(kernel):
+    level = int(_ext.lib.ta_best_isa(_KERNEL_IDS[kernel]))
+    if _ext.isa_cap is not None:
+        level = min(level, _ext.isa_cap)
+    return level
+
+
+def info():
+    """Which backend and SIMD path each kernel uses, and what the CPU offers.
+
+    Returns a :class:`KernelInfo` (a dict) with keys ``extension_loaded``,
+    ``forced_numpy``, ``extension_path``, ``load_error``, one key per kernel
+    (``"csr_matmul"``, ``"gemm_int8"``, ``"xnor_gemm"``) whose value is
+    ``"numpy"``, ``"scalar"``, ``"avx2"``, ``"avx512"``, ``"avx512-vnni"`` or
+    ``"avx512-vpopcntdq"``, and ``cpu``: {feature: bool} as seen at run time.
+    """
+    loaded = _ext.lib is not None
+    out = KernelInfo(extension_loaded=loaded, forced_numpy=_ext.forced_numpy,
+                     extension_path=_ext.path, load_error=_ext.load_error)
+    for name in _KERNEL_IDS:
+        out[name] = _PATH_NAMES[name][_best_level(name)] if loaded else "numpy"
+    cpu = {flag: False for flag in _CPU_FLAGS}
+    if loaded:
+        feats = _ext.ffi.new("int[8]")
+        _ext.lib.ta_cpu_features(feats)
+        cpu = {flag: bool(feats[i]) for i, flag in enumerate(_CPU_FLAGS)}
+    out["cpu"] = cpu
+    return out
+
+
+def backends():
+    """Available backend names: ``["numpy", "c"]``, or ``["numpy"]`` without the extension."""
+    return ["numpy", "c"] if _ext.lib is not None else ["numpy"]
+
+
+def c_paths():
+    """Names of the C paths this CPU can run, e.g. ``["c-scalar", "c-avx2"]``.
+
+    Passing one as ``backend=`` caps the SIMD level (a kernel without a path at
+    that level uses its best lower one). Empty without the extension.
+    """
+    if _ext.lib is None:
+        return []
+    top = max(int(_ext.lib.ta_best_isa(k)) for k in _KERNEL_IDS.values())
+    return [f"c-{_ext.ISA_NAMES[level]}" for level in range(top + 1)]
+
+
+def _resolve(op, backend):
+    """None for the NumPy twin, else the SIMD level for the C call."""
+    if backend is None:
+        return None if _ext.lib is None else _best_level(op)
+    if backend == "numpy":
+        return None
+    if backend == "c" or (isinstance(backend, str) and backend[2:] in _ext.ISA_NAMES
+                          and backend.startswith("c-")):
+        if _ext.lib is None:
+            why = "TINYAPPROX_KERNELS=numpy" if _ext.forced_numpy else (_ext.load_error or "not built")
+            raise RuntimeError(f"{op}: backend={backend!r} requested but the C extension is not "
+                               f"loaded ({why})")
+        if backend == "c":
+            return _best_level(op)
+        return min(_ext.ISA_NAMES.index(backend[2:]), int(_ext.lib.ta_best_isa(_KERNEL_IDS[op])))
+    raise ValueError(f"{op}: unknown backend {backend!r}; expected None, 'numpy', 'c' or one of "
+                     f"{['c-' + n for n in _ext.ISA_NAMES]}")
+
+
+def _check_rc(op, rc):
+    if rc != 0:
+        exc, what = _C_ERRORS.get(rc, (RuntimeError, f"unknown error code {rc}"))
+        raise exc(f"{op}: the C kernel refused its input: {what}")
+
+
+def _ptr(ctype, arr):
+    return _ext.ffi.from_buffer(ctype + "[]", arr)
+
+
+# ----------------------------------------------------------------- validation
+
+def _check_array(op, name, x, dtype=None, kind=None, ndim=None):
+    """Raise unless x is an aligned C-contiguous ndarray of the given dtype / kind and ndim."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__name__}")
+    allowed = ndim if isinstance(ndim, tuple) else (ndim,)
+    if ndim is not None and x.ndim not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"{op}: {name} must be {want}, got shape {x.shape}")
+    if dtype is not None and x.dtype != np.dtype(dtype):
+        raise TypeError(f"{op}: {name} must have dtype {np.dtype(dtype)}, got {x.dtype}")
+    if kind == "int" and (x.dtype.kind not in "iu"):
+        raise TypeError(f"{op}: {name} must have an integer dtype, got {x.dtype}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{op}: {name} must be C-contiguous (use np.ascontiguousarray), "
+                         f"got strides {x.strides} for shape {x.shape}")
+    if not x.flags.aligned:
+        raise ValueError(f"{op}: {name} must be aligned for dtype {x.dtype} (copy it with np.array)")
+
+
+def _check_int(op, name, value, lo, hi):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
+    if not lo <= int(value) <= hi:
+        raise ValueError(f"{op}: {name} must be in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
+# ----------------------------------------------------------------- CSR x dense
+
+def csr_matmul(indptr, indices, data, X, backend=None, shape=None):
+    """Y = A @ X for a CSR matrix A (M, K) and a dense X (K, N).
+
+    indptr: (M+1,) integer, starts at 0, non-decreasing, ends at nnz;
+    indices: (nnz,) integer column of each stored value, in [0, K), any order,
+    duplicates add up; data: (nnz,) float32; X: (K, N) float32 C-contiguous.
+    shape: optional (M, K) of A, checked against indptr and X.
+    Returns Y: (M, N) float32, equal to ``reference.csr_matmul`` up to float32
+    rounding (the summation order differs).
+
+    Raises TypeError for wrong types/dtypes, ValueError for bad shapes, layout
+    or index ranges, RuntimeError if ``backend`` asks for C that is absent.
+    """
+    op = "csr_matmul"
+    _check_array(op, "indptr", indptr, kind="int", ndim=1)
+    _check_array(op, "indices", indices, kind="int", ndim=1)
+    _check_array(op, "data", data, dtype=np.float32, ndim=1)
+    _check_array(op, "X", X, dtype=np.float32, ndim=2)
+    if indptr.size == 0:
+        raise ValueError(f"{op}: indptr must have M+1 >= 1 entries, got 0")
+    M, nnz = indptr.size - 1, indices.size
+    K, N = X.shape
+    if data.size != nnz:
+        raise ValueError(f"{op}: indices and data must have the same length (nnz), "
+                         f"got {nnz} and {data.size}")
+    if shape is not None:
+        if tuple(shape) != (M, K):
+            raise ValueError(f"{op}: shape {tuple(shape)} does not match indptr (M={M}) and "
+                             f"X (K={K} rows); expected ({M}, {K})")
+    ip = indptr.astype(np.int64, copy=False)
+    if indptr.dtype.kind == "u" and M >= 0 and int(indptr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{op}: indptr values exceed int64")
+    if ip[0] != 0 or ip[-1] != nnz:
+        raise ValueError(f"{op}: indptr must start at 0 and end at nnz={nnz}, "
+                         f"got {int(ip[0])} ... {int(ip[-1])}")
+    steps = np.diff(ip)
+    if steps.size and steps.min() < 0:
+        row = int(np.argmax(steps < 0))
+        raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
+                         f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
+    if nnz:
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= K:
+            bad = int(np.argmax((indices < 0) | (indices >= K)))
+            raise ValueError(f"{op}: column indices must be in [0, K={K}), "
+                             f"got indices[{bad}]={int(indices[bad])}")
+    level = _resolve(op, backend)
+    if level is None:
+        return reference.csr_matmul(ip, indices, data, X)
+    if K > _INT32_MAX:
+        raise ValueError(f"{op}: K={K} exceeds the C kernel limit {_INT32_MAX}; use backend='numpy'")
+    idx = indices.astype(np.int32, copy=False)
+    Y = np.empty((M, N), dtype=np.float32)
+    rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
+                                    _ptr("float", data), _ptr("float", X), _ptr("float", Y))
+    _check_rc(op, rc)
+    return Y
+
+
+# ----------------------------------------------------------------- int8 GEMM
+
+class Int8Weights:
+    """An int8 weight matrix B (K, N) prepared for repeated :func:`gemm_int8` calls.
+
+    Holds a read-only copy of B (for the NumPy twin), its column sums (int64,
+    for zero-point corrections), whether it contains -128, and the packed
+    panels the C kernel reads, built once per layout on first use.
+    Build it with :func:`prepare_int8`.
+    """
+
+    def __init__(self, B, _copy=True):
+        _check_array("prepare_int8", "B", B, dtype=np.int8, ndim=2)
+        if B.shape[0] > INT8_MAX_K:
+            raise ValueError(f"prepare_int8: K={B.shape[0]} exceeds {INT8_MAX_K}, the largest K "
+                             "for which int32 accumulation is exact (K * 128 * 128 < 2**31)")
+        self.B = B.copy() if _copy else B
+        if _copy:
+            self.B.setflags(write=False)
+        self.K, self.N = B.shape
+        self.has_min = bool(np.any(B == -128))
+        self.colsum = B.sum(axis=0, dtype=np.int64)
+        self._packed = {}
+
+    @property
+    def shape(self):
+        return (self.K, self.N)
+
+    def _packed_for(self, level):
+        """(layout, buffer) for the C kernel at SIMD `level`, packing on first use."""
+        lib, ffi = _ext.lib, _ext.ffi
+        layout = int(lib.ta_int8_choose_layout(level, int(self.has_min)))
+        if layout not in self._packed:
+            size = ffi.new("int64_t *")
+            _check_rc("prepare_int8", lib.ta_int8_packed_size(layout, self.K, self.N, size))
+            buf = np.empty(int(size[0]), dtype=np.uint8)
+            _check_rc("prepare_int8", lib.ta_int8_pack(layout, _ptr("int8_t", self.B), self.K,
+                                                       self.N, _ptr("uint8_t", buf), buf.size))
+            self._packed[layout] = buf
+        return layout, self._packed[layout]
+
+    def __repr__(self):
+        return f"Int8Weights(K={self.K}, N={self.N}, has_min={self.has_min})"
+
+
+def prepare_int8(B):
+    """Prepare int8 weights B (K, N) for repeated :func:`gemm_int8` calls -> :class:`Int8Weights`.
+
+    Raises TypeError unless B is an int8 ndarray, ValueError if it is not 2-D,
+    not C-contiguous, or K > INT8_MAX_K.
+    """
+    return Int8Weights(B)
+
+
+def gemm_int8(A, B, backend=None):
+    """C = A @ B exactly: A (M, K) int8, B (K, N) int8 or :class:`Int8Weights` -> (M, N) int32.
+
+    The int32 accumulation is exact for K <= INT8_MAX_K = 131071 (since
+    K * 128 * 128 < 2**31); larger K is refused with ValueError. Pass the
+    result of :func:`prepare_int8` as B to reuse packed weights across calls.
+    Raises TypeError for wrong dtypes, ValueError for shapes/layout.
+    """
+    op = "gemm_int8"
+    _check_array(op, "A", A, dtype=np.int8, ndim=2)
+    if isinstance(B, Int8Weights):
+        weights = B
+    else:
+        _check_array(op, "B", B, dtype=np.int8, ndim=2)
+        weights = None
+    K, N = B.shape
+    if A.shape[1] != K:
+        raise ValueError(f"{op}: inner dimensions differ: A is {A.shape}, B is {tuple(B.shape)}")
+    if K > INT8_MAX_K:
+        raise ValueError(f"{op}: K={K} exceeds {INT8_MAX_K}, the largest K for which int32 "
+                         "accumulation is exact (K * 128 * 128 < 2**31); split K")
+    level = _resolve(op, backend)
+    if level is None:
+        return reference.gemm_int8(A, weights.B if weights is not None else B)
+    if weights is None:
+        weights = Int8Weights(B, _copy=False)
+    layout, buf = weights._packed_for(level)
+    M = A.shape[0]
+    C = np.empty((M, N), dtype=np.int32)
+    rc = _ext.lib.ta_gemm_int8_packed(level, _ptr("int8_t", A), M, K, N, layout,
+                                      _ptr("uint8_t", buf), buf.size, _ptr("int32_t", C))
+    _check_rc(op, rc)
+    return C
+
+
+def _check_scale(op, name, value):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: {name} must be a positive float, got {type(value).__name__}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{op}: {name} must be a positive finite float, got {value}")
+    return v
+
+
+def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zero,
+                      bias=None, relu=False, backend=None):
+    """Quantized linear map with requantization: int8 A (M, K), B (K, N) -> int8 (M, N).
+
+    Affine quantization, real = scale * (q - zero):
+    A per tensor (a_scale float > 0, a_zero int in [-128, 127]); B per tensor or
+    per output column (b_scale: float or (N,) floats > 0; b_zero: int or (N,)
+    ints in [-128, 127]); bias: None or (N,) real-valued floats, added after
+    dequantization; output per tensor (out_scale, out_zero).
+
+    acc = sum_k (A - a_zero)(B - b_zero) is exact (int64, from the int32 GEMM);
+    out = clip(round_half_to_even((a_scale * b_scale * acc + bias) / out_scale)
+    + out_zero, -128, 127); with relu=True values below out_zero are raised to it.
+    The epilogue is :func:`reference.requantize` for every backend, so results
+    are identical to ``reference.gemm_int8_requant``.
+    """
+    op = "gemm_int8_requant"
+    C = gemm_int8(A, B, backend=backend)
+    N = C.shape[1]
+    a_scale = _check_scale(op, "a_scale", a_scale)
+    out_scale = _check_scale(op, "out_scale", out_scale)
+    a_zero = _check_int(op, "a_zero", a_zero, -128, 127)
+    out_zero = _check_int(op, "out_zero", out_zero, -128, 127)
+    bs = np.asarray(b_scale, dtype=np.float64)
+    if bs.ndim == 0:
+        bs = np.full(N, float(bs))
+    if bs.shape != (N,) or not np.all(np.isfinite(bs)) or np.any(bs <= 0):
+        raise ValueError(f"{op}: b_scale must be a positive float or ({N},) positive floats, "
+                         f"got shape {bs.shape}")
+    bz = np.asarray(b_zero)
+    if bz.dtype.kind not in "iu":
+        raise TypeError(f"{op}: b_zero must be an int or an integer array, got dtype {bz.dtype}")
+    bz = bz.astype(np.int64)
+    if bz.ndim == 0:
+        bz = np.full(N, int(bz), dtype=np.int64)
+    if bz.shape != (N,) or np.any(bz < -128) or np.any(bz > 127):
+        raise ValueError(f"{op}: b_zero must be an int or ({N},) ints in [-128, 127], "
+                         f"got shape {bz.shape}")
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.shape != (N,) or not np.all(np.isfinite(bias)):
+            raise ValueError(f"{op}: bias must be None or ({N},) finite floats, got shape {bias.shape}")
+    colsum = B.colsum if isinstance(B, Int8Weights) else B.sum(axis=0, dtype=np.int64)
+    acc = reference.zero_point_accumulators(C, A, colsum, a_zero, bz)
+    return reference.requantize(acc, a_scale, bs, out_scale, out_zero, bias, bool(relu))
+
+
+# ----------------------------------------------------------------- XNOR / popcount
+
+def _check_bits(op, name, bits, K, ndim):
+    _check_array(op, name, bits, dtype=np.uint64, ndim=ndim)
+    W = (K + 63) // 64
+    if bits.shape[-1] != W:
+        raise ValueError(f"{op}: {name} must have ceil(K/64) = {W} words per row for K={K}, "
+                         f"got shape {bits.shape}")
+    tail = K % 64
+    if tail and bits.size:
+        last = bits[..., W - 1] >> np.uint64(tail)
+        if np.any(last != 0):
+            row = int(np.argmax(np.ravel(last) != 0))
+            raise ValueError(f"{op}: {name} row {row} has nonzero padding bits beyond K={K}; "
+                             "bits k >= K must be 0 (use pack_bits)")
+
+
+def xnor_gemm(A_bits, B_bits, K, backend=None):
+    """+-1 matrix product on packed bits: C[i, j] = K - 2 * popcount(A_i XOR B_j).
+
+    A_bits: (M, W) uint64 (rows of A), B_bits: (N, W) uint64 (rows of B^T, i.e.
+    columns of B), W = ceil(K/64), bits beyond K zero (as :func:`pack_bits`
+    makes them) -> (M, N) int32, equal to
+    ``unpack_bits(A_bits, K) @ unpack_bits(B_bits, K).T`` exactly.
+    K: int in [0, 2**31 - 1]. Raises TypeError/ValueError on bad input.
+    """
+    op = "xnor_gemm"
+    K = _check_int(op, "K", K, 0, _INT32_MAX)
+    _check_bits(op, "A_bits", A_bits, K, 2)
+    _check_bits(op, "B_bits", B_bits, K, 2)
+    level = _resolve(op, backend)
+    if level is None:
+        return reference.xnor_gemm(A_bits, B_bits, K)
+    M, N, W = A_bits.shape[0], B_bits.shape[0], (K + 63) // 64
+    C = np.empty((M, N), dtype=np.int32)
+    rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", A_bits), M, _ptr("uint64_t", B_bits), N,
+                               W, K, _ptr("int32_t", C))
+    _check_rc(op, rc)
+    return C
+
+
+def pack_bits(X):
+    """Signs of X as bits: (M, K) or (K,) real/int ndarray -> uint64 (M, ceil(K/64)) or (ceil(K/64),).
+
+    Bit k % 64 of word k // 64 is 1 where X >= 0 (so sign(0) = +1) and 0 where
+    X < 0; padding bits are 0. Raises TypeError for non-numeric dtypes and
+    ValueError for NaN or a wrong number of dimensions.
+    """
+    op = "pack_bits"
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"{op}: X must be a numpy.ndarray, got {type(X).__name__}")
+    if X.dtype.kind not in "iuf":
+        raise TypeError(f"{op}: X must have an integer or real floating dtype, got {X.dtype}")
+    if X.ndim not in (1, 2):
+        raise ValueError(f"{op}: X must be 1-D or 2-D, got shape {X.shape}")
+    if X.dtype.kind == "f" and np.isnan(X).any():
+        raise ValueError(f"{op}: X contains NaN, whose sign is undefined")
+    return reference.pack_bits(X)
+
+
+def unpack_bits(bits, K):
+    """Inverse of :func:`pack_bits`: uint64 (M, W) or (W,) -> float32 (M, K) or (K,) of +1/-1.
+
+    W must be ceil(K/64) and bits beyond K must be 0.
+    """
+    op = "unpack_bits"
+    K = _check_int(op, "K", K, 0, _INT32_MAX)
+    _check_bits(op, "bits", bits, K, (1, 2))
+    return reference.unpack_bits(bits, K)

@@ -1,0 +1,137 @@
+"""Plain NumPy twins of the C kernels: they define the right answer.
+
+Each function here has the same name and contract as its fast version in
+``tinyapprox.kernels`` and is written to be read, not to be fast. The public
+wrappers validate their inputs before calling either backend; these functions
+assume already-valid inputs (right dtypes and shapes, indices in range).
+
+Conventions shared with the C code:
+
+* CSR: ``indptr`` (M+1,), ``indices`` (nnz,) column of each stored value,
+  ``data`` (nnz,). Column indices need not be sorted; duplicates add up.
+* int8 GEMM: int8 (M, K) x int8 (K, N) -> int32 (M, N), exact.
+* Bit packing: bit 1 = +1, bit 0 = -1 and sign(0) = +1; element ``k`` of a row is
+  bit ``k % 64`` of word ``k // 64``; bits at positions >= K are 0.
+"""
+import numpy as np
+
+#: Largest K for which an int8 dot product always fits int32: K * 128 * 128 <= 2**31 - 1.
+INT8_MAX_K = 131071
+
+
+def csr_matmul(indptr, indices, data, X):
+    """Y = A @ X for A in CSR form.
+
+    indptr: (M+1,) int, indices: (nnz,) int in [0, K), data: (nnz,) float32,
+    X: (K, N) float32 -> Y: (M, N) float32. Each row is accumulated in float64
+    and rounded once, so this is at least as accurate as the C kernel.
+    """
+    M = len(indptr) - 1
+    Y = np.zeros((M, X.shape[1]), dtype=np.float64)
+    for i in range(M):
+        start, end = int(indptr[i]), int(indptr[i + 1])
+        cols = indices[start:end]
+        Y[i] = data[start:end].astype(np.float64) @ X[cols].astype(np.float64)
+    return Y.astype(np.float32)
+
+
+def gemm_int8(A, B):
+    """C = A @ B exactly: A (M, K) int8, B (K, N) int8 -> (M, N) int32.
+
+    The products are summed in float64, which is exact here: every partial sum
+    is an integer of magnitude <= K * 2**14 < 2**53 (K <= INT8_MAX_K).
+    """
+    C = A.astype(np.float64) @ B.astype(np.float64)
+    return C.astype(np.int32)
+
+
+def requantize(acc, a_scale, b_scale, out_scale, out_zero, bias=None, relu=False):
+    """Map exact int accumulators to int8 outputs.
+
+    acc: (M, N) int64, sum_k (A - a_zero)(B - b_zero); a_scale: float;
+    b_scale: (N,) float64; bias: (N,) float64 in real units or None.
+    real = a_scale * b_scale[j] * acc + bias[j];
+    q = round_half_to_even(real / out_scale) + out_zero, then ReLU (q >= out_zero)
+    if asked, then clipped to [-128, 127]. Arithmetic is float64 in this order.
+    """
+    mult = (a_scale * b_scale) / out_scale
+    real = acc.astype(np.float64) * mult
+    if bias is not None:
+        real = real + bias / out_scale
+    q = np.rint(real) + out_zero
+    if relu:
+        q = np.maximum(q, out_zero)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def zero_point_accumulators(C, A, B_colsum, a_zero, b_zero):
+    """sum_k (A[i,k] - a_zero) (B[k,j] - b_zero[j]) from C = A @ B, in int64.
+
+    C: (M, N) int32; A: (M, K) int8; B_colsum: (N,) int64 column sums of B;
+    a_zero: int; b_zero: (N,) int64. Expands the product so only C needs a GEMM.
+    """
+    K = A.shape[1]
+    row_sum = A.sum(axis=1, dtype=np.int64)[:, None]
+    return (C.astype(np.int64) - row_sum * b_zero[None, :] - a_zero * B_colsum[None, :]
+            + K * a_zero * b_zero[None, :])
+
+
+def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zero,
+                      bias=None, relu=False):
+    """Quantized linear map: int8 A (M, K), int8 B (K, N) -> int8 (M, N).
+
+    Per-tensor a_scale/a_zero; b_scale and b_zero are (N,) arrays (per output
+    column; broadcast a scalar first). See :func:`requantize` for the rounding.
+    """
+    acc = zero_point_accumulators(gemm_int8(A, B), A, B.sum(axis=0, dtype=np.int64),
+                                  a_zero, b_zero)
+    return requantize(acc, a_scale, b_scale, out_scale, out_zero, bias, relu)
+
+
+def pack_bits(X):
+    """Pack signs of X (M, K) real/int into uint64 (M, ceil(K/64)); bit = X >= 0.
+
+    A 1-D X (K,) gives (ceil(K/64),).
+    """
+    X = np.asarray(X)
+    squeeze = X.ndim == 1
+    X2 = X.reshape(1, -1) if squeeze else X
+    M, K = X2.shape
+    W = (K + 63) // 64
+    bits = np.zeros((M, W * 64), dtype=np.uint8)
+    bits[:, :K] = X2 >= 0
+    packed_bytes = np.packbits(bits, axis=1, bitorder="little")  # (M, 8W), bit k%8 of byte k//8
+    words = np.ascontiguousarray(packed_bytes).view("<u8").astype(np.uint64)
+    return words[0] if squeeze else words
+
+
+def unpack_bits(bits, K):
+    """Inverse of pack_bits: uint64 (M, W) -> float32 (M, K) of +1 / -1."""
+    bits = np.asarray(bits)
+    squeeze = bits.ndim == 1
+    b2 = bits.reshape(1, -1) if squeeze else bits
+    as_bytes = np.ascontiguousarray(b2.astype("<u8")).view(np.uint8)
+    flags = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :K]
+    out = np.where(flags == 1, np.float32(1), np.float32(-1)).astype(np.float32)
+    return out[0] if squeeze else out
+
+
+def popcount64(words):
+    """Number of set bits of each uint64 element (same shape, int64)."""
+    as_bytes = np.ascontiguousarray(words, dtype=np.uint64).view(np.uint8)
+    counts = np.unpackbits(as_bytes).reshape(*as_bytes.shape, 8).sum(axis=-1)
+    return counts.reshape(*words.shape, 8).sum(axis=-1).astype(np.int64)
+
+
+def xnor_gemm(A_bits, B_bits, K):
+    """+-1 dot products of packed rows: C[i, j] = K - 2 * popcount(A_i XOR B_j).
+
+    A_bits: (M, W) uint64, B_bits: (N, W) uint64, W = ceil(K/64) -> (M, N) int32.
+    Equals unpack_bits(A_bits, K) @ unpack_bits(B_bits, K).T exactly.
+    """
+    M, N = A_bits.shape[0], B_bits.shape[0]
+    C = np.empty((M, N), dtype=np.int32)
+    for i in range(M):
+        differing = popcount64(A_bits[i][None, :] ^ B_bits).sum(axis=1)
+        C[i] = K - 2 * differing
+    return C
