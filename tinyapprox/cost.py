@@ -1,0 +1,376 @@
+"""What a network costs: operation counts, bytes and energy (Horowitz 45 nm table).
+
+Shared by pruning, quantization and binarization, so it counts things, not techniques:
+
+* ``layer_costs(model, input_shape)`` runs one batch of zeros (or given data) through the
+  model and lists, per leaf layer, its output shape, parameters, non-zero parameters,
+  multiply-accumulates (MACs) and FLOPs, dense and counting non-zero weights only.
+* ``model_bytes(model, weight_bits=32, sparse=...)`` is the storage of the parameters,
+  with CSR indices counted when a weight is stored sparse.
+* ``energy(counts)`` and ``inference_energy(model, input_shape, ...)`` price the counts
+  with a per-operation energy table and return the total in picojoules, a breakdown and
+  the assumptions as a printable string.
+
+Conventions (the lecture's "metrics ambiguity"): one multiply-add is 1 MAC = 2 FLOPs.
+Per layer type, for the batch given by ``input_shape`` (pass batch 1 for per-sample):
+
+* Linear, weight (out, in), input (N, in):      MACs = N * in * out
+* Conv2d, weight (O, C, kh, kw), output (N, O, OH, OW):  MACs = N * C * kh * kw * O * OH * OW
+  (so FLOPs = 2*C*kh*kw*O*OH*OW per sample)
+* "non-zero" MACs replace in*out (or C*kh*kw*O) by the number of non-zero effective
+  weights: a pruned weight costs nothing, a kept one 1 MAC per output position.
+* Bias additions are not counted (N*out adds, negligible next to the MACs).
+* Pooling, activations and batch norm have 0 MACs/FLOPs; their element operations are
+  reported separately as ``other_ops``: max/avg pool kh*kw per output element, an
+  activation 1 per element, batch norm 2 per element (a scale and a shift, which at
+  inference fold into the previous layer). Flatten and Dropout cost nothing.
+
+Layers are recognised by duck typing, so quantized and binary layers defined elsewhere
+are counted too: a leaf module with a 2-D ``weight`` parameter is counted like Linear,
+one with a 4-D weight like Conv2d (groups and dilation are not supported); otherwise the
+class name decides (``*Pool*``, ``*BatchNorm*``, activations).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .tensor import Tensor, no_grad
+
+__all__ = ["ENERGY_PJ_45NM", "ENERGY_SOURCE", "EnergyReport", "energy", "inference_energy", "layer_costs",
+           "model_bytes", "param_bytes", "trace_layers", "effective_weight", "format_layer_costs"]
+
+# ------------------------------------------------------------------ energy table
+ENERGY_PJ_45NM = {
+    "int8_add": 0.03, "int16_add": 0.05, "int32_add": 0.1,
+    "float16_add": 0.4, "float32_add": 0.9,
+    "int8_mult": 0.2, "int32_mult": 3.1,
+    "float16_mult": 1.1, "float32_mult": 3.7,
+    "reg32": 1.0, "sram32": 5.0, "dram32": 640.0,
+}
+ENERGY_SOURCE = ("M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, "
+                 "45 nm, 0.9 V; 32-bit rows (int add 0.1, float add 0.9, register file 1, int mult 3.1, "
+                 "float mult 3.7, SRAM 5, DRAM 640 pJ) as tabulated by Han et al., 'Learning both weights "
+                 "and connections for efficient neural networks', NIPS 2015, Table 1; 8/16-bit rows from "
+                 "Horowitz's table. Memory entries are per 32-bit access.")
+
+_ACTIVATIONS = ("relu", "sigmoid", "tanh", "hardtanh", "sign", "softmax", "leakyrelu", "gelu", "binary")
+
+
+# ------------------------------------------------------------------ tracing
+@contextlib.contextmanager
+def _recording(model):
+    """Temporarily wrap each leaf module's ``forward`` to record (name, module, input, output)."""
+    records = []
+    leaves = [(n, m) for n, m in model.named_modules() if not m._modules]
+    for name, mod in leaves:
+        original = mod.forward
+
+        def wrapped(*args, _orig=original, _name=name, _mod=mod, **kwargs):
+            out = _orig(*args, **kwargs)
+            x = args[0] if args else None
+            records.append((_name, _mod, _as_array(x), _as_array(out)))
+            return out
+
+        object.__setattr__(mod, "forward", wrapped)
+    try:
+        yield records
+    finally:
+        for _, mod in leaves:
+            mod.__dict__.pop("forward", None)
+
+
+def _as_array(x):
+    if isinstance(x, Tensor):
+        return x.data
+    return None if x is None else np.asarray(x)
+
+
+def trace_layers(model, x) -> list:
+    """Run ``x`` through ``model`` (eval mode, no graph) and record every leaf layer call.
+
+    x: an ndarray or Tensor batch. Returns a list of ``(name, module, input, output)``
+    with ndarray input/output, in call order (a layer called twice appears twice).
+    """
+    x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float32))
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad(), _recording(model) as records:
+            model(x)
+    finally:
+        model.train(was_training)
+    return records
+
+
+def effective_weight(module) -> np.ndarray | None:
+    """The weight the forward pass uses (transforms such as masks applied), or None."""
+    w = module._parameters.get("weight") if hasattr(module, "_parameters") else None
+    if w is None:
+        return None
+    with no_grad():
+        eff = w.effective() if hasattr(w, "effective") else w
+    return np.asarray(eff.data if isinstance(eff, Tensor) else eff)
+
+
+def _kind(module, weight) -> str:
+    if weight is not None and weight.ndim == 2:
+        return "linear"
+    if weight is not None and weight.ndim == 4:
+        return "conv"
+    name = type(module).__name__.lower()
+    if "pool" in name:
+        return "pool"
+    if "batchnorm" in name:
+        return "batchnorm"
+    if any(a in name for a in _ACTIVATIONS):
+        return "activation"
+    return "other"
+
+
+def _pool_window(module) -> int:
+    k = getattr(module, "kernel_size", None)
+    if k is None:
+        return 1
+    k = (k, k) if np.ndim(k) == 0 else tuple(k)
+    return int(np.prod(k))
+
+
+def layer_costs(model, input_shape=None, data=None) -> list:
+    """Per-leaf-layer counts for one forward pass.
+
+    Args:
+        model: a ``Module``.
+        input_shape: shape of the input batch, e.g. (1, 1, 28, 28) or (1, 784); a batch of
+            zeros is run through the model. Counts are for that whole batch.
+        data: alternatively a real input batch (ndarray or Tensor); then ``input_shape``
+            is ignored.
+
+    Returns:
+        list of dicts, one per leaf call: ``name``, ``type`` (class name), ``kind``
+        ("linear", "conv", "pool", "batchnorm", "activation", "other"), ``input_shape``,
+        ``output_shape``, ``params`` (all parameters of the layer), ``nonzero_params``
+        (non-zero entries of the effective parameters), ``weights`` / ``nonzero_weights``
+        (the weight tensor only), ``macs``, ``flops`` (= 2*macs), ``nonzero_macs``,
+        ``nonzero_flops``, ``other_ops``.
+
+    Raises:
+        ValueError: neither input_shape nor data given.
+    """
+    if data is None:
+        if input_shape is None:
+            raise ValueError("layer_costs: expected input_shape (e.g. (1, 784)) or a data batch, got neither")
+        data = np.zeros(tuple(input_shape), dtype=np.float32)
+    rows = []
+    for name, mod, x, y in trace_layers(model, data):
+        w = effective_weight(mod)
+        kind = _kind(mod, w)
+        params = [p for p in mod._parameters.values()]
+        n_params = int(sum(p.size for p in params))
+        nz_params = 0
+        with no_grad():
+            for p in params:
+                eff = p.effective() if hasattr(p, "effective") else p
+                nz_params += int(np.count_nonzero(eff.data))
+        macs = nz_macs = other = 0
+        if kind == "linear":
+            batch = int(np.prod(y.shape[:-1]))
+            macs, nz_macs = batch * w.size, batch * int(np.count_nonzero(w))
+        elif kind == "conv":
+            positions = int(y.shape[0] * y.shape[2] * y.shape[3])
+            macs, nz_macs = positions * w.size, positions * int(np.count_nonzero(w))
+        elif kind == "pool":
+            other = int(y.size) * _pool_window(mod)
+        elif kind == "batchnorm":
+            other = 2 * int(y.size)
+        elif kind == "activation":
+            other = int(y.size)
+        rows.append({
+            "name": name, "type": type(mod).__name__, "kind": kind,
+            "input_shape": None if x is None else tuple(x.shape), "output_shape": tuple(y.shape),
+            "params": n_params, "nonzero_params": nz_params,
+            "weights": 0 if w is None else int(w.size),
+            "nonzero_weights": 0 if w is None else int(np.count_nonzero(w)),
+            "macs": int(macs), "flops": 2 * int(macs), "nonzero_macs": int(nz_macs),
+            "nonzero_flops": 2 * int(nz_macs), "other_ops": int(other),
+        })
+    return rows
+
+
+def format_layer_costs(rows) -> str:
+    """A fixed-width text table of ``layer_costs`` rows, with the FLOP convention in the header."""
+    lines = ["FLOPs: one multiply-add = 2 FLOPs; Linear 2*in*out per sample, Conv2d 2*C*kh*kw*O*OH*OW",
+             f"{'layer':<14}{'type':<13}{'output':<20}{'params':>10}{'nonzero':>10}{'MACs':>13}{'FLOPs':>13}"
+             f"{'nz FLOPs':>13}"]
+    for r in rows:
+        lines.append(f"{r['name']:<14}{r['type']:<13}{str(r['output_shape']):<20}{r['params']:>10,}"
+                     f"{r['nonzero_params']:>10,}{r['macs']:>13,}{r['flops']:>13,}{r['nonzero_flops']:>13,}")
+    tot = {k: sum(r[k] for r in rows) for k in ("params", "nonzero_params", "macs", "flops", "nonzero_flops")}
+    lines.append(f"{'total':<47}{tot['params']:>10,}{tot['nonzero_params']:>10,}{tot['macs']:>13,}"
+                 f"{tot['flops']:>13,}{tot['nonzero_flops']:>13,}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ bytes
+def _is_weight(name: str, arr: np.ndarray) -> bool:
+    return name.rsplit(".", 1)[-1] == "weight" and arr.ndim >= 2
+
+
+def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto", index_bits: int = 32,
+                indptr_bits: int = 64) -> dict:
+    """Storage of each parameter in bytes: ``{name: {"bytes", "format", "nnz", "size"}}``.
+
+    Weights (parameters named ``weight`` with >= 2 dims) take ``weight_bits`` per value;
+    every other parameter (biases, batch-norm scales) ``other_bits``. A weight stored
+    sparse is CSR of its (rows, rest) reshape: nnz * (weight_bits + index_bits) bits plus
+    (rows + 1) * indptr_bits bits (int32 column indices and int64 row pointers by
+    default, as in ``sparse.CSR``). ``sparse``: False (all dense), True (every weight
+    CSR) or "auto" (CSR when that is smaller than dense). Values use the *effective*
+    weight, so masks count. Bit totals are rounded up to whole bytes per tensor.
+    """
+    if sparse not in (True, False, "auto"):
+        raise ValueError(f"param_bytes: expected sparse True, False or 'auto', got {sparse!r}")
+    out = {}
+    for name, p in model.named_parameters():
+        with no_grad():
+            eff = p.effective() if hasattr(p, "effective") else p
+        arr = np.asarray(eff.data)
+        nnz = int(np.count_nonzero(arr))
+        if _is_weight(name, arr):
+            dense_bits = arr.size * weight_bits
+            csr_bits = nnz * (weight_bits + index_bits) + (arr.shape[0] + 1) * indptr_bits
+            use_csr = sparse is True or (sparse == "auto" and csr_bits < dense_bits)
+            bits, fmt = (csr_bits, "csr") if use_csr else (dense_bits, "dense")
+        else:
+            bits, fmt = arr.size * other_bits, "dense"
+        out[name] = {"bytes": math.ceil(bits / 8), "format": fmt, "nnz": nnz, "size": int(arr.size)}
+    return out
+
+
+def model_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse=False, index_bits: int = 32,
+                indptr_bits: int = 64) -> int:
+    """Total parameter storage in bytes (see ``param_bytes`` for the counting rules).
+
+    ``model_bytes(m)`` is the dense float32 size; ``model_bytes(m, sparse="auto")`` the size
+    with pruned weights in CSR; ``model_bytes(m, weight_bits=8)`` an 8-bit model (add
+    per-tensor scales yourself if your format stores them).
+    """
+    table = param_bytes(model, weight_bits, other_bits, sparse, index_bits, indptr_bits)
+    return int(sum(v["bytes"] for v in table.values()))
+
+
+# ------------------------------------------------------------------ energy
+@dataclass
+class EnergyReport:
+    """Total energy in picojoules, its breakdown by operation, the counts and assumptions."""
+
+    total_pj: float
+    breakdown_pj: dict
+    counts: dict
+    assumptions: str = ""
+    energies_pj: dict = field(default_factory=dict)
+
+    @property
+    def total_uj(self) -> float:
+        return self.total_pj * 1e-6
+
+    def __str__(self):
+        lines = [f"energy: {self.total_pj:,.1f} pJ ({self.total_uj:.4f} uJ)"]
+        for key, pj in sorted(self.breakdown_pj.items(), key=lambda kv: -kv[1]):
+            share = pj / self.total_pj if self.total_pj else 0.0
+            lines.append(f"  {key:<14}{self.counts[key]:>16,.1f} x {self.energies_pj[key]:>8} pJ = "
+                         f"{pj:>16,.1f} pJ ({share:6.1%})")
+        if self.assumptions:
+            lines.append(self.assumptions)
+        return "\n".join(lines)
+
+
+def energy(counts: dict, energies: dict | None = None, assumptions: str = "") -> EnergyReport:
+    """Price operation counts: sum over keys of ``counts[key] * energies[key]``.
+
+    Args:
+        counts: ``{op: count}``, keys from ``ENERGY_PJ_45NM`` (e.g. ``"float32_mult"``,
+            ``"dram32"`` = one 32-bit DRAM access) or your own.
+        energies: pJ per operation that extend or override the Horowitz table, e.g.
+            ``{"xnor1": 0.005, "popcount1": 0.01}`` for binary networks.
+
+    Raises:
+        ValueError: a count key with no energy, or a negative count.
+    """
+    table = dict(ENERGY_PJ_45NM)
+    table.update(energies or {})
+    missing = sorted(k for k in counts if k not in table)
+    if missing:
+        raise ValueError(f"energy: no energy known for {missing}; known operations {sorted(table)}; "
+                         "pass energies={op: pJ} for custom operations")
+    bad = {k: v for k, v in counts.items() if v < 0}
+    if bad:
+        raise ValueError(f"energy: expected non-negative counts, got {bad}")
+    breakdown = {k: float(v) * table[k] for k, v in counts.items()}
+    return EnergyReport(float(sum(breakdown.values())), breakdown, dict(counts), assumptions,
+                        {k: table[k] for k in counts})
+
+
+def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 32, arithmetic: str = "float",
+                     weight_memory: str = "DRAM", act_memory: str = "SRAM", sparse: bool = True,
+                     index_bits: int = 32, acc_bits: int | None = None, mult_op: str | None = None,
+                     add_op: str | None = None, energies: dict | None = None) -> EnergyReport:
+    """Estimated energy of one forward pass of a ``input_shape`` batch.
+
+    Model (printed with the result):
+      * arithmetic: one multiply and one add per MAC; with ``sparse`` only non-zero
+        weights are multiplied. The multiply is ``"{arithmetic}{max(weight_bits,
+        act_bits)}_mult"``, the add ``"{arithmetic}{acc_bits}_add"`` (``acc_bits`` defaults
+        to 32 for int, to the multiply width for float) - or the keys you pass as
+        ``mult_op`` / ``add_op`` (binary nets: ``mult_op="xnor1", add_op="popcount1"``
+        with their pJ in ``energies``). Pooling/activation/bias ops are not priced.
+      * memory: every parameter is fetched once per forward from ``weight_memory``
+        (weights at ``weight_bits``, plus ``index_bits`` per kept weight when stored sparse,
+        i.e. when ``sparse`` and the weight has zeros; other parameters at 32 bits);
+        every layer input is read once and every output written once in ``act_memory``
+        at ``act_bits``. Memory energy scales linearly with bits (table rows are per
+        32-bit access). Register-file traffic is not counted.
+
+    Returns an ``EnergyReport`` (``.total_pj``, ``.breakdown_pj``, ``.assumptions``).
+    Raises ValueError for an unknown memory or arithmetic, or operations missing from the
+    table (pass them in ``energies``).
+    """
+    mems = {"dram": "dram32", "sram": "sram32", "reg": "reg32"}
+    if weight_memory.lower() not in mems or act_memory.lower() not in mems:
+        raise ValueError(f"inference_energy: expected memories among {sorted(mems)} (any case), "
+                         f"got weight_memory={weight_memory!r}, act_memory={act_memory!r}")
+    if arithmetic not in ("float", "int") and (mult_op is None or add_op is None):
+        raise ValueError(f"inference_energy: expected arithmetic 'float' or 'int' (or explicit mult_op and "
+                         f"add_op), got {arithmetic!r}")
+    mult_bits = max(weight_bits, act_bits)
+    if acc_bits is None:
+        acc_bits = 32 if arithmetic == "int" else mult_bits
+    mult_op = mult_op or f"{arithmetic}{mult_bits}_mult"
+    add_op = add_op or f"{arithmetic}{acc_bits}_add"
+    rows = layer_costs(model, input_shape)
+    macs = sum(r["nonzero_macs"] if sparse else r["macs"] for r in rows)
+    wkey, akey = mems[weight_memory.lower()], mems[act_memory.lower()]
+    weight_words = 0.0
+    for name, info in param_bytes(model, sparse=False).items():
+        arr_is_weight = name.rsplit(".", 1)[-1] == "weight"
+        if arr_is_weight and sparse and info["nnz"] < info["size"]:
+            weight_words += info["nnz"] * (weight_bits + index_bits) / 32
+        elif arr_is_weight:
+            weight_words += info["size"] * weight_bits / 32
+        else:
+            weight_words += info["size"]
+    act_words = sum((0 if r["input_shape"] is None else int(np.prod(r["input_shape"]))) + int(np.prod(r["output_shape"]))
+                    for r in rows if r["kind"] in ("linear", "conv")) * act_bits / 32
+    counts = {mult_op: macs, add_op: macs}
+    counts[wkey] = counts.get(wkey, 0) + weight_words
+    counts[akey] = counts.get(akey, 0) + act_words
+    assumptions = (f"assumptions: input {tuple(input_shape)}; {macs:,} MACs "
+                   f"({'non-zero weights only' if sparse else 'dense'}), each = 1 {mult_op} + 1 {add_op}; "
+                   f"parameters fetched once from {weight_memory.upper()} ({weight_bits}-bit weights"
+                   f"{f' + {index_bits}-bit indices when sparse' if sparse else ''}); layer inputs read and "
+                   f"outputs written once in {act_memory.upper()} at {act_bits} bits; memory energy linear "
+                   f"in bits; registers, pooling, activations and bias adds not counted.\nsource: {ENERGY_SOURCE}")
+    return energy(counts, energies, assumptions)
