@@ -27,6 +27,10 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad.reshape(shape)
 
 
+def _shape(x) -> tuple:
+    return x.shape if type(x) is np.ndarray else np.shape(x)
+
+
 def _normalize_axis(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
@@ -38,7 +42,7 @@ def _normalize_axis(axis, ndim):
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (_shape(a), _shape(b))
         return np.add(a, b)
 
     @staticmethod
@@ -50,7 +54,7 @@ class Add(Function):
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (_shape(a), _shape(b))
         return np.subtract(a, b)
 
     @staticmethod
@@ -68,8 +72,8 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        ga = unbroadcast(g * b, np.shape(a)) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(g * a, np.shape(b)) if ctx.needs_input_grad[1] else None
+        ga = unbroadcast(g * b, _shape(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -82,8 +86,8 @@ class Div(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        ga = unbroadcast(g / b, np.shape(a)) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(-g * a / (b * b), np.shape(b)) if ctx.needs_input_grad[1] else None
+        ga = unbroadcast(g / b, _shape(a)) if ctx.needs_input_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -101,10 +105,10 @@ class Pow(Function):
         a, b, out = ctx.saved
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(g * b * np.power(a, b - 1), np.shape(a))
+            ga = unbroadcast(g * b * np.power(a, b - 1), _shape(a))
         if ctx.needs_input_grad[1]:
             with np.errstate(divide="ignore", invalid="ignore"):
-                gb = unbroadcast(g * out * np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0), np.shape(b))
+                gb = unbroadcast(g * out * np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0), _shape(b))
         return ga, gb
 
 
@@ -120,7 +124,7 @@ class Maximum(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         wa = (a > b) + 0.5 * (a == b)
-        return unbroadcast(g * wa, np.shape(a)), unbroadcast(g * (1 - wa), np.shape(b))
+        return unbroadcast(g * wa, _shape(a)), unbroadcast(g * (1 - wa), _shape(b))
 
 
 class Minimum(Function):
@@ -135,7 +139,7 @@ class Minimum(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         wa = (a < b) + 0.5 * (a == b)
-        return unbroadcast(g * wa, np.shape(a)), unbroadcast(g * (1 - wa), np.shape(b))
+        return unbroadcast(g * wa, _shape(a)), unbroadcast(g * (1 - wa), _shape(b))
 
 
 def add(a, b): return Add.apply(a, b)
@@ -332,15 +336,18 @@ class Sum(Function):
     def forward(ctx, a, axis=None, keepdims=False):
         a = np.asarray(a)
         ctx.shape = a.shape
-        ctx.axes = _normalize_axis(axis, a.ndim)
-        ctx.keepdims = keepdims
-        return np.sum(a, axis=ctx.axes, keepdims=keepdims)
+        if axis is None:
+            ctx.kept = (1,) * a.ndim
+            return np.asarray(np.add.reduce(a, axis=None, keepdims=keepdims))
+        axes = _normalize_axis(axis, a.ndim)
+        ctx.kept = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
+        return np.asarray(np.add.reduce(a, axis=axes, keepdims=keepdims))
 
     @staticmethod
     def backward(ctx, g):
-        if not ctx.keepdims:
-            g = np.expand_dims(g, ctx.axes)
-        return np.broadcast_to(g, ctx.shape).copy()
+        out = np.empty(ctx.shape, dtype=g.dtype)
+        out[...] = g.reshape(ctx.kept)
+        return out
 
 
 class Mean(Function):

@@ -16,7 +16,8 @@ library of differentiable operations is built on top of it in ``functional.py``.
 
 Semantics worth knowing:
 * Gradients **accumulate** into ``.grad`` of leaf tensors across calls to ``backward``
-  (zero them between optimizer steps).
+  (zero them between optimizer steps). ``.grad`` arrays may be shared between tensors
+  (``a + b`` hands the same array to both): treat them as read-only.
 * A graph is **freed** after ``backward`` (the arrays saved for it are dropped); a second
   ``backward`` through it raises ``RuntimeError`` unless the first passed
   ``retain_graph=True``.
@@ -84,18 +85,8 @@ class Function:
         unchanged (axes, strides, flags).
         """
         ctx = Context()
-        arrays = []
-        needs = []
-        requires = False
-        for x in inputs:
-            if isinstance(x, Tensor):
-                arrays.append(x.data)
-                needs.append(x.requires_grad)
-                requires = requires or x.requires_grad
-            else:
-                arrays.append(x)
-                needs.append(False)
-        ctx.needs_input_grad = tuple(needs)
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        ctx.needs_input_grad = needs = [isinstance(x, Tensor) and x.requires_grad for x in inputs]
         try:
             data = cls.forward(ctx, *arrays, **params)
         except ValueError as exc:
@@ -105,7 +96,7 @@ class Function:
         out.data = data
         out.grad = None
         out._retain = False
-        if requires and _grad_enabled:
+        if _grad_enabled and True in needs:
             out.requires_grad = True
             out._fn = cls
             out._ctx = ctx
@@ -217,39 +208,41 @@ class Tensor:
         if grad is None:
             if self.data.size != 1:
                 raise ValueError(f"backward: an explicit gradient is needed for a non-scalar tensor of shape {self.shape}")
-            grad = np.ones_like(self.data)
+            grad = np.ones(self.data.shape, dtype=self.data.dtype) if self.data.ndim else _one(self.data.dtype)
         else:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: gradient shape {grad.shape} does not match tensor shape {self.shape}")
-        order = _topological_order(self)
-        grads = {id(self): grad}
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
+        grads = {self: grad}
+        tensor_type = Tensor
+        for node in _topological_order(self):
+            g = grads.pop(node, None)
             if g is None:
                 continue
-            if node._fn is None or node._retain:
+            if node._retain:
                 node.grad = g if node.grad is None else node.grad + g
-                if node._fn is None:
-                    continue
             ctx = node._ctx
             if ctx is None:
                 raise RuntimeError(f"backward: the graph through {node._fn.__name__} was already freed; "
                                    "pass retain_graph=True to the first backward to run it twice")
             in_grads = node._fn.backward(ctx, g)
-            if not isinstance(in_grads, tuple):
+            if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
             for x, gx in zip(node._inputs, in_grads):
-                if gx is None or not isinstance(x, Tensor) or not x.requires_grad:
+                if gx is None or not isinstance(x, tensor_type) or not x.requires_grad:
                     continue
                 if gx.shape != x.data.shape:
                     raise RuntimeError(f"backward of {node._fn.__name__}: produced a gradient of shape "
                                        f"{gx.shape} for an input of shape {x.data.shape}")
-                key = id(x)
-                prev = grads.get(key)
-                grads[key] = gx if prev is None else prev + gx
+                if x._fn is None:
+                    x.grad = gx if x.grad is None else x.grad + gx
+                else:
+                    prev = grads.get(x)
+                    grads[x] = gx if prev is None else prev + gx
             if not retain_graph:
                 node._ctx = None
+        if self._fn is None:
+            self.grad = grad if self.grad is None else self.grad + grad
 
     # ----- operators (implemented in functional.py) ------------------------------
     def __add__(self, other): return _F.add(self, other)
@@ -298,29 +291,47 @@ class Tensor:
     def argmax(self, axis=None): return self.data.argmax(axis)
 
 
+_ONES = {}
+
+
+def _one(dtype) -> np.ndarray:
+    """A shared read-only 0-d array holding 1 (the seed gradient of a scalar loss)."""
+    one = _ONES.get(dtype)
+    if one is None:
+        one = _ONES[dtype] = np.ones((), dtype=dtype)
+        one.flags.writeable = False
+    return one
+
+
 def _data(x):
     return x.data if isinstance(x, Tensor) else x
 
 
 def _topological_order(root: Tensor) -> list:
-    """Nodes reachable from ``root`` that require grad, each after all of its inputs.
+    """The recorded (non-leaf) nodes reachable from ``root``, each before all of its inputs.
 
-    Iterative depth-first search: a node is emitted once all its inputs are emitted.
+    Iterative depth-first search: a node is emitted after all its inputs; the list is
+    then reversed so the walk can start at the root. Leaves are not listed: their
+    gradients are accumulated as they arrive.
     """
-    order, visited = [], set()
-    stack = [(root, False)]
+    if root._fn is None:
+        return []
+    order, visited = [], {root}
+    stack = [(root, 0)]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
+        node, i = stack.pop()
+        inputs = node._inputs
+        while i < len(inputs):
+            x = inputs[i]
+            i += 1
+            if isinstance(x, Tensor) and x._fn is not None and x not in visited:
+                visited.add(x)
+                stack.append((node, i))
+                stack.append((x, 0))
+                break
+        else:
             order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for x in node._inputs:
-            if isinstance(x, Tensor) and x.requires_grad and id(x) not in visited:
-                stack.append((x, False))
+    order.reverse()
     return order
 
 

@@ -1,0 +1,143 @@
+"""The ``tinyapprox`` command.
+
+    tinyapprox compress     train, prune iteratively to 12x, report (the main job)
+    tinyapprox train        train LeNet-300-100 or LeNet-5 on the bundled Fashion-MNIST
+    tinyapprox quantize     post-training quantization / QAT and their costs
+    tinyapprox binarize     binarized networks and XNOR inference
+    tinyapprox hogwild      lock-free parallel SGD and low-precision training
+    tinyapprox bench        autograd / training / kernel benchmarks (ratios, same run)
+    tinyapprox info         versions and which kernel backend is live
+    tinyapprox demo         a tiny graph and its gradients
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+EXPERIMENTS = {
+    "compress": ("tinyapprox.prune.experiment", "train, prune iteratively to a target compression, report"),
+    "quantize": ("tinyapprox.quant.experiment", "quantize a trained model (PTQ / QAT) and measure it"),
+    "binarize": ("tinyapprox.bnn.experiment", "train a binarized network and run it on the XNOR kernel"),
+    "hogwild": ("tinyapprox.optim.hogwild", "Hogwild! parallel SGD and low-precision training"),
+}
+
+
+def _demo(args) -> int:
+    import numpy as np
+
+    import tinyapprox as ta
+    from tinyapprox import functional as F
+
+    a = ta.tensor(np.array([1.0, -2.0, 3.0, 0.5], dtype=np.float32), requires_grad=True)
+    b = ta.tensor(np.array([0.5, 1.0, -1.0, 2.0], dtype=np.float32), requires_grad=True)
+    c = ta.tensor(np.array([0.1, 0.2, 0.3, -2.0], dtype=np.float32), requires_grad=True)
+    y = F.relu(a * b + c).sum()
+    y.backward()
+    print("y = sum(relu(a * b + c))")
+    for name, t in (("a", a), ("b", b), ("c", c)):
+        print(f"{name} = {t.data}   dy/d{name} = {t.grad}")
+    print(f"y = {y.item():.4f}")
+    return 0
+
+
+def _train(args) -> int:
+    import numpy as np
+
+    from tinyapprox import data, models, optim, train
+    from tinyapprox import functional as F
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    limit = 2000 if args.quick else None
+    (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=limit)
+    model = models.get(args.model, seed=args.seed)
+    recipe = train.RECIPES.get(args.model, {})
+    lr = args.lr if args.lr is not None else recipe.get("lr", 0.1)
+    epochs = args.epochs if args.epochs is not None else (1 if args.quick else recipe.get("epochs", 10))
+    loader = data.DataLoader(train_x, train_y, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum)
+    print(f"training {args.model} on Fashion-MNIST ({len(train_x)} images): {epochs} epochs, SGD lr {lr} "
+          f"momentum {args.momentum}, batch {args.batch_size}, seed {args.seed}")
+    ckpt = out / "checkpoint.npz" if args.checkpoint else None
+    history = train.fit(model, loader, F.cross_entropy, opt, epochs, val=(test_x, test_y),
+                        checkpoint=ckpt, resume=args.checkpoint)
+    result = train.evaluate(model, test_x, test_y)
+    train.save_model(model, out / "model.npz")
+    (out / "history.json").write_text(history.to_json())
+    train.plot_history(history, out / "training_curve.png", title=f"{args.model} on Fashion-MNIST")
+    seconds = np.median(history["seconds"]) if len(history) else float("nan")
+    print(f"test top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  "
+          f"median {seconds:.2f} s/epoch")
+    print(f"wrote {out / 'model.npz'}, {out / 'history.json'}, {out / 'training_curve.png'}")
+    return 0
+
+
+def _info(args) -> int:
+    import numpy as np
+
+    import tinyapprox
+    from tinyapprox import kernels
+
+    print(f"tinyapprox {tinyapprox.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+    print(json.dumps(kernels.info(), indent=2, default=str))
+    return 0
+
+
+def _bench(args) -> int:
+    from tinyapprox import bench
+
+    result = bench.run(args.what, quick=args.quick, threads=args.threads)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinyapprox", description="Approximate computing for deep learning, "
+                                     "taught by working code.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("demo", help="a tiny graph and its gradients").set_defaults(func=_demo)
+    sub.add_parser("info", help="versions and the live kernel backend").set_defaults(func=_info)
+
+    p = sub.add_parser("train", help="train a model on the bundled Fashion-MNIST")
+    p.add_argument("--model", default="lenet-300-100", choices=["lenet-300-100", "lenet5", "small-convnet"])
+    p.add_argument("--epochs", type=int, default=None, help="default: the model's recipe (10 for LeNet-300-100)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", action="store_true", help="checkpoint every epoch and resume if one exists")
+    p.add_argument("--quick", action="store_true", help="2,000 images and 1 epoch: a smoke run")
+    p.add_argument("--out", default="runs/train")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("bench", help="benchmarks printing ratios against a baseline from the same run")
+    p.add_argument("what", choices=["autograd", "training", "kernels", "all"])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: kernels 1, training 2)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=_bench)
+
+    requested = next((a for a in (argv or []) if not a.startswith("-")), None)
+    for name, (module, help_text) in EXPERIMENTS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == requested:  # import only the experiment that runs
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(func=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
