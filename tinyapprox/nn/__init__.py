@@ -1,0 +1,7 @@
+"""Layers and models: ``Module``, ``Parameter`` (with transforms), the layer zoo, initializers."""
+from . import init
+from .layers import *  # noqa: F401,F403
+from .layers import __all__ as _layers_all
+from .module import TRANSFORMS, Module, Parameter, ParamTransform, Sequential
+
+__all__ = ["Module", "Parameter", "ParamTransform", "Sequential", "TRANSFORMS", "init", *_layers_all]
