@@ -20,6 +20,11 @@ from .sgd import Optimizer, _check_range
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR"]
 
 
+def _check_positive(op, name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{op}: {name} must be > 0, got {value!r}")
+
+
 class LRScheduler:
     """Base class: keeps ``base_lr`` and ``last_epoch``; subclasses define ``lr_at(epoch)``."""
 
@@ -81,9 +86,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer)
         if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
             raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
-        _check_range("StepLR", "gamma", gamma, 0.0, None)
-        if gamma == 0:
-            raise ValueError("StepLR: gamma must be > 0, got 0")
+        _check_positive("StepLR", "gamma", gamma)
         self.step_size, self.gamma = step_size, float(gamma)
 
     def lr_at(self, epoch):
@@ -101,9 +104,7 @@ class ExponentialLR(LRScheduler):
 
     def __init__(self, optimizer, gamma: float):
         super().__init__(optimizer)
-        _check_range("ExponentialLR", "gamma", gamma, 0.0, None)
-        if gamma == 0:
-            raise ValueError("ExponentialLR: gamma must be > 0, got 0")
+        _check_positive("ExponentialLR", "gamma", gamma)
         self.gamma = float(gamma)
 
     def lr_at(self, epoch):
