@@ -1,0 +1,206 @@
+"""What to prune: criteria (magnitude, random), granularities and scope.
+
+**Granularity** - the unit removed together (a *group*), for a conv weight (O, C, kh, kw):
+
+=========== ======================================= ============== ==============
+granularity  group                                   groups          group size
+=========== ======================================= ============== ==============
+element      one weight                              O*C*kh*kw       1
+vector       one row of one kernel ``w[o, c, i, :]``  O*C*kh          kw
+kernel       one kh x kw kernel ``w[o, c]``           O*C             kh*kw
+filter       one output map's filter ``w[o]``         O               C*kh*kw
+=========== ======================================= ============== ==============
+
+A Linear weight (out, in) is treated as the 1x1 convolution it is, (out, in, 1, 1): a
+"vector" or a "kernel" of a 1x1 kernel is a single weight, so both mean "element", and
+"filter" is an output neuron (a row ``w[o, :]``). With "filter" the bias of the pruned
+output is masked too, so the output map is exactly zero before the activation (and the
+filter can be removed physically: ``prune.remove_filters``).
+
+**Scores** - a group's score is its magnitude, the L1 or L2 norm of its weights divided
+by ``size ** (1/p)``: mean |w| for L1, root-mean-square for L2. For element groups that
+is just |w|. The normalisation leaves the ranking inside a layer unchanged and makes
+groups of different sizes comparable across layers (global scope), and it lets one
+absolute ``threshold`` mean "average magnitude below t" whatever the granularity.
+``random`` draws uniform scores from a seeded generator: the baseline.
+
+**Scope** - "layer": each parameter loses ``amount`` of its own groups; "global": all
+selected parameters are ranked together and the lowest-scoring groups go first until
+``amount`` of all their weights are pruned.
+
+**Amount** - a float in [0, 1]: the fraction of weights to prune (rounded to whole
+groups: per layer ``round(amount * groups)`` groups; globally the longest prefix of the
+ranking whose weights do not exceed ``round(amount * weights)``); an int: a number of
+groups; a dict ``{param name: float or int}``: per-layer amounts (layer scope). Or give
+``threshold``: prune every group whose score is below it. Pruning only grows: groups
+already pruned stay pruned (rank first) unless ``revive=True``, which recomputes the mask
+from the current weights so pruned ones can return (masks become revivable, see
+``PruneMask``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .mask import PruneMask, apply_mask, prunable
+
+__all__ = ["GRANULARITIES", "magnitude", "random", "prune_by_scores", "group_shape", "group_scores",
+           "expand_group_mask"]
+
+GRANULARITIES = ("element", "vector", "kernel", "filter")
+
+
+def group_shape(shape: tuple, granularity: str) -> tuple:
+    """(number of groups, group size) of a weight of ``shape`` at ``granularity``.
+
+    Groups are contiguous in C order, so ``w.reshape(group_shape(...))`` lists them.
+    Raises ValueError for an unknown granularity or a weight that is not 2-D or 4-D.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"prune: expected granularity in {GRANULARITIES}, got {granularity!r}")
+    if len(shape) == 2:
+        shape = tuple(shape) + (1, 1)
+    if len(shape) != 4:
+        raise ValueError(f"prune: granularity applies to 2-D (out, in) or 4-D (O, C, kh, kw) weights, got {shape}")
+    o, c, kh, kw = shape
+    size = {"element": 1, "vector": kw, "kernel": kh * kw, "filter": c * kh * kw}[granularity]
+    n = o * c * kh * kw
+    return (n // size if size else 0), size
+
+
+def group_scores(w: np.ndarray, granularity: str, norm: str = "l1") -> np.ndarray:
+    """Per-group magnitude: L1 norm / size (mean |w|) or L2 norm / sqrt(size) (RMS); shape (groups,)."""
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"prune: expected norm 'l1' or 'l2', got {norm!r}")
+    n, size = group_shape(w.shape, granularity)
+    g = np.abs(np.asarray(w, dtype=np.float64)).reshape(n, size)
+    if norm == "l1":
+        return g.mean(axis=1) if size else np.zeros(n)
+    return np.sqrt((g * g).mean(axis=1)) if size else np.zeros(n)
+
+
+def expand_group_mask(keep: np.ndarray, shape: tuple, granularity: str) -> np.ndarray:
+    """Broadcast a per-group keep vector (groups,) to a bool mask of ``shape``."""
+    n, size = group_shape(shape, granularity)
+    return np.repeat(np.asarray(keep, dtype=bool), size).reshape(shape)
+
+
+def _check_amount(amount, op):
+    if isinstance(amount, bool) or not isinstance(amount, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: expected amount to be a float in [0, 1] or an int count, got {amount!r}")
+    if isinstance(amount, (float, np.floating)) and not 0.0 <= amount <= 1.0:
+        raise ValueError(f"{op}: expected a fraction amount in [0, 1], got {amount}")
+    if isinstance(amount, (int, np.integer)) and amount < 0:
+        raise ValueError(f"{op}: expected a non-negative count amount, got {amount}")
+
+
+def _n_prune(amount, n_groups, op):
+    _check_amount(amount, op)
+    if isinstance(amount, (int, np.integer)):
+        if amount > n_groups:
+            raise ValueError(f"{op}: asked to prune {amount} groups of {n_groups}")
+        return int(amount)
+    return int(round(float(amount) * n_groups))
+
+
+def prune_by_scores(model, score_fn, amount=None, threshold=None, granularity: str = "element",
+                    scope: str = "layer", params=None, revive: bool = False, prune_bias=None,
+                    op: str = "prune") -> dict:
+    """Prune the lowest-scoring groups; the engine behind ``magnitude`` and ``random``.
+
+    Args:
+        score_fn: ``score_fn(name, weight ndarray) -> (groups,) scores`` (higher = keep).
+        amount / threshold / granularity / scope / params / revive: see the module docstring.
+        prune_bias: also mask the bias of fully pruned filters (default: only for "filter").
+
+    Returns ``{param name: bool mask}`` of the masks now attached.
+    Raises ValueError/TypeError for a bad amount, scope, or both/neither of amount and threshold.
+    """
+    if (amount is None) == (threshold is None):
+        raise ValueError(f"{op}: give exactly one of amount and threshold")
+    if scope not in ("layer", "global"):
+        raise ValueError(f"{op}: expected scope 'layer' or 'global', got {scope!r}")
+    if isinstance(amount, dict) and scope != "layer":
+        raise ValueError(f"{op}: per-layer amounts (a dict) need scope='layer'")
+    table = prunable(model, params if not isinstance(amount, dict) or params is not None else list(amount))
+    if prune_bias is None:
+        prune_bias = granularity == "filter"
+
+    scores, already = {}, {}
+    for name, p in table.items():
+        n, size = group_shape(p.shape, granularity)
+        s = np.asarray(score_fn(name, p.data), dtype=np.float64).reshape(n)
+        old = p.find_transform(PruneMask)
+        if old is not None and not revive:
+            done = ~old.mask.reshape(n, size).any(axis=1) if size else np.zeros(n, bool)
+            s = np.where(done, -np.inf, s)
+        scores[name], already[name] = s, old
+
+    keep = {}
+    if threshold is not None:
+        for name, s in scores.items():
+            t = threshold[name] if isinstance(threshold, dict) else threshold
+            keep[name] = ~(s < t)
+    elif scope == "layer":
+        for name, s in scores.items():
+            a = amount[name] if isinstance(amount, dict) else amount
+            k = _n_prune(a, len(s), op)
+            kp = np.ones(len(s), bool)
+            kp[np.argsort(s, kind="stable")[:k]] = False
+            keep[name] = kp
+    else:
+        names = list(scores)
+        all_s = np.concatenate([scores[n] for n in names]) if names else np.zeros(0)
+        sizes = np.concatenate([np.full(len(scores[n]), group_shape(table[n].shape, granularity)[1]) for n in names]) \
+            if names else np.zeros(0, int)
+        order = np.argsort(all_s, kind="stable")
+        if isinstance(amount, (int, np.integer)) and not isinstance(amount, bool):
+            k = _n_prune(amount, len(all_s), op)
+        else:
+            _check_amount(amount, op)
+            budget = int(round(float(amount) * sizes.sum()))
+            k = int(np.searchsorted(np.cumsum(sizes[order]), budget, side="right"))
+        flat = np.ones(len(all_s), bool)
+        flat[order[:k]] = False
+        start = 0
+        for n in names:
+            keep[n] = flat[start:start + len(scores[n])]
+            start += len(scores[n])
+
+    masks = {}
+    named = dict(model.named_parameters())
+    for name, p in table.items():
+        mask = expand_group_mask(keep[name], p.shape, granularity)
+        old = already[name]
+        if old is not None and not revive:
+            mask &= old.mask
+        masks[name] = apply_mask(p, mask, revivable=revive)
+        bias_name = name[:-len("weight")] + "bias" if name.endswith("weight") else None
+        if prune_bias and bias_name in named and named[bias_name].shape == (p.shape[0],):
+            alive = mask.reshape(p.shape[0], -1).any(axis=1)
+            b = named[bias_name]
+            old_b = b.find_transform(PruneMask)
+            if old_b is not None and not revive:
+                alive &= old_b.mask
+            apply_mask(b, alive, revivable=revive)
+    return {k: v.mask for k, v in masks.items()}
+
+
+def magnitude(model, amount=None, threshold=None, granularity: str = "element", scope: str = "layer",
+              norm: str = "l1", params=None, revive: bool = False, prune_bias=None) -> dict:
+    """Magnitude pruning: remove the groups of smallest normalised L1/L2 norm.
+
+    ``prune.magnitude(model, amount=0.9)`` zeroes 90% of each Linear/Conv2d weight, smallest
+    |w| first; ``scope="global"`` ranks all layers together; ``threshold=0.02`` prunes every
+    weight (group) with mean |w| below 0.02. Returns ``{param name: bool mask}``.
+    """
+    group_scores(np.zeros((1, 1)), granularity, norm)
+    return prune_by_scores(model, lambda name, w: group_scores(w, granularity, norm), amount, threshold,
+                           granularity, scope, params, revive, prune_bias, op="prune.magnitude")
+
+
+def random(model, amount, granularity: str = "element", scope: str = "layer", seed=0, params=None,
+           prune_bias=None) -> dict:
+    """Random pruning (the baseline): uniform scores from ``np.random.default_rng(seed)``."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return prune_by_scores(model, lambda name, w: rng.random(group_shape(w.shape, granularity)[0]), amount, None,
+                           granularity, scope, params, False, prune_bias, op="prune.random")
