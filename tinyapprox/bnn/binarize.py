@@ -29,6 +29,14 @@ __all__ = ["SignSTE", "StochasticSignSTE", "sign_ste", "stochastic_sign", "binar
            "binarize_probability", "Binarize"]
 
 
+def _pm1(bits: np.ndarray, dtype) -> np.ndarray:
+    """Boolean array -> +1 where True, -1 where False, in ``dtype`` (faster than np.where)."""
+    out = bits.astype(dtype)
+    out *= 2
+    out -= 1
+    return out
+
+
 def _check_float(op, x):
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point array, got dtype {x.dtype}")
@@ -45,7 +53,7 @@ class SignSTE(Function):
     def forward(ctx, x):
         _check_float("sign_ste", x)
         ctx.save_for_backward(np.abs(x) <= 1)
-        return np.where(x >= 0, 1, -1).astype(x.dtype)
+        return _pm1(x >= 0, x.dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -56,9 +64,10 @@ class SignSTE(Function):
 class StochasticSignSTE(Function):
     """Stochastic sign: ``+1`` with probability ``clip((x + 1) / 2, 0, 1)``, else ``-1``.
 
-    Draws one uniform number ``u`` in ``[0, 1)`` per element from ``rng`` and returns
-    ``+1`` where ``u < p``, so the probability is exactly ``p`` (and ``x >= 1`` always
-    gives ``+1``, ``x <= -1`` always ``-1``). Backward: the same STE as ``SignSTE``.
+    Draws one uniform number ``u`` in ``[0, 1)`` per element from ``rng`` (in the dtype
+    of ``x``) and returns ``+1`` where ``u < p``, so the probability is ``p`` up to the
+    resolution of the draws (2**-24 for float32), ``x >= 1`` always gives ``+1`` and
+    ``x <= -1`` always ``-1``. Backward: the same STE as ``SignSTE``.
     """
 
     @staticmethod
@@ -68,7 +77,7 @@ class StochasticSignSTE(Function):
             raise TypeError(f"stochastic_sign: expected rng to be a numpy.random.Generator, got {type(rng).__name__}")
         ctx.save_for_backward(np.abs(x) <= 1)
         p = binarize_probability(x)
-        return np.where(rng.random(x.shape) < p, 1, -1).astype(x.dtype)
+        return _pm1(rng.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64) < p, x.dtype)
 
     @staticmethod
     def backward(ctx, g):
