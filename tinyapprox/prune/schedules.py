@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .criteria import magnitude
+from .criteria import magnitude, random
 from .mask import apply_masks, get_masks, prunable, sparsity
 
 __all__ = ["oneshot", "iterative", "agp_sparsity", "GradualPruning", "transfer_masks", "han_thresholds",
@@ -52,7 +52,7 @@ def round_sparsities(target, rounds: int) -> list:
 
 def iterative(model, retrain, evaluate, target, rounds: int = 5, granularity: str = "element",
               scope: str = "layer", norm: str = "l1", params=None, acc_floor=None, revive: bool = False,
-              verbose: bool = False) -> list:
+              criterion: str = "magnitude", seed=0, verbose: bool = False) -> list:
     """Han et al.'s prune-and-retrain loop.
 
     Args:
@@ -65,15 +65,23 @@ def iterative(model, retrain, evaluate, target, rounds: int = 5, granularity: st
         acc_floor: stop when the retrained accuracy falls below it and restore the last
             model that was above it (or the dense one).
         granularity, scope, norm, params, revive: as in ``prune.magnitude``.
+        criterion: "magnitude" or "random" (the baseline under the same schedule; its
+            generator is ``np.random.default_rng(seed)``, shared by all rounds).
 
     Returns:
         list of per-round dicts: round, target, sparsity, acc_pruned (before retraining),
         acc (after), stopped ("target", "accuracy floor" or None).
     """
+    if criterion not in ("magnitude", "random"):
+        raise ValueError(f"prune.iterative: expected criterion 'magnitude' or 'random', got {criterion!r}")
+    rng = np.random.default_rng(seed)
     records = []
     best_state = model.state_dict()
     for k, s in enumerate(round_sparsities(target, rounds), start=1):
-        magnitude(model, amount=s, granularity=granularity, scope=scope, norm=norm, params=params, revive=revive)
+        if criterion == "magnitude":
+            magnitude(model, amount=s, granularity=granularity, scope=scope, norm=norm, params=params, revive=revive)
+        else:
+            random(model, amount=s, granularity=granularity, scope=scope, seed=rng, params=params)
         acc_pruned = float(evaluate(model))
         retrain(model, k)
         acc = float(evaluate(model))
