@@ -42,6 +42,12 @@ def test_sign_matches_pack_bits_convention(x):
     np.testing.assert_array_equal(kernels.unpack_bits(kernels.pack_bits(np.ascontiguousarray(x2)), x2.shape[1]), signs)
 
 
+@given(st.integers(0, 9), st.integers(0, 200), st.integers(0, 2**16))
+def test_pack_bool_matches_kernels_pack_bits(m, k, seed):
+    bits = np.random.default_rng(seed).random((m, k)) < 0.5
+    np.testing.assert_array_equal(bnn.pack_bool(bits), kernels.pack_bits(np.where(bits, 1, -1).astype(np.int8)))
+
+
 def test_sign_ste_rejects_integer_input():
     with pytest.raises(TypeError, match="sign_ste"):
         bnn.sign_ste(np.array([1, -1]))

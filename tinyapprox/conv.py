@@ -356,13 +356,16 @@ class MaxPool2dOp(Function):
         slices = _offset_slices(kh, kw, stride, OH, OW)
         out = xp[slices[0]].copy()
         arg = np.zeros(out.shape, dtype=np.uint8 if len(slices) <= 256 else np.int32)
+        better, step = np.empty(out.shape, dtype=bool), np.empty_like(arg)
         for i, sl in enumerate(slices[1:], start=1):
             cand = xp[sl]
-            better = cand > out
-            np.copyto(arg, i, where=better)
+            np.greater(cand, out, out=better)       # strictly greater: earlier maxima keep ties
+            np.multiply(better, arg.dtype.type(i), out=step)
+            np.maximum(arg, step, out=arg)          # i exceeds every earlier index: arg = i where better
             np.maximum(out, cand, out=out)
         ctx.save_for_backward(arg)
         ctx.geometry = (x.shape, xp.shape, slices, padding)
+        ctx.disjoint = stride[0] >= kh and stride[1] >= kw
         return out
 
     @staticmethod
@@ -370,9 +373,11 @@ class MaxPool2dOp(Function):
         arg, = ctx.saved
         x_shape, xp_shape, slices, (ph, pw) = ctx.geometry
         dxp = np.zeros(xp_shape, dtype=g.dtype)
-        zero = np.zeros((), dtype=g.dtype)
         for i, sl in enumerate(slices):
-            dxp[sl] += np.where(arg == i, g, zero)
+            if ctx.disjoint:       # windows do not overlap: each input cell is written once
+                np.multiply(g, arg == i, out=dxp[sl])
+            else:
+                dxp[sl] += g * (arg == i)
         H, W = x_shape[2:]
         return dxp[:, :, ph:ph + H, pw:pw + W] if ph or pw else dxp
 

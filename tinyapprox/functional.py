@@ -9,6 +9,8 @@ half of this file; convolution lives in ``conv.py`` and is re-exported here.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .tensor import Function, Tensor, no_grad  # noqa: F401  (no_grad re-exported for convenience)
@@ -355,16 +357,17 @@ class Mean(Function):
     def forward(ctx, a, axis=None, keepdims=False):
         a = np.asarray(a)
         ctx.shape = a.shape
-        ctx.axes = _normalize_axis(axis, a.ndim)
-        ctx.keepdims = keepdims
-        ctx.count = int(np.prod([a.shape[i] for i in ctx.axes]))
-        return np.mean(a, axis=ctx.axes, keepdims=keepdims)
+        axes = tuple(range(a.ndim)) if axis is None else _normalize_axis(axis, a.ndim)
+        ctx.kept = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
+        ctx.count = math.prod(a.shape[i] for i in axes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(np.add.reduce(a, axis=axes, keepdims=keepdims) / a.dtype.type(ctx.count))
 
     @staticmethod
     def backward(ctx, g):
-        if not ctx.keepdims:
-            g = np.expand_dims(g, ctx.axes)
-        return np.broadcast_to(g / (ctx.count or 1), ctx.shape).copy()
+        out = np.empty(ctx.shape, dtype=g.dtype)
+        out[...] = g.reshape(ctx.kept) / g.dtype.type(ctx.count or 1)
+        return out
 
 
 class _Extremum(Function):
@@ -536,7 +539,7 @@ def flatten(a, start_dim=0, end_dim=-1):
     s, e = start_dim % nd, end_dim % nd
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {shape}")
-    return reshape(a, shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:])
+    return reshape(a, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
 
 
 def concatenate(tensors, axis=0):

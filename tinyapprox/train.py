@@ -128,8 +128,9 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
         resume: continue from ``checkpoint`` if it exists.
 
     Returns:
-        ``History`` with, per epoch: loss, top1, top5 (training, on the fly), val_loss,
-        val_top1, val_top5 (when ``val``), lr, seconds.
+        ``History`` with, per epoch: loss and top1 (training, measured on the fly with the
+        weights of each step; arg-max top-1), val_loss, val_top1, val_top5 (when ``val``),
+        lr, seconds.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (names epoch and step).
@@ -145,7 +146,7 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
             loader.set_epoch(epoch)
         model.train()
         started = time.perf_counter()
-        n_seen, loss_sum, hit1, hit5 = 0, 0.0, 0.0, 0.0
+        n_seen, loss_sum, hits = 0, 0.0, 0
         steps = len(loader)
         for i, (x, y) in enumerate(loader):
             logits = model(Tensor(x))
@@ -165,12 +166,11 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
             n_seen += n
             loss_sum += value * n
             if np.ndim(y) == 1:
-                hit1 += metrics.topk_accuracy(logits.data, y, 1) * n
-                hit5 += metrics.topk_accuracy(logits.data, y, min(5, logits.shape[1])) * n
+                hits += int(np.count_nonzero(logits.data.argmax(axis=1) == y))
             if interactive and (i % 20 == 0 or i + 1 == steps):
                 _progress(epoch, epochs, i + 1, steps, value, started)
-        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_seen, 1), "top1": hit1 / max(n_seen, 1),
-                "top5": hit5 / max(n_seen, 1), "lr": float(getattr(optimizer, "lr", float("nan")))}
+        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_seen, 1), "top1": hits / max(n_seen, 1),
+                "lr": float(getattr(optimizer, "lr", float("nan")))}
         logs["seconds"] = time.perf_counter() - started
         if val is not None:
             result = evaluate(model, val) if not isinstance(val, tuple) else evaluate(model, *val)

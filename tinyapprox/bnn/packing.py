@@ -43,7 +43,7 @@ from ..tensor import Tensor, no_grad
 from .binarize import Binarize
 from .layers import BinaryConv2d, BinaryLinear
 
-__all__ = ["xnor_dot", "fold_threshold", "calibrate_threshold",
+__all__ = ["pack_bool", "int8_matmul", "xnor_dot", "fold_threshold", "calibrate_threshold",
            "apply_threshold", "pack", "PackedBNN", "sign_path", "KERNELS"]
 
 KERNELS = ("xnor", "int8", "float32")
@@ -53,6 +53,23 @@ KERNELS = ("xnor", "int8", "float32")
 def _pack_rows(x) -> np.ndarray:
     """(M, K) +-1 (any real/int dtype) -> (M, ceil(K/64)) uint64 via ``kernels.pack_bits``."""
     return kernels.pack_bits(np.ascontiguousarray(x))
+
+
+def pack_bool(bits) -> np.ndarray:
+    """(M, K) bool (True = +1) -> (M, ceil(K/64)) uint64, the layout of ``kernels.pack_bits``.
+
+    The packed network keeps its hidden activations as booleans and packs them with
+    ``np.packbits`` (bit j % 8 of byte j // 8, little-endian words), skipping the
+    comparison ``kernels.pack_bits`` makes on real-valued input.
+    """
+    bits = np.asarray(bits)
+    if bits.ndim != 2 or bits.dtype != bool:
+        raise ValueError(f"pack_bool: expected a 2-D bool array, got {bits.dtype} {bits.shape}")
+    m, k = bits.shape
+    pad = -k % 64
+    if pad:
+        bits = np.concatenate([bits, np.zeros((m, pad), dtype=bool)], axis=1)
+    return np.packbits(bits, axis=1, bitorder="little").view("<u8").reshape(m, (k + pad) // 64).astype(np.uint64)
 
 
 def xnor_dot(a, b) -> int:
@@ -143,6 +160,23 @@ def calibrate_threshold(fn, k: int, channels: int, spatial: bool = False, chunk:
 
 
 # ------------------------------------------------------------------------------ the model
+def _pm1(bits, dtype):
+    out = bits.astype(dtype)
+    out *= 2
+    out -= 1
+    return out
+
+
+def int8_matmul(a, b) -> np.ndarray:
+    """The plain baseline: a (M, K) int8 +-1 times b (N, K).T with NumPy's integer matmul -> (M, N) int32.
+
+    NumPy multiplies integers with a simple loop (no BLAS); products of +-1 accumulate
+    exactly in int16 while K < 2**15 (int32 beyond).
+    """
+    acc = np.int16 if a.shape[1] < 2**15 else np.int32
+    return (a.astype(acc) @ b.T.astype(acc)).astype(np.int32)
+
+
 def _flat_layers(model):
     if isinstance(model, Sequential):
         out = []
@@ -221,7 +255,7 @@ class _Stage:
         return y
 
     def _dot(self, x, kernel, backend):
-        """Integer dot products of the +-1 input x with the binary weights."""
+        """Integer dot products of the bool (True = +1) input x with the binary weights -> int32."""
         if self.conv:
             n = x.shape[0]
             kh, kw = self.kernel_size
@@ -231,12 +265,11 @@ class _Stage:
         else:
             rows = x
         if kernel == "xnor":
-            d = kernels.xnor_gemm(_pack_rows(rows), self.w_bits, self.k, backend=backend)
+            d = kernels.xnor_gemm(pack_bool(rows), self.w_bits, self.k, backend=backend)
         elif kernel == "int8":
-            acc = np.int16 if self.k < 2**15 else np.int32
-            d = (rows.astype(acc) @ self.wb_int8.T.astype(acc)).astype(np.int32)
+            d = int8_matmul(_pm1(rows, np.int8), self.wb_int8)
         elif kernel == "float32":
-            d = (rows.astype(np.float32) @ self.wb.reshape(self.out_channels, -1).T).astype(np.int32)
+            d = (_pm1(rows, np.float32) @ self.wb.reshape(self.out_channels, -1).T).astype(np.int32)
         else:
             raise ValueError(f"PackedBNN: expected kernel in {KERNELS}, got {kernel!r}")
         if self.conv:
@@ -244,7 +277,7 @@ class _Stage:
         return d
 
     def __call__(self, x, kernel, backend):
-        """x: float32 pixels (first stage) or int8 +-1 -> int8 +-1 activations, or float32 scores."""
+        """x: float32 pixels (first stage) or bool (True = +1) -> bool activations, or float32 scores."""
         if self.flatten_input:
             x = x.reshape(x.shape[0], -1)
         if self.first:
@@ -258,7 +291,7 @@ class _Stage:
             if self.bn is not None:
                 with no_grad():
                     y = _to_array(self.bn(Tensor(y)))
-            out = y if self.last else np.where(y >= 0, 1, -1).astype(np.int8)
+            out = y if self.last else y >= 0
         else:
             d = self._dot(x, kernel, backend)
             if self.pools:
@@ -266,7 +299,7 @@ class _Stage:
             if self.last:
                 out = self._affine(d.astype(np.float32))
             else:
-                out = np.where(apply_threshold(d, self.s, self.t), 1, -1).astype(np.int8)
+                out = apply_threshold(d, self.s, self.t)
         if self.flatten:
             out = out.reshape(out.shape[0], -1)
         return out
@@ -307,8 +340,8 @@ class PackedBNN:
         hidden = []
         for stage in self.stages:
             h = stage(h, kernel, self.backend)
-            if not stage.last:
-                hidden.append(h)
+            if not stage.last and return_hidden:
+                hidden.append(_pm1(h, np.int8))
         return (h, hidden) if return_hidden else h
 
     __call__ = forward
@@ -387,7 +420,7 @@ def sign_path(model: Module, x) -> tuple:
             h = Tensor(np.asarray(x, dtype=np.float32))
             for i, m in enumerate(layers):
                 if _kind(m) == "binary" and m.binary_input:
-                    hidden.append(np.where(_to_array(h) >= 0, 1, -1).astype(np.int8))
+                    hidden.append(_pm1(_to_array(h) >= 0, np.int8))
                 h = m(h)
     finally:
         model.train(was)

@@ -5,13 +5,25 @@
 * ``observers``: min-max, moving-average min-max and percentile range observers.
 * ``fake``: the straight-through ``FakeQuant`` op, the ``WeightQuant`` parameter transform,
   ``AccumulatorBias`` and the ``ActQuant`` module.
+* ``ptq``: prepare / calibrate / finetune / qat whole models, Ristretto's bit-width search,
+  per-layer sensitivity, honest size accounting, export of integer codes.
+* ``integer``: integer inference on the int8 GEMM kernel (and shift-add power-of-two layers),
+  requantization in integers, accumulator-overflow checks.
+* ``compress``: Deep Compression's k-means weight sharing for pruned models.
 """
 from .fake import SCHEMES, AccumulatorBias, ActQuant, FakeQuant, WeightQuant, fake_quant, make_format
 from .formats import (FP16, Affine, DynamicFixedPoint, FP16OverflowError, FP16OverflowWarning, Format, Minifloat,
                       PowerOfTwo, get_format, round_values)
+from .compress import KMeansQuant, deep_compression, kmeans_1d, sparse_size
+from .integer import IntegerModel, accumulator_bound, pow2_matmul, requantize, round_shift
+from .ptq import (calibrate, evaluate, export_npz, finalize, finetune, load_npz, model_size, prepare, ptq, qat,
+                  search_bitwidths, sensitivity)
 from .observers import MinMaxObserver, MovingAverageMinMaxObserver, Observer, PercentileObserver, get_observer
 
 __all__ = ["SCHEMES", "AccumulatorBias", "ActQuant", "FakeQuant", "WeightQuant", "fake_quant", "make_format",
            "FP16", "Affine", "DynamicFixedPoint", "FP16OverflowError", "FP16OverflowWarning", "Format", "Minifloat",
            "PowerOfTwo", "get_format", "round_values", "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer",
-           "PercentileObserver", "get_observer"]
+           "PercentileObserver", "get_observer", "IntegerModel", "accumulator_bound", "pow2_matmul", "requantize",
+           "round_shift", "calibrate", "evaluate", "export_npz", "finalize", "finetune", "load_npz", "model_size",
+           "prepare", "ptq", "qat", "search_bitwidths", "sensitivity", "KMeansQuant",
+           "deep_compression", "kmeans_1d", "sparse_size"]
