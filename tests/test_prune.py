@@ -254,3 +254,24 @@ def test_to_sparse_and_remove_filters_compute_the_same_function():
     small = prune.remove_filters(model, (1, 2, 4, 4))
     assert small[0].out_channels == 2 and small[4].in_features == 2 * 4
     np.testing.assert_allclose(small(Tensor(x)).data, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_compress_command_quick_end_to_end(tmp_path):
+    import argparse
+    import json
+
+    from tinyapprox.prune import experiment
+
+    parser = argparse.ArgumentParser()
+    experiment.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--out", str(tmp_path), "--repeats", "2"])
+    assert experiment.run(args) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["compression_count"] == pytest.approx(12.0, rel=0.01)
+    assert result["compression_bytes"] < result["compression_count"]  # indices cost bytes
+    assert len(result["comparison"]["sparsity"]) == 2
+    for name in ("report.png", "accuracy_vs_sparsity.png", "weight_histograms.png", "inference_time.png",
+                 "pruned_lenet-300-100.npz"):
+        assert (tmp_path / name).stat().st_size > 0
+    with pytest.raises(ValueError, match="--target > 1"):
+        experiment.run(parser.parse_args(["--quick", "--out", str(tmp_path), "--target", "0.5"]))
