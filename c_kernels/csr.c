@@ -7,8 +7,11 @@
  * The SIMD paths are register-tiled over N: the columns are cut into strips of
  * a few vectors; for one strip and one row the strip of Y lives in registers
  * while the row's nonzeros stream past, each one broadcast and multiplied into
- * the matching strip of an X row (a broadcast-FMA stream). The strip loop is
- * the outer loop so that the K x strip panel of X stays in cache for all rows.
+ * the matching strip of an X row (a broadcast-FMA stream). For the main
+ * strips, the K x strip panel of X is first copied to a contiguous aligned
+ * buffer (rows of X that are a power-of-two apart would otherwise share a few
+ * cache sets), and the nonzeros are regrouped by blocks of K so that the part
+ * of the panel in use stays in L1 while all rows pass over it.
  */
 #include <stdlib.h>
 
@@ -152,7 +155,7 @@ TA_TARGET_AVX2 static void csr_avx2(int64_t M, int64_t K, int64_t N, int64_t nnz
         csr_plan plan;
         void *block = NULL;
         float *panel = aligned_floats(K * 64, &block);
-        make_plan(M, K, nnz, indptr, indices, data, panel != NULL ? 128 : K, &plan);
+        make_plan(M, K, nnz, indptr, indices, data, panel != NULL ? 96 : K, &plan);
         for (; j0 + 64 <= N; j0 += 64) {
             if (panel != NULL) {
                 pack_strip(X, K, N, j0, 64, panel);
