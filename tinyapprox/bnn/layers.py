@@ -35,14 +35,17 @@ def _check_positive_int(op, name, value):
 class _BinaryLayer(Module):
     """Shared machinery: the binarized weight and the (optionally) binarized input."""
 
-    def _setup(self, shape, fan_in, fan_out, bias, binary_input, stochastic, seed):
+    def _setup(self, shape, fan_in, fan_out, bias, binary_input, stochastic, seed, init):
         rng = np.random.default_rng(seed)
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        if init not in ("uniform", "glorot"):
+            raise ValueError(f"{type(self).__name__}: expected init 'uniform' or 'glorot', got {init!r}")
+        bound = 1.0 if init == "uniform" else math.sqrt(6.0 / (fan_in + fan_out))
         self.weight = Parameter(rng.uniform(-bound, bound, size=shape).astype(np.float32))
         self.weight.add_transform(Binarize(stochastic=stochastic, seed=int(rng.integers(2**31))))
         self.bias = Parameter(np.zeros(shape[0], dtype=np.float32)) if bias else None
         self.binary_input = bool(binary_input)
         self.stochastic = bool(stochastic)
+        self.stochastic_input = False
         self._rng = np.random.default_rng(int(rng.integers(2**31)))
 
     def binary_weight(self):
@@ -55,7 +58,7 @@ class _BinaryLayer(Module):
     def _input(self, x):
         if not self.binary_input:
             return x
-        return binarize(x, stochastic=self.stochastic and self.training, rng=self._rng)
+        return binarize(x, stochastic=self.stochastic_input and self.training, rng=self._rng)
 
 
 class BinaryLinear(_BinaryLayer):
@@ -63,12 +66,16 @@ class BinaryLinear(_BinaryLayer):
 
     Args:
         in_features, out_features: sizes; the latent weight is (out_features, in_features)
-            float32, Glorot-uniform initialised (inside [-1, 1]).
+            float32.
         bias: add a bias (usually unneeded: batch norm follows and has its own shift).
         binary_input: binarize the input (every layer but the first).
-        stochastic: stochastic binarization of weights and inputs while training
-            (deterministic in eval mode).
-        seed: seed of the initialisation and of the stochastic draws.
+        stochastic: stochastic binarization of the weights while training (deterministic
+            in eval mode). Activations stay deterministic, as in the paper's code; set the
+            attribute ``stochastic_input = True`` to draw them stochastically too.
+        seed: seed (or Generator) of the initialisation and of the stochastic draws.
+        init: "uniform" -- latent weights U(-1, 1), as the paper's code (needed for
+            stochastic binarization: a weight near 0 is a coin flip) -- or "glorot"
+            (U(-a, a), a = sqrt(6 / (fan_in + fan_out))).
 
     Input (N, in_features) float32 -> output (N, out_features) float32.
 
@@ -76,12 +83,13 @@ class BinaryLinear(_BinaryLayer):
         ValueError: non-positive sizes; an input whose last dimension is not in_features.
     """
 
-    def __init__(self, in_features, out_features, bias=False, binary_input=True, stochastic=False, seed=None):
+    def __init__(self, in_features, out_features, bias=False, binary_input=True, stochastic=False, seed=None,
+                 init="uniform"):
         super().__init__()
         self.in_features = _check_positive_int("BinaryLinear", "in_features", in_features)
         self.out_features = _check_positive_int("BinaryLinear", "out_features", out_features)
         self._setup((self.out_features, self.in_features), self.in_features, self.out_features,
-                    bias, binary_input, stochastic, seed)
+                    bias, binary_input, stochastic, seed, init)
 
     def forward(self, x):
         shape = np.shape(x.data if hasattr(x, "data") else x)
@@ -102,7 +110,7 @@ class BinaryConv2d(_BinaryLayer):
             ``nn.Conv2d``; latent weight (out_channels, in_channels, kh, kw) float32.
             With binary inputs, zero padding adds values that are neither +1 nor -1; such
             a layer trains and evaluates, but ``bnn.pack`` refuses it (use padding=0).
-        bias, binary_input, stochastic, seed: as ``BinaryLinear``.
+        bias, binary_input, stochastic, seed, init: as ``BinaryLinear``.
 
     Input (N, C, H, W) float32 -> (N, out_channels, H', W').
 
@@ -111,7 +119,7 @@ class BinaryConv2d(_BinaryLayer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False,
-                 binary_input=True, stochastic=False, seed=None):
+                 binary_input=True, stochastic=False, seed=None, init="uniform"):
         super().__init__()
         self.in_channels = _check_positive_int("BinaryConv2d", "in_channels", in_channels)
         self.out_channels = _check_positive_int("BinaryConv2d", "out_channels", out_channels)
@@ -124,7 +132,7 @@ class BinaryConv2d(_BinaryLayer):
         self.padding = int(padding)
         fan_in = self.in_channels * kh * kw
         self._setup((self.out_channels, self.in_channels, kh, kw), fan_in, self.out_channels * kh * kw,
-                    bias, binary_input, stochastic, seed)
+                    bias, binary_input, stochastic, seed, init)
 
     def forward(self, x):
         shape = np.shape(x.data if hasattr(x, "data") else x)

@@ -1,0 +1,256 @@
+"""Generate lectures/04_binarized.ipynb (outputs stripped). Run: python lectures/make_04_binarized.py"""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+cells = []
+
+
+def md(text):
+    cells.append(new_markdown_cell(text.strip()))
+
+
+def code(text, **meta):
+    cell = new_code_cell(text.strip())
+    cell.metadata.update(meta)
+    cells.append(cell)
+
+
+md("""
+# Lecture 4 — Binarized neural networks: one bit per weight, one bit per activation
+
+Quantization taken to the end: every weight and every hidden activation is +1 or −1
+(Courbariaux, Hubara et al., *Binarized Neural Networks*, 2016). A dot product of two ±1
+vectors then needs no multiplication at all — pack 64 values into one 64-bit word and
+
+$$a \\cdot w = K - 2\\,\\mathrm{popcount}(a \\oplus w).$$
+
+This notebook: the sign function and the **straight-through estimator** (STE) that lets
+us train through it; a training run against a float network of the same shape; packing
+bits by hand; the XNOR dot product on a small example; folding batch norm + sign into an
+integer threshold; and finally the speed of the XNOR kernel against float32 BLAS.
+""")
+code("QUICK = False", tags=["parameters"])
+code("""
+import os
+import time
+
+import numpy as np
+import matplotlib.pyplot as plt
+
+import tinyapprox as ta
+from tinyapprox import bnn, data, kernels, metrics, nn, train
+
+QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"
+(train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=2000 if QUICK else None)
+if QUICK:
+    test_x, test_y = test_x[:1000], test_y[:1000]
+HIDDEN = (256, 256) if QUICK else (1024, 1024, 1024)
+EPOCHS = 1 if QUICK else 10
+print(kernels.info())
+""")
+
+md("""
+## 1. Sign and its straight-through estimator
+
+`bnn.sign_ste(x)` is +1 where x ≥ 0 and −1 elsewhere — **zero maps to +1**, the same
+convention as `kernels.pack_bits` (bit = x ≥ 0). Its true derivative is 0 almost
+everywhere, so backpropagation would stop. The STE passes the upstream gradient through
+where |x| ≤ 1 and cancels it outside: the derivative of `hardtanh`. Stochastic
+binarization draws +1 with probability clip((x+1)/2, 0, 1).
+""")
+code("""
+x = ta.tensor(np.linspace(-2, 2, 401), requires_grad=True)
+y = bnn.sign_ste(x)
+y.sum().backward()          # d(sum sign(x))/dx through the STE
+
+draws = bnn.stochastic_sign(np.repeat(x.data[:, None], 400, axis=1), np.random.default_rng(0)).data
+fig, ax = plt.subplots(1, 3, figsize=(12, 3))
+ax[0].plot(x.data, y.data); ax[0].set_title("forward: sign(x)")
+ax[1].plot(x.data, x.grad, color="C1"); ax[1].set_title("backward: STE = 1 where |x| <= 1")
+ax[2].plot(x.data, bnn.binarize_probability(x.data), label="clip((x+1)/2, 0, 1)")
+ax[2].plot(x.data, (draws == 1).mean(axis=1), ".", ms=2, label="measured, 400 draws")
+ax[2].set_title("stochastic: P(+1)"); ax[2].legend()
+for a in ax: a.grid(alpha=0.3); a.set_xlabel("x")
+plt.tight_layout(); plt.show()
+""")
+
+md("""
+During training the network keeps **latent real weights**. The forward pass uses their
+signs (a `Binarize` transform on the weight parameter), the optimizer updates the latent
+values, and after each step they are clipped back to [−1, 1] — beyond that the STE would
+cancel their gradient for good and they could drift away forever.
+""")
+code("""
+layer = bnn.BinaryLinear(4, 3, binary_input=False, seed=0)
+print(layer.weight)                        # the latent weight carries a Binarize transform
+print("latent:\\n", layer.weight.data.round(2))
+print("used in the forward pass:\\n", layer.binary_weight().data)
+opt = ta.optim.Adam(layer.parameters(), lr=5.0)   # a huge step, to show the clip
+(layer(ta.tensor(np.ones((2, 4), np.float32))) ** 2).sum().backward()
+opt.step()
+print("after one step, clipped to [-1, 1]:\\n", layer.weight.data.round(2))
+""")
+
+md("""
+## 2. Training: the paper's recipe, float vs binary
+
+Each block is `BinaryLinear -> BatchNorm1d`, and the *next* binary layer binarizes what it
+receives, so the activation is sign(batch norm(·)). The first layer sees real pixels; the
+last batch norm outputs the scores. Loss: squared hinge on ±1 targets; Adam with a
+decaying learning rate. The float twin has the same layers with float weights and
+`Hardtanh` activations, trained the same way.
+""")
+code("""
+bnn_model = bnn.bnn_mlp(hidden=HIDDEN, seed=0)
+float_model = bnn.float_mlp(hidden=HIDDEN, seed=0)
+hist_bnn = bnn.train_bnn(bnn_model, (train_x, train_y), EPOCHS, val=(test_x, test_y))
+hist_float = bnn.train_bnn(float_model, (train_x, train_y), EPOCHS, val=(test_x, test_y))
+
+fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+for name, h in [("float", hist_float), ("BNN", hist_bnn)]:
+    ax[0].plot(h["epoch"], h["loss"], marker=".", label=name)
+    ax[1].plot(h["epoch"], [1 - v for v in h["val_top1"]], marker=".", label=name)
+ax[0].set_title("training loss"); ax[1].set_title("validation error")
+for a in ax: a.legend(); a.grid(alpha=0.3); a.set_xlabel("epoch")
+plt.tight_layout(); plt.show()
+a_float, a_bnn = hist_float.last("val_top1"), hist_bnn.last("val_top1")
+print(f"float {a_float:.4f}, BNN {a_bnn:.4f}, AccLoss {100 * metrics.acc_loss(a_float, a_bnn):.2f} pp")
+""")
+
+md("""
+## 3. Packing bits by hand
+
+Bit `j % 64` of word `j // 64` holds element j: 1 for +1, 0 for −1. Padding bits beyond K
+are 0. Write the packing of one row yourself and compare with `kernels.pack_bits`.
+""")
+code("""
+rng = np.random.default_rng(1)
+K = 70                                   # not a multiple of 64: two words, the second mostly padding
+v = rng.choice([-1, 1], K)
+
+def pack_row(v):
+    # BEGIN SOLUTION
+    words = [0] * ((len(v) + 63) // 64)
+    for j, value in enumerate(v):
+        if value >= 0:
+            words[j // 64] |= 1 << (j % 64)
+    return np.array(words, dtype=np.uint64)
+    # END SOLUTION
+
+mine = pack_row(v)
+print([f"{w:064b}"[::-1] for w in mine])   # printed low bit first, so it reads like v
+print("".join("1" if e > 0 else "0" for e in v))
+assert np.array_equal(mine, kernels.pack_bits(v[None])[0])
+""")
+
+md("""
+## 4. The XNOR dot product on a small example
+
+Where a and w agree, a_j w_j = +1; where they disagree, −1. XOR marks the disagreements, so
+a · w = (K − d) − d = K − 2d with d = popcount(a ⊕ w). (XNOR counts agreements instead:
+same formula read the other way round.)
+""")
+code("""
+a = np.array([+1, -1, +1, +1, -1, -1, +1, -1])
+w = np.array([+1, +1, -1, +1, -1, +1, +1, +1])
+abits, wbits = kernels.pack_bits(a[None])[0, 0], kernels.pack_bits(w[None])[0, 0]
+print(f"a bits {int(abits):08b}   w bits {int(wbits):08b}   (bit 0 on the right)")
+
+def xnor_dot(abits, wbits, K):
+    # BEGIN SOLUTION
+    disagree = bin(int(abits) ^ int(wbits)).count("1")
+    return K - 2 * disagree
+    # END SOLUTION
+
+print("a . w =", a @ w, "  K - 2 popcount(a XOR w) =", xnor_dot(abits, wbits, len(a)))
+assert xnor_dot(abits, wbits, len(a)) == a @ w == bnn.xnor_dot(a, w)
+""")
+
+md("""
+## 5. Batch norm + sign = an integer threshold
+
+A hidden unit outputs sign(γ (d − μ)/σ + β) for the integer dot product d. For γ > 0 that
+is d ≥ τ with τ = μ − βσ/γ, i.e. d ≥ ⌈τ⌉; for **γ < 0 the comparison flips** (d ≤ ⌊τ⌋);
+for γ = 0 it is a constant. `bnn.pack` computes each threshold by running the network's
+own batch norm over every integer d in [−K, K], which makes the packed network agree with
+the float one *exactly*, even where float32 rounding sits right on the threshold.
+""")
+code("""
+K = 16
+bn = nn.BatchNorm1d(3, eps=1e-4).eval()
+bn.gamma.data[:] = [2.0, -1.5, 0.0]
+bn.beta.data[:] = [0.5, 0.3, -0.2]
+bn.running_mean[:] = [3.0, -2.0, 0.0]
+bn.running_var[:] = [4.0, 9.0, 1.0]
+s, t, tau = bnn.fold_threshold(bn.gamma.data, bn.beta.data, bn.running_mean, bn.running_var, eps=1e-4, k=K)
+print("tau", tau.round(3), " direction", s, " integer threshold", t)
+d = np.arange(-K, K + 1)
+with ta.no_grad():
+    z = bn(ta.tensor(np.repeat(d[:, None], 3, axis=1).astype(np.float32))).data
+assert np.array_equal(bnn.apply_threshold(np.repeat(d[:, None], 3, axis=1), s, t), z >= 0)
+plt.plot(d, z, marker="."); plt.axhline(0, color="k", lw=0.5)
+plt.legend(["gamma > 0: d >= ceil(tau)", "gamma < 0: d <= floor(tau)", "gamma = 0: constant"])
+plt.xlabel("integer dot product d"); plt.ylabel("batch norm output"); plt.show()
+""")
+
+md("""
+## 6. Bit-packed inference, and how fast it is
+
+`bnn.pack(model)` runs the first layer in float (real pixels times binary weights), every
+hidden layer on the XNOR/popcount kernel with integer thresholds, and the last layer as
+integer dot + batch-norm affine. Its hidden activations and predictions equal the float
+model's exactly.
+""")
+code("""
+packed = bnn.pack(bnn_model)
+for row in packed.describe():
+    print(row)
+x_test = (test_x / np.float32(255))[:, None]
+want_scores, want_hidden = bnn.sign_path(bnn_model, x_test)
+scores, hidden = packed.forward(x_test, return_hidden=True)
+assert np.array_equal(scores, want_scores) and all(np.array_equal(a, b) for a, b in zip(hidden, want_hidden))
+print("packed == float sign path on", len(x_test), "images; top-1", metrics.accuracy(scores, test_y))
+size = packed.size()
+n_float = 32 * sum(p.size for p in float_model.parameters())
+print(f"size: float {n_float / 8 / 1024:.0f} KiB, packed {size['bytes'] / 1024:.0f} KiB "
+      f"(compression ratio {n_float / size['bits']:.1f}x)")
+""")
+code("""
+def best_of(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return min(times)
+
+# one hidden layer over the test batch, on its real activations
+x_bits = hidden[0] > 0
+stage = packed.stages[1]
+w_pm1 = stage.wb.reshape(stage.out_channels, -1)
+x_pm1 = np.where(x_bits, 1, -1).astype(np.float32)
+xp, wp = bnn.pack_bool(x_bits), bnn.pack_bool(w_pm1 > 0)
+t_float = best_of(lambda: x_pm1 @ w_pm1.T)
+t_xnor = best_of(lambda: kernels.xnor_gemm(xp, wp, stage.k))
+assert np.array_equal(kernels.xnor_gemm(xp, wp, stage.k), (x_pm1 @ w_pm1.T).astype(np.int32))
+print(f"{x_pm1.shape} x {w_pm1.shape[::-1]}: float32 BLAS {1e3 * t_float:.1f} ms, "
+      f"XNOR ({kernels.info()['xnor_gemm']}) {1e3 * t_xnor:.1f} ms -> {t_float / t_xnor:.1f}x")
+
+n = 512 if QUICK else 2048
+A, B = np.random.default_rng(0).random((2, n, n)) < 0.5
+Af, Bf = np.where(A, 1, -1).astype(np.float32), np.where(B, 1, -1).astype(np.float32)
+Ap, Bp = bnn.pack_bool(A), bnn.pack_bool(B)
+t_f, t_x = best_of(lambda: Af @ Bf.T), best_of(lambda: kernels.xnor_gemm(Ap, Bp, n))
+print(f"{n}^3 product: float32 {t_f:.3f} s, XNOR {t_x:.3f} s -> {t_f / t_x:.1f}x "
+      "(the command `tinyapprox binarize` measures this single-threaded, with a plain baseline too)")
+""")
+md("""
+**Things to try.** Train with `stochastic=True`. Replace the calibrated thresholds by
+`fold_threshold`'s float64 ones and count the activations that change. Time the whole
+network with `packed.predict(x, kernel=...)` for `"xnor"`, `"float32"` and `"int8"` — and
+explain why the first layer (real pixels) now dominates.
+""")
+
+nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"}})
+Path(__file__).with_name("04_binarized.ipynb").write_text(nbformat.writes(nb))

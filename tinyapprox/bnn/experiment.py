@@ -1,0 +1,271 @@
+"""``tinyapprox binarize``: train a binarized network and its float twin, pack it, time it.
+
+Steps (all results go to ``--out``):
+1. train the float twin, the deterministic BNN and (unless ``--no-stochastic``) the
+   stochastic BNN with the paper's recipe (``bnn.train_bnn``), validating every epoch;
+2. pack the deterministic BNN (``bnn.pack``), check that its predictions on the test set
+   equal the float model's and are unchanged across the three kernels;
+3. time a large binary matrix product and one trained hidden layer over the test batch
+   (single thread, in a child process), and the whole network over the test set, with
+   float32 BLAS, the XNOR kernel and the plain int8 baseline;
+4. model size in bits and bytes, energy per inference from the Horowitz table;
+5. plots: ``fig1_training.png`` (training loss and validation error per epoch) and
+   ``fig3_speed.png`` (kernel times); ``results.json``; models as ``.npz``.
+
+QUICK mode (``--quick`` or ``TINYAPPROX_QUICK=1``): 1000 training and 500 test images,
+one epoch, a small MLP, a 512-wide product; seconds, for tests and smoke runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import cost, data, metrics
+from ..train import evaluate, predict
+from . import bench
+from .models import bnn_conv, bnn_mlp, float_conv, float_mlp
+from .packing import KERNELS, pack, sign_path
+from .training import RECIPE, train_bnn
+
+# 1-bit operations are not in Horowitz's table; priced as 1/8 of an 8-bit add (0.03 pJ).
+BINARY_ENERGIES = {"xnor1": 0.03 / 8, "popcount1": 0.03 / 8}
+
+
+def add_arguments(parser):
+    """Options of ``tinyapprox binarize``."""
+    parser.add_argument("--model", choices=["bnn-mlp", "bnn-conv"], default="bnn-mlp",
+                        help="binarized MLP (3 x 1024 by default) or the small binary ConvNet")
+    parser.add_argument("--epochs", type=int, default=35, help="training epochs per model (default 35)")
+    parser.add_argument("--quick", action="store_true", help="tiny data and model: a smoke run in seconds")
+    parser.add_argument("--out", default="runs/binarize", help="output directory (default runs/binarize)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", default="1024,1024,1024", help="hidden widths of bnn-mlp (comma separated)")
+    parser.add_argument("--lr-start", type=float, default=RECIPE["lr_start"])
+    parser.add_argument("--lr-end", type=float, default=RECIPE["lr_end"])
+    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    parser.add_argument("--no-stochastic", action="store_true", help="skip the stochastic-binarization model")
+    parser.add_argument("--gemm", default="4096,8192",
+                        help="sizes n of the n x n x n product (a size is skipped if predicted to take > 60 s)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the timing part")
+    parser.add_argument("--resume", action="store_true", help="continue interrupted training from --out checkpoints")
+
+
+def _builders(args, quick):
+    if args.model == "bnn-mlp":
+        hidden = (128, 128) if quick else tuple(int(h) for h in args.hidden.split(","))
+        return (lambda s: float_mlp(hidden, seed=s), lambda s, st: bnn_mlp(hidden, seed=s, stochastic=st),
+                f"MLP 784-{'-'.join(map(str, hidden))}-10")
+    ch, fc = ((8, 16), 64) if quick else ((32, 64), 512)
+    return (lambda s: float_conv(seed=s, channels=ch, fc=fc),
+            lambda s, st: bnn_conv(seed=s, channels=ch, fc=fc, stochastic=st),
+            f"ConvNet conv5x5@{ch[0]}-pool-conv5x5@{ch[1]}-pool-fc{fc}-10")
+
+
+def _plot_training(histories, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, h in histories.items():
+        ep = h["epoch"]
+        axes[0].plot(ep, h["loss"], marker=".", label=name)
+        axes[1].plot(ep, [1 - v for v in h["val_top1"]], marker=".", label=name)
+    axes[0].set(xlabel="epoch", ylabel="training loss (squared hinge)", title="training loss")
+    axes[1].set(xlabel="epoch", ylabel="validation error", title="validation error (test set)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_speed(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    kinds = [("int8_s", "int8 baseline (unpacked, NumPy loop)"), ("float32_s", "float32 BLAS"),
+             ("xnor_s", "XNOR/popcount kernel")]
+    x = np.arange(len(rows))
+    for i, (key, label) in enumerate(kinds):
+        ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], width=0.27, label=label)
+    ax.set_xticks(x, [r["label"] for r in rows])
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds (log scale)")
+    ax.set_title("binary matrix products on this CPU")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def bnn_energy(model, input_shape=(1, 1, 28, 28)) -> cost.EnergyReport:
+    """Energy per inference of a binarized network from the Horowitz table (assumptions printed).
+
+    The first layer adds or subtracts real inputs (binary weights: no multiplies):
+    one float32 add per MAC. Hidden layers: one XNOR and one popcount bit per MAC,
+    each priced at 1/8 of an 8-bit add. Weights: 1 bit each from DRAM; batch-norm
+    parameters as 32-bit words; layer inputs read and outputs written once in SRAM at 32
+    bits for the real pixels and the scores, 1 bit for the binary activations.
+    """
+    rows = [r for r in cost.layer_costs(model, input_shape) if r["kind"] in ("linear", "conv")]
+    first, hidden = rows[0], rows[1:]
+    bits_w = sum(r["weights"] for r in rows)
+    other = sum(p.size for n, p in model.named_parameters() if not n.endswith("weight") or "gamma" in n)
+    other += sum(np.asarray(getattr(m, b)).size for _, m, b in model.named_buffers())
+    act_bits = 32 * int(np.prod(first["input_shape"])) + int(np.prod(first["output_shape"]))
+    act_bits += sum(int(np.prod(r["input_shape"])) + int(np.prod(r["output_shape"])) for r in hidden[:-1])
+    act_bits += int(np.prod(hidden[-1]["input_shape"])) + 32 * int(np.prod(hidden[-1]["output_shape"])) if hidden else 0
+    hidden_macs = sum(r["macs"] for r in hidden)
+    counts = {"float32_add": first["macs"], "xnor1": hidden_macs, "popcount1": hidden_macs,
+              "dram32": bits_w / 32 + other, "sram32": act_bits / 32}
+    assumptions = (f"assumptions: input {tuple(input_shape)}; first layer {first['macs']:,} MACs as float32 adds "
+                   f"(binary weights); hidden {hidden_macs:,} MACs as 1 XNOR + 1 popcount bit, each "
+                   f"{BINARY_ENERGIES['xnor1']:.4f} pJ (1/8 of an int8 add, not in the table); {bits_w:,} weight "
+                   f"bits + {other:,} 32-bit BN words from DRAM once; activations in SRAM (1 bit binary, 32 bit "
+                   f"real); registers, pooling and thresholds not counted.\nsource: {cost.ENERGY_SOURCE}")
+    return cost.energy(counts, BINARY_ENERGIES, assumptions)
+
+
+def _float_bits(model) -> int:
+    n = sum(p.size for p in model.parameters()) + sum(np.asarray(getattr(m, b)).size for _, m, b in model.named_buffers())
+    return 32 * int(n)
+
+
+def run(args) -> int:
+    """Run the experiment; returns 0 on success (see the module docstring)."""
+    quick = bool(getattr(args, "quick", False)) or os.environ.get("TINYAPPROX_QUICK") == "1"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    limit = 1000 if quick else None
+    (tx, ty), (vx, vy) = data.load("fashion-mnist", limit=limit)
+    if quick:
+        vx, vy = vx[:500], vy[:500]
+    epochs = min(args.epochs, 1) if quick else args.epochs
+    make_float, make_bnn, arch = _builders(args, quick)
+    recipe = dict(lr_start=args.lr_start, lr_end=args.lr_end, batch_size=args.batch_size, seed=args.seed)
+    print(f"binarize: {args.model} ({arch}) on Fashion-MNIST, {len(tx)} train / {len(vx)} test images, "
+          f"{epochs} epochs; recipe: squared hinge, Adam, lr {args.lr_start:g} -> {args.lr_end:g}, "
+          f"batch {args.batch_size}")
+
+    variants = [("float", lambda: make_float(args.seed)), ("BNN deterministic", lambda: make_bnn(args.seed, False))]
+    if not args.no_stochastic:
+        variants.append(("BNN stochastic", lambda: make_bnn(args.seed, True)))
+    models, histories, results = {}, {}, {"model": args.model, "architecture": arch, "epochs": epochs,
+                                          "train_images": len(tx), "test_images": len(vx), "recipe": recipe}
+    for name, build in variants:
+        tag = name.lower().replace(" ", "_")
+        print(f"\n== training {name}")
+        model = build()
+        hist = train_bnn(model, (tx, ty), epochs, val=(vx, vy), verbose=True,
+                         checkpoint=out / f"checkpoint_{tag}.npz" if not quick else None, **recipe)
+        models[name] = model
+        histories[name] = {k: hist[k] for k in ("epoch", "loss", "top1", "val_top1", "val_loss", "seconds", "lr")}
+        np.savez(out / f"{tag}.npz", **model.state_dict())
+    _plot_training(histories, out / "fig1_training.png")
+    results["history"] = histories
+
+    # ---- accuracy table
+    acc = {name: evaluate(m, vx, vy)["top1"] for name, m in models.items()}
+    bnn_model = models["BNN deterministic"]
+    packed = pack(bnn_model)
+    x_test = (np.asarray(vx, dtype=np.float32) / 255.0)[:, None]
+    float_pred = predict(bnn_model, vx).argmax(axis=1)
+    preds = {k: packed.predict(x_test, kernel=k, batch_size=len(x_test)) for k in KERNELS}
+    same = {k: bool(np.array_equal(p, float_pred)) for k, p in preds.items()}
+    acc["BNN packed (xnor)"] = metrics.accuracy(preds["xnor"], vy)
+    epoch_s = {name: float(np.median(h["seconds"])) for name, h in histories.items()}
+    print("\naccuracy on the test set (AccLoss = float top-1 - model top-1, percentage points)")
+    print(f"{'model':<22} {'top-1':>7} {'AccLoss':>9} {'s/epoch':>8}")
+    for name, a in acc.items():
+        loss_pp = 100 * metrics.acc_loss(acc["float"], a)
+        s = f"{epoch_s[name]:8.1f}" if name in epoch_s else f"{'':>8}"
+        print(f"{name:<22} {a:7.4f} {loss_pp:+9.2f} {s}")
+    print(f"packed predictions equal the float sign path: {same}")
+    results.update(accuracy=acc, seconds_per_epoch=epoch_s, packed_equals_float=same)
+
+    # ---- size and energy
+    fsize = _float_bits(models["float"])
+    psize = packed.size()
+    e_float = cost.inference_energy(models["float"], (1, 1, 28, 28))
+    e_bnn = bnn_energy(bnn_model)
+    print(f"\nmodel size: float {fsize:,} bits = {fsize // 8:,} bytes; BNN packed {psize['bits']:,} bits = "
+          f"{psize['bytes']:,} bytes ({psize['weight_bits']:,} weight bits); compression ratio "
+          f"{fsize / psize['bits']:.1f}x")
+    print(f"energy per inference (Horowitz 45 nm): float {e_float.total_pj / 1e6:.2f} uJ, "
+          f"BNN {e_bnn.total_pj / 1e6:.2f} uJ ({e_float.total_pj / e_bnn.total_pj:.1f}x less)")
+    print(e_bnn.assumptions)
+    results.update(size={"float_bits": fsize, "float_bytes": fsize // 8, **{f"bnn_{k}": v for k, v in psize.items()},
+                         "compression_ratio": fsize / psize["bits"]},
+                   energy_pj={"float": e_float.total_pj, "bnn": e_bnn.total_pj,
+                              "float_breakdown": e_float.breakdown_pj, "bnn_breakdown": e_bnn.breakdown_pj})
+
+    if not args.no_speed:
+        results["speed"] = _speed(args, quick, out, packed, bnn_model, x_test, vy)
+    with open(out / "results.json", "w") as fh:
+        json.dump(results, fh, indent=2, default=float)
+    print(f"\nwrote {out / 'fig1_training.png'}, {out / 'results.json'}" +
+          ("" if args.no_speed else f", {out / 'fig3_speed.png'}"))
+    return 0
+
+
+def _speed(args, quick, out, packed, bnn_model, x_test, vy):
+    print("\nspeed (wall clock, median of repeats; the machine is shared, so treat as noisy)")
+    rows, res = [], {}
+    sizes = [512] if quick else [int(s) for s in args.gemm.split(",") if s]
+    prev = None
+    for n in sizes:
+        if prev is not None:
+            predicted = (prev["float32_s"] + prev["xnor_s"]) * 3 * (n / prev["K"]) ** 3
+            if predicted > 60:
+                print(f"  gemm {n}: skipped (predicted {predicted:.0f} s > 60 s)")
+                continue
+        r = bench.single_thread({"gemm": n, "repeat": 1 if n >= 4096 else 3, "baseline_rows": 32 if n >= 4096 else 64})
+        prev = r
+        res[f"gemm_{n}"] = r
+        rows.append({"label": f"{n}^3 product", **r})
+        print(f"  {n}x{n}x{n} (1 thread): int8 baseline {r['int8_s']:.2f} s"
+              f"{' (extrapolated from ' + str(r['int8_rows_timed']) + ' rows)' if r['int8_extrapolated'] else ''}, "
+              f"float32 BLAS {r['float32_s']:.3f} s, XNOR {r['xnor_s']:.3f} s "
+              f"-> XNOR {r['speedup_xnor_vs_float32']:.1f}x faster than float32, "
+              f"{r['speedup_xnor_vs_int8']:.0f}x than the baseline")
+
+    # one trained hidden layer over the whole test batch, on its real activations
+    _, hidden = packed.forward(x_test, return_hidden=True)
+    stage = packed.stages[1] if len(packed.stages) > 2 else packed.stages[-1]
+    if not stage.conv:
+        x_bits = hidden[0] > 0
+        w_bits = stage.wb.reshape(stage.out_channels, -1) > 0
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "layer.npz"
+            np.savez(path, x=x_bits, w=w_bits)
+            r = bench.single_thread({"layer": str(path), "repeat": 5, "baseline_rows": 256})
+        res["trained_layer"] = r
+        rows.append({"label": f"layer {r['K']}x{r['N']}\nbatch {r['M']}", **r})
+        print(f"  trained {r['K']}x{r['N']} binary layer over {r['M']} images (1 thread): float32 "
+              f"{1000 * r['float32_s']:.1f} ms, XNOR {1000 * r['xnor_s']:.1f} ms (+{1000 * r['pack_s']:.1f} ms "
+              f"packing the input), int8 baseline {1000 * r['int8_s']:.0f} ms -> XNOR "
+              f"{r['speedup_xnor_vs_float32']:.1f}x faster than float32 "
+              f"({r['speedup_xnor_with_packing_vs_float32']:.1f}x with packing)")
+
+    # the whole network over the test set with each kernel
+    whole = {}
+    for kernel in ("float32", "xnor", "int8"):
+        t, pred = bench.median_time(lambda: packed.predict(x_test, kernel=kernel, batch_size=len(x_test)),
+                                    1 if kernel == "int8" else 3)
+        whole[kernel] = {"seconds": t, "top1": metrics.accuracy(pred, vy)}
+    res["whole_network"] = whole
+    rows.append({"label": f"whole net\n{len(x_test)} images", **{f"{k}_s": v["seconds"] for k, v in whole.items()}})
+    print(f"  whole network over {len(x_test)} test images (default threads): " + ", ".join(
+        f"{k} {v['seconds']:.3f} s (top-1 {v['top1']:.4f})" for k, v in whole.items()))
+    _plot_speed(rows, out / "fig3_speed.png")
+    return res
