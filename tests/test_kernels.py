@@ -30,7 +30,7 @@ F32_EPS = float(np.finfo(np.float32).eps)
 def csr_problems(draw):
     """(indptr, indices, data, X, dense A): density 0..1, unsorted columns, duplicates."""
     M = draw(st.integers(0, 9))
-    K = draw(st.integers(0, 40))
+    K = draw(st.integers(0, 40) | st.sampled_from([95, 96, 97, 250]))  # > 96: K-blocked order
     N = draw(st.sampled_from([0, 1, 3, 7, 8, 9, 16, 31, 33, 64, 65, 70, 100, 130]))
     density = draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))
     seed = draw(st.integers(0, 2**32 - 1))
@@ -228,6 +228,17 @@ def test_pack_unpack_roundtrip(X):
     bits = kernels.pack_bits(X)
     assert bits.dtype == np.uint64 and bits.shape == X.shape[:-1] + ((K + 63) // 64,)
     np.testing.assert_array_equal(kernels.unpack_bits(bits, K), np.where(X >= 0, 1, -1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_xnor_gemm_many_column_blocks(backend):
+    # W = 400 words per row: the C kernel walks B in several cache blocks of rows
+    rng = np.random.default_rng(11)
+    K = 64 * 400 - 3
+    A_bits = kernels.pack_bits(rng.standard_normal((3, K)))
+    B_bits = kernels.pack_bits(rng.standard_normal((130, K)))
+    np.testing.assert_array_equal(kernels.xnor_gemm(A_bits, B_bits, K, backend=backend),
+                                  reference.xnor_gemm(A_bits, B_bits, K))
 
 
 @needs_c
