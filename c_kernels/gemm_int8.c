@@ -199,63 +199,67 @@ TA_TARGET_AVX2 static void finish_avx2(__m256i acc[MR][2], int32_t *c, int64_t l
     }
 }
 
-#define K4_ROW(R)                                                                        \
+/* The accumulators are named variables, not an array, so that the compiler
+ * keeps all eight in registers through the loop. */
+#define K4_ROW(R, C0, C1)                                                                \
     do {                                                                                 \
         int32_t a32;                                                                     \
         __m256i a, au;                                                                   \
         memcpy(&a32, ap + g * 16 + (R) * 4, 4);                                          \
         a = _mm256_set1_epi32(a32);                                                      \
         au = _mm256_abs_epi8(a);                                                         \
-        acc[R][0] = _mm256_add_epi32(                                                    \
-            acc[R][0], _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(b0, a)), ones)); \
-        acc[R][1] = _mm256_add_epi32(                                                    \
-            acc[R][1], _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(b1, a)), ones)); \
+        C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(b0, a)), ones)); \
+        C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(b1, a)), ones)); \
     } while (0)
 
 TA_TARGET_AVX2 static void tile_k4_avx2(int64_t ng, const int8_t *ap, const int8_t *bp,
                                         int32_t *c, int64_t ldc, int rows, int cols,
                                         int accumulate) {
     const __m256i ones = _mm256_set1_epi16(1);
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+    __m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     __m256i acc[MR][2];
     int64_t g;
-    int r;
-    for (r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (g = 0; g < ng; g++) {
         const __m256i b0 = _mm256_loadu_si256((const __m256i *)(bp + g * 64));
         const __m256i b1 = _mm256_loadu_si256((const __m256i *)(bp + g * 64 + 32));
-        K4_ROW(0);
-        K4_ROW(1);
-        K4_ROW(2);
-        K4_ROW(3);
+        K4_ROW(0, c00, c01);
+        K4_ROW(1, c10, c11);
+        K4_ROW(2, c20, c21);
+        K4_ROW(3, c30, c31);
     }
+    acc[0][0] = c00, acc[0][1] = c01, acc[1][0] = c10, acc[1][1] = c11;
+    acc[2][0] = c20, acc[2][1] = c21, acc[3][0] = c30, acc[3][1] = c31;
     finish_avx2(acc, c, ldc, rows, cols, accumulate);
 }
 
-#define K2_ROW(R)                                                                        \
+#define K2_ROW(R, C0, C1)                                                                \
     do {                                                                                 \
         int32_t a32;                                                                     \
         __m256i a;                                                                       \
         memcpy(&a32, ap + g * 8 + (R) * 2, 4);                                           \
         a = _mm256_set1_epi32(a32);                                                      \
-        acc[R][0] = _mm256_add_epi32(acc[R][0], _mm256_madd_epi16(a, b0));               \
-        acc[R][1] = _mm256_add_epi32(acc[R][1], _mm256_madd_epi16(a, b1));               \
+        C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(a, b0));                             \
+        C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(a, b1));                             \
     } while (0)
 
 TA_TARGET_AVX2 static void tile_k2_avx2(int64_t ng, const int16_t *ap, const int16_t *bp,
                                         int32_t *c, int64_t ldc, int rows, int cols,
                                         int accumulate) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+    __m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     __m256i acc[MR][2];
     int64_t g;
-    int r;
-    for (r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (g = 0; g < ng; g++) {
         const __m256i b0 = _mm256_loadu_si256((const __m256i *)(bp + g * 32));
         const __m256i b1 = _mm256_loadu_si256((const __m256i *)(bp + g * 32 + 16));
-        K2_ROW(0);
-        K2_ROW(1);
-        K2_ROW(2);
-        K2_ROW(3);
+        K2_ROW(0, c00, c01);
+        K2_ROW(1, c10, c11);
+        K2_ROW(2, c20, c21);
+        K2_ROW(3, c30, c31);
     }
+    acc[0][0] = c00, acc[0][1] = c01, acc[1][0] = c10, acc[1][1] = c11;
+    acc[2][0] = c20, acc[2][1] = c21, acc[3][0] = c30, acc[3][1] = c31;
     finish_avx2(acc, c, ldc, rows, cols, accumulate);
 }
 
