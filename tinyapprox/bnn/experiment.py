@@ -225,7 +225,7 @@ def _speed(args, quick, out, packed, bnn_model, x_test, vy):
     prev = None
     for n in sizes:
         if prev is not None:
-            predicted = (prev["float32_s"] + prev["xnor_s"]) * 3 * (n / prev["K"]) ** 3
+            predicted = (prev["float32_s"] + prev["xnor_s"]) * (n / prev["K"]) ** 3
             if predicted > 60:
                 print(f"  gemm {n}: skipped (predicted {predicted:.0f} s > 60 s)")
                 continue

@@ -37,8 +37,10 @@ class _BinaryLayer(Module):
 
     def _setup(self, shape, fan_in, fan_out, bias, binary_input, stochastic, seed, init):
         rng = np.random.default_rng(seed)
+        if init is None:
+            init = "uniform" if stochastic else "glorot"
         if init not in ("uniform", "glorot"):
-            raise ValueError(f"{type(self).__name__}: expected init 'uniform' or 'glorot', got {init!r}")
+            raise ValueError(f"{type(self).__name__}: expected init None, 'uniform' or 'glorot', got {init!r}")
         bound = 1.0 if init == "uniform" else math.sqrt(6.0 / (fan_in + fan_out))
         self.weight = Parameter(rng.uniform(-bound, bound, size=shape).astype(np.float32))
         self.weight.add_transform(Binarize(stochastic=stochastic, seed=int(rng.integers(2**31))))
@@ -73,9 +75,10 @@ class BinaryLinear(_BinaryLayer):
             in eval mode). Activations stay deterministic, as in the paper's code; set the
             attribute ``stochastic_input = True`` to draw them stochastically too.
         seed: seed (or Generator) of the initialisation and of the stochastic draws.
-        init: "uniform" -- latent weights U(-1, 1), as the paper's code (needed for
-            stochastic binarization: a weight near 0 is a coin flip) -- or "glorot"
-            (U(-a, a), a = sqrt(6 / (fan_in + fan_out))).
+        init: "glorot" -- latent weights U(-a, a), a = sqrt(6 / (fan_in + fan_out)): small,
+            so signs flip quickly and training is fast -- or "uniform" -- U(-1, 1), as the
+            paper's code; needed for stochastic binarization, where a latent weight near 0
+            is a coin flip. None (default): "uniform" if ``stochastic`` else "glorot".
 
     Input (N, in_features) float32 -> output (N, out_features) float32.
 
@@ -84,7 +87,7 @@ class BinaryLinear(_BinaryLayer):
     """
 
     def __init__(self, in_features, out_features, bias=False, binary_input=True, stochastic=False, seed=None,
-                 init="uniform"):
+                 init=None):
         super().__init__()
         self.in_features = _check_positive_int("BinaryLinear", "in_features", in_features)
         self.out_features = _check_positive_int("BinaryLinear", "out_features", out_features)
@@ -119,7 +122,7 @@ class BinaryConv2d(_BinaryLayer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False,
-                 binary_input=True, stochastic=False, seed=None, init="uniform"):
+                 binary_input=True, stochastic=False, seed=None, init=None):
         super().__init__()
         self.in_channels = _check_positive_int("BinaryConv2d", "in_channels", in_channels)
         self.out_channels = _check_positive_int("BinaryConv2d", "out_channels", out_channels)

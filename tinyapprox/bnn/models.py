@@ -31,7 +31,8 @@ def bnn_mlp(hidden=(1024, 1024, 1024), seed: int = 0, stochastic: bool = False, 
 
     784 -> 1024 -> 1024 -> 1024 -> 10 by default (the paper's MNIST MLP has 4096 units and
     dropout; this one is sized for a CPU). All weights binary; inputs of every layer but
-    the first binarized. ``stochastic`` selects stochastic binarization while training.
+    the first binarized. ``stochastic`` selects stochastic binarization of the weights while
+    training (latent weights then start U(-1, 1) instead of Glorot-uniform).
     Input (N, 1, 28, 28) or (N, 784) float32 -> scores (N, num_classes).
     """
     hidden = _check_hidden("bnn_mlp", hidden)
