@@ -41,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="iterative prune-retrain rounds; oneshot: prune once then retrain as long; "
                              "gradual: Zhu & Gupta's cubic schedule during retraining")
     parser.add_argument("--granularity", choices=GRANULARITIES, default="element")
-    parser.add_argument("--scope", choices=("global", "layer"), default="global")
+    parser.add_argument("--scope", choices=("global", "layer"), default=None,
+                        help="default: global for element granularity, layer for the structured ones (group "
+                             "averages vary less than single weights, so a global ranking would empty whole "
+                             "conv layers before the fc layers lose their small weights)")
     parser.add_argument("--norm", choices=("l1", "l2"), default="l1")
     parser.add_argument("--target", type=float, default=12.0, help="compression: times fewer non-zero parameters")
     parser.add_argument("--rounds", type=int, default=5, help="prune-retrain rounds (iterative)")
@@ -111,10 +114,13 @@ def run(args) -> int:
                                                    limit=limit, verbose=False)
     dense_acc = accuracy(dense)
     params = prunable(dense)
+    if args.granularity == "filter":  # removing output neurons of the classifier would remove classes
+        params = dict(list(params.items())[:-1])
     amount = _amount_for_target(dense, args.target, params)
-    kw = dict(granularity=args.granularity, scope=args.scope, norm=args.norm)
+    scope = args.scope or ("global" if args.granularity == "element" else "layer")
+    kw = dict(granularity=args.granularity, scope=scope, norm=args.norm, params=list(params))
     print(f"[compress] dense top-1 {dense_acc:.4f}; target {args.target}x -> prune {amount:.2%} of the weights "
-          f"({args.scope} scope, {args.granularity} granularity, {args.schedule} schedule)", flush=True)
+          f"({scope} scope, {args.granularity} granularity, {args.schedule} schedule)", flush=True)
 
     # ---------------------------------------------------------------- the main schedule
     model = clone(dense)
@@ -156,10 +162,11 @@ def run(args) -> int:
         print("[compress] comparison: one-shot (no retraining), random (same schedule), from-init "
               f"({epochs} epochs from a fresh initialisation with the round's masks)", flush=True)
         # random pruning reaches the same per-layer sparsities as the magnitude masks
-        per_layer = {n: float(1.0 - m.mean()) for n, m in get_masks(model).items()}
+        per_layer = {n: float(1.0 - m.mean()) for n, m in get_masks(model).items() if n in params}
         rand = clone(dense)
         rand_rec = iterative(rand, retrainer(retrain_lr, retrain_epochs), accuracy, per_layer, rounds=len(levels),
-                             criterion="random", seed=args.seed, granularity=args.granularity) \
+                             criterion="random", seed=args.seed, granularity=args.granularity,
+                             params=list(per_layer)) \
             if args.schedule == "iterative" else None
         for k, s in enumerate(levels):
             one = clone(dense)
@@ -187,7 +194,7 @@ def run(args) -> int:
     for s in sweep:
         m = clone(dense)
         if s > 0:
-            magnitude(m, amount=s, **kw)
+            magnitude(m, amount=s, **{**kw, "params": None})
         d, sp = time_inference(m, xb, repeats, other=to_sparse(m))
         for key, v in zip(timing, (sparsity(m), 1e3 * d, 1e3 * sp)):
             timing[key].append(float(v))
@@ -196,7 +203,7 @@ def run(args) -> int:
     t = rep.totals
     acc_loss_pp = 100.0 * (dense_acc - final_acc)
     summary = {
-        "model": args.model, "schedule": args.schedule, "granularity": args.granularity, "scope": args.scope,
+        "model": args.model, "schedule": args.schedule, "granularity": args.granularity, "scope": scope,
         "target": args.target, "quick": bool(args.quick), "dense_top1": dense_acc, "pruned_top1": final_acc,
         "acc_loss_pp": acc_loss_pp, "sparsity": t["sparsity"], "compression_count": t["compression_count"],
         "compression_bytes": t["compression_bytes"], "theoretical_speedup": t["theoretical_speedup"],
