@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from .. import cost, data, metrics
 from ..train import evaluate, predict
 from . import bench
 from .models import bnn_conv, bnn_mlp, float_conv, float_mlp
-from .packing import KERNELS, pack, sign_path
+from .packing import KERNELS, pack
 from .training import RECIPE, train_bnn
 
 # 1-bit operations are not in Horowitz's table; priced as 1/8 of an 8-bit add (0.03 pJ).
@@ -167,7 +166,8 @@ def run(args) -> int:
         print(f"\n== training {name}")
         model = build()
         hist = train_bnn(model, (tx, ty), epochs, val=(vx, vy), verbose=True,
-                         checkpoint=out / f"checkpoint_{tag}.npz" if not quick else None, **recipe)
+                         checkpoint=out / f"checkpoint_{tag}.npz" if not quick else None,
+                         resume=bool(getattr(args, "resume", False)), **recipe)
         models[name] = model
         histories[name] = {k: hist[k] for k in ("epoch", "loss", "top1", "val_top1", "val_loss", "seconds", "lr")}
         np.savez(out / f"{tag}.npz", **model.state_dict())

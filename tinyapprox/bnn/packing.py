@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 
 import numpy as np
 
@@ -426,12 +425,3 @@ def sign_path(model: Module, x) -> tuple:
         model.train(was)
     return _to_array(h), hidden
 
-
-def time_call(fn, repeat=3) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeat`` runs."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))

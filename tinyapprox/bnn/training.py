@@ -28,7 +28,7 @@ def squared_hinge(scores, labels):
 
 def train_bnn(model, train, epochs: int, val=None, lr_start: float = RECIPE["lr_start"],
               lr_end: float = RECIPE["lr_end"], batch_size: int = RECIPE["batch_size"], seed: int = 0,
-              verbose: bool = True, callbacks=(), checkpoint=None):
+              verbose: bool = True, callbacks=(), checkpoint=None, resume: bool = False):
     """Train ``model`` (binary or float) with the paper's recipe; returns ``train.History``.
 
     Args:
@@ -38,6 +38,7 @@ def train_bnn(model, train, epochs: int, val=None, lr_start: float = RECIPE["lr_
             ``(lr_end / lr_start) ** (1 / epochs)`` after each one.
         val: optional (images, labels) evaluated after every epoch (val_top1, val_loss).
         seed: shuffling seed.
+        checkpoint, resume: as ``train.fit`` (an .npz written after every epoch; continue from it).
 
     Raises:
         ValueError: epochs < 0 or learning rates not positive.
@@ -51,4 +52,4 @@ def train_bnn(model, train, epochs: int, val=None, lr_start: float = RECIPE["lr_
     gamma = (lr_end / lr_start) ** (1.0 / max(epochs, 1))
     sched = optim.ExponentialLR(opt, gamma=gamma)
     return fit(model, loader, squared_hinge, opt, epochs, val=val, scheduler=sched, callbacks=callbacks,
-               verbose=verbose, checkpoint=checkpoint)
+               verbose=verbose, checkpoint=checkpoint, resume=resume)
