@@ -139,8 +139,11 @@ def test_sixteen_bit_accumulator_overflows_on_constructed_case():
     assert good == simulate(q, x)[0, 0] > 0
     assert bad < 0                                  # 4 * 127 * 127 = 64516 wrapped to -1020
     assert bad / good == pytest.approx(I.wrap(64516, 16) / 64516)
-    safe = quant.IntegerModel.from_fake(quant.ptq(model, "int8", 8, 8, x * 0.25, pow2_scale=True), acc_bits=16)
+    lin.weight.data[:] = [[0.99, 0.1, 0.1, 0.1]]    # codes 127, 13, 13, 13: |acc| <= 127 * 166 < 2^15
+    q = quant.ptq(model, "int8", 8, 8, x, pow2_scale=True)
+    safe = quant.IntegerModel.from_fake(q, acc_bits=16)
     assert all(r["safe"] for r in safe.check())
+    np.testing.assert_array_equal(safe(x), simulate(q, x))
 
 
 # ------------------------------------------------------------------ PTQ, QAT, size and export
