@@ -124,6 +124,11 @@ def test_im2col_layout_is_as_documented(shape, kernel, stride, padding):
         assert cols[(n * OH + oy) * OW + ox, (u * kw + v) * C + c] == xp[n, c, oy * sh + u, ox * sw + v]
 
 
+def test_im2col_hand_computed():
+    np.testing.assert_array_equal(im2col(np.arange(9).reshape(1, 1, 3, 3), 2, 2),
+                                  [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]])
+
+
 @given(conv_cases(max_side=7), st.integers(0, 2**31 - 1))
 def test_col2im_is_the_adjoint_of_im2col(case, seed):
     x, w, _, stride, padding = case

@@ -46,11 +46,11 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) 
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _as_4d(op: str, x, what: str = "x (N, C, H, W)") -> np.ndarray:
+def _as_4d(op: str, x, what: str = "x (N, C, H, W)", floating: bool = True) -> np.ndarray:
     arr = np.asarray(x.data if isinstance(x, Tensor) else x)
     if arr.ndim != 4:
         raise ValueError(f"{op}: expected {what} with 4 dimensions, got shape {arr.shape}")
-    if arr.dtype.kind != "f":
+    if floating and arr.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point {what.split()[0]}, got dtype {arr.dtype}")
     return arr
 
@@ -183,11 +183,19 @@ def im2col(x, kh: int, kw: int, stride=1, padding=0) -> np.ndarray:
         product ``im2col(x) @ wk.T`` of shape (N*OH*OW, O). The array may be C- or
         Fortran-ordered (whichever was faster to gather); treat it as read-only.
 
+    Example: the four 2x2 windows of a 3x3 image, one per row::
+
+        >>> im2col(np.arange(9).reshape(1, 1, 3, 3), 2, 2)
+        array([[0, 1, 3, 4],
+               [1, 2, 4, 5],
+               [3, 4, 6, 7],
+               [4, 5, 7, 8]])
+
     Raises:
         ValueError: ``x`` not 4-D, the window larger than the padded input, stride < 1
             or padding < 0.
     """
-    x = _as_4d("im2col", x)
+    x = _as_4d("im2col", x, floating=False)
     stride, padding = _pair("im2col", "stride", stride, 1), _pair("im2col", "padding", padding, 0)
     kh, kw = _pair("im2col", "kernel size", (kh, kw), 1)
     OH, OW = _check_windows("im2col", x.shape, kh, kw, stride, padding)
