@@ -151,7 +151,7 @@ def test_ptq_inserts_act_quant_in_front_of_weight_layers():
     q = quant.prepare(convnet(0), "dfp", 6, 8)
     kinds = [type(m).__name__ for m in q]
     assert kinds[0] == "ActQuant" and kinds[kinds.index("Linear") - 1] == "ActQuant"
-    assert len(quant.ptq.__globals__["act_quants"](q)) == 4
+    assert len(quant.pipeline.act_quants(q)) == 4
     with pytest.raises(TypeError, match="Sequential"):
         quant.prepare(nn.Linear(2, 2), "int8")
 

@@ -5,7 +5,7 @@
 * ``observers``: min-max, moving-average min-max and percentile range observers.
 * ``fake``: the straight-through ``FakeQuant`` op, the ``WeightQuant`` parameter transform,
   ``AccumulatorBias`` and the ``ActQuant`` module.
-* ``ptq``: prepare / calibrate / finetune / qat whole models, Ristretto's bit-width search,
+* ``pipeline``: prepare / calibrate / finetune / qat whole models, Ristretto's bit-width search,
   per-layer sensitivity, honest size accounting, export of integer codes.
 * ``integer``: integer inference on the int8 GEMM kernel (and shift-add power-of-two layers),
   requantization in integers, accumulator-overflow checks.
@@ -16,7 +16,7 @@ from .formats import (FP16, Affine, DynamicFixedPoint, FP16OverflowError, FP16Ov
                       PowerOfTwo, get_format, round_values)
 from .compress import KMeansQuant, deep_compression, kmeans_1d, sparse_size
 from .integer import IntegerModel, accumulator_bound, pow2_matmul, requantize, round_shift
-from .ptq import (calibrate, evaluate, export_npz, finalize, finetune, load_npz, model_size, prepare, ptq, qat,
+from .pipeline import (calibrate, evaluate, export_npz, finalize, finetune, load_npz, model_size, prepare, ptq, qat,
                   search_bitwidths, sensitivity)
 from .observers import MinMaxObserver, MovingAverageMinMaxObserver, Observer, PercentileObserver, get_observer
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..nn.module import ParamTransform
 from ..tensor import Function, Tensor
-from .ptq import evaluate, weight_layers
+from .pipeline import evaluate, weight_layers
 
 __all__ = ["kmeans_1d", "KMeansQuant", "huffman_lengths", "relative_indices", "sparse_size", "deep_compression"]
 
