@@ -1,0 +1,267 @@
+"""Generate lectures/03_quantization.ipynb (outputs stripped). Run: python lectures/make_03_quantization.py"""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+cells = []
+
+
+def md(text):
+    cells.append(new_markdown_cell(text.strip()))
+
+
+def code(text, **meta):
+    cell = new_code_cell(text.strip())
+    cell.metadata.update(meta)
+    cells.append(cell)
+
+
+md("""
+# Lecture 3 — Quantization: fewer bits per number
+
+A trained network stores 32-bit floats, but it does not need 32 bits of precision.
+This notebook draws the number formats of the lecture on a number line (FP16, affine
+int8, Ristretto's dynamic fixed point, minifloats, power-of-two weights), applies each
+one to a real layer, compares post-training quantization (PTQ) with quantization-aware
+training (QAT), makes the accumulator-overflow caveat visible, and asks the honest
+question: *is int8 actually faster here?*
+
+Every quantizer is a pair `quantize` (real -> integer code) / `dequantize` (code -> real);
+the network computes with `fake(x) = dequantize(quantize(x))` and learns through it with
+the straight-through estimator (STE): gradient 1 inside the representable range, 0 outside.
+""")
+code("QUICK = False", tags=["parameters"])
+code("""
+import os
+import time
+
+import numpy as np
+import matplotlib.pyplot as plt
+
+import tinyapprox as ta
+from tinyapprox import data, kernels, nn, quant, train
+from tinyapprox.quant import integer
+
+QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"
+(train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=2000 if QUICK else None)
+if QUICK:
+    test_x, test_y = test_x[:1000], test_y[:1000]
+""")
+
+md("""
+## 1. Number formats on a number line
+
+Eight bits each (four for the power-of-two weights), all covering roughly [-1, 1]:
+
+* **affine int8**: 255 evenly spaced values, step = max|x| / 127;
+* **dynamic fixed point** (Ristretto): integer length IL = ceil(log2 max|x|) + 1 (sign),
+  fractional length FL = 8 - IL, step 2^-FL — the scale is a power of two;
+* **minifloat 1-4-3 and 1-3-4**: sign, exponent, mantissa — dense near 0, sparse far away;
+  the exponent bias is chosen so the largest value covers the range, with subnormals and
+  saturation instead of infinity;
+* **power of two** (4 bits): sign * 2^e — a multiplication becomes a shift.
+""")
+code("""
+fmts = {
+    "affine int8": quant.Affine.from_range(-1, 1, 8),
+    "dfp 8 (FL=7)": quant.DynamicFixedPoint.from_range(1.0, 8),
+    "minifloat 1-4-3": quant.Minifloat.from_range(1.0, 4, 3),
+    "minifloat 1-3-4": quant.Minifloat.from_range(1.0, 3, 4),
+    "pow2 4 bits": quant.PowerOfTwo.from_range(1.0, 4),
+    "fp16 (shown in [-1, 1])": quant.FP16(),
+}
+fig, ax = plt.subplots(figsize=(9, 3.2))
+for i, (name, f) in enumerate(fmts.items()):
+    lv = f.levels() if not isinstance(f, quant.FP16) else np.linspace(-1, 1, 2049)
+    lv = lv[np.abs(lv) <= 1]
+    ax.plot(lv, np.full(lv.shape, i), "|", ms=12, mew=0.6)
+    print(f"{name:<24} {len(lv):>5} values in [-1, 1]   {f!r}")
+ax.set_yticks(range(len(fmts)), list(fmts))
+ax.set_xlabel("value"); ax.set_title("representable values in [-1, 1]")
+plt.tight_layout(); plt.show()
+""")
+md("""
+Zoom in near zero: the floats and the power-of-two grid spend their codes on small
+magnitudes, the integer grids spend them evenly.
+""")
+code("""
+fig, ax = plt.subplots(figsize=(9, 2.8))
+for i, (name, f) in enumerate(list(fmts.items())[:5]):
+    lv = f.levels()
+    lv = lv[np.abs(lv) <= 0.1]
+    ax.plot(lv, np.full(lv.shape, i), "|", ms=12, mew=0.8)
+ax.set_yticks(range(5), list(fmts)[:5]); ax.set_xlim(-0.1, 0.1); ax.set_title("zoom on [-0.1, 0.1]")
+plt.tight_layout(); plt.show()
+""")
+
+md("""
+## 2. Rounding and saturation
+
+Round to nearest with **ties to even** (`np.rint`: 0.5 -> 0, 1.5 -> 2), saturate outside
+the range. Stochastic rounding rounds up with probability equal to the fractional part,
+so it is unbiased on average. *Exercise*: write the b-bit symmetric quantizer yourself.
+""")
+code("""
+def my_symmetric_quantize(x, bits, max_abs):
+    \"\"\"Codes of x on a symmetric b-bit grid covering [-max_abs, max_abs] (ties to even, saturating).\"\"\"
+    # BEGIN SOLUTION
+    qmax = 2 ** (bits - 1) - 1
+    scale = max_abs / qmax
+    return np.clip(np.rint(x / scale), -qmax, qmax).astype(np.int64), scale
+    # END SOLUTION
+
+
+x = np.linspace(-1.5, 1.5, 601)
+codes, scale = my_symmetric_quantize(x, 4, 1.0)
+ref = quant.Affine.from_range(-1.0, 1.0, 4)
+assert np.array_equal(codes, ref.quantize(x))
+stoch = np.mean([ref.fake(x, rounding="stochastic", rng=s) for s in range(200)], axis=0)
+plt.figure(figsize=(7, 3))
+plt.plot(x, x, "k:", lw=1, label="x")
+plt.plot(x, ref.fake(x), label="nearest (4 bits)")
+plt.plot(x, stoch, label="stochastic, mean of 200 draws")
+plt.legend(); plt.title("quantize-dequantize: step, rounding, saturation"); plt.show()
+""")
+
+md("""
+## 3. A trained network
+
+LeNet-300-100 on Fashion-MNIST (10 epochs; cached in `runs/quantize` by the command
+`tinyapprox quantize`). In quick mode: 2000 images, one epoch.
+""")
+code("""
+if QUICK:
+    model, _, _ = train.train_baseline("lenet-300-100", epochs=1, limit=2000, verbose=False)
+else:
+    model, _, _ = train.train_baseline("lenet-300-100", epochs=10, out_dir="../runs/quantize", verbose=False)
+base = quant.evaluate(model, test_x, test_y)
+print(f"float32 top-1: {100 * base:.2f}%")
+""")
+
+md("""
+## 4. Each scheme on a real layer
+
+The first layer's 235,200 weights, quantized by each scheme: the histogram of the
+weights with the grid on top, and the error relative to the weights' spread.
+""")
+code("""
+w = model[1].weight.data.astype(np.float64)
+schemes = [("int8", 8, {}), ("int8", 4, {}), ("dfp", 8, {}), ("dfp", 4, {}), ("minifloat", 8, {"exp_bits": 4}),
+           ("minifloat", 8, {"exp_bits": 3}), ("pow2", 4, {}), ("fp16", 16, {})]
+fig, axes = plt.subplots(2, 4, figsize=(13, 5), sharex=True)
+for ax, (sch, b, kw) in zip(axes.ravel(), schemes):
+    f = quant.make_format(sch, w.min(), w.max(), b, "weight", **kw)
+    err = f.fake(w) - w
+    ax.hist(w.ravel(), bins=120, color="0.7")
+    lv = f.levels() if sch != "fp16" else np.array([])
+    for v in lv[(lv >= w.min()) & (lv <= w.max())][:300]:
+        ax.axvline(v, color="C3", lw=0.4, alpha=0.5)
+    ax.set_yscale("log")
+    ax.set_title(f"{sch} {b}: rms err / std = {np.sqrt(np.mean(err ** 2)) / w.std():.3f}", fontsize=9)
+plt.tight_layout(); plt.show()
+""")
+
+md("""
+## 5. Post-training quantization of the whole network
+
+`quant.ptq` copies the model, attaches a weight quantizer (a `ParamTransform`) to every
+layer, inserts an `ActQuant` in front of every layer and calibrates the activation ranges
+on a few hundred training images. Nothing is retrained.
+""")
+code("""
+rows = []
+for sch, b, ab, kw in [("fp16", 16, 16, {}), ("int8", 8, 8, {}), ("dfp", 8, 8, {}), ("dfp", 6, 6, {}),
+                       ("dfp", 4, 4, {}), ("minifloat", 8, 8, {"exp_bits": 4}), ("minifloat", 8, 8, {"exp_bits": 3}),
+                       ("pow2", 4, 8, {})]:
+    q = quant.ptq(model, sch, b, ab, train_x, 512, **kw)
+    acc = quant.evaluate(q, test_x, test_y)
+    size = quant.model_size(q)
+    rows.append((sch, b, acc))
+    print(f"{sch:<10}{b:>3} bits (act {ab:>2})  top-1 {100 * acc:6.2f}  AccLoss {100 * (base - acc):6.2f} pp  "
+          f"{size['bytes']:>9,} bytes  compression {size['compression']:.2f}x")
+""")
+
+md("""
+## 6. PTQ against QAT at 4 bits
+
+Quantization-aware training keeps the full-precision *shadow* weights, computes the
+forward pass with their quantized values, and passes gradients straight through the
+quantizers. Starting from the trained model, a little training recovers most of the loss.
+""")
+code("""
+ptq4 = quant.ptq(model, "dfp", 4, 4, train_x, 512)
+acc_ptq = quant.evaluate(ptq4, test_x, test_y)
+qat4, hist = quant.qat(model, "dfp", 4, 4, train_x, train_y, epochs=1 if QUICK else 3, lr=0.01)
+acc_qat = quant.evaluate(qat4, test_x, test_y)
+print(f"DFP-4 weights and activations: PTQ {100 * acc_ptq:.2f}%, QAT {100 * acc_qat:.2f}% (float {100 * base:.2f}%)")
+layer = qat4[2]
+print("shadow weights still float32:", layer.weight.data.dtype,
+      "| distinct effective values:", len(np.unique(layer.weight.effective().data)))
+""")
+
+md("""
+## 7. The overflow caveat
+
+An int8 x int8 product needs 16 bits, and a dot product of K of them needs about
+log2(K) more. `integer.accumulator_bound` answers: for this layer's K and value ranges,
+can the accumulator overflow? With int32 LeNet is safe by a wide margin; with a 16-bit
+accumulator it is not — and the constructed case below shows the wrap-around.
+""")
+code("""
+q8 = quant.ptq(model, "int8", 8, 8, train_x, 512, pow2_scale=True)
+for bits in (32, 16):
+    im = quant.IntegerModel.from_fake(q8, acc_bits=bits)
+    for r in im.check():
+        print(f"acc {bits}-bit, layer {r['layer']}: worst |acc| {r['bound']:>10,} vs limit {r['limit']:>13,}"
+              f" -> {'safe' if r['safe'] else 'CAN OVERFLOW'}")
+
+print("constructed case: K = 4, all codes 127 -> 4 * 127 * 127 =", 4 * 127 * 127)
+print("16-bit wrap-around gives", int(integer.wrap(4 * 127 * 127, 16)))
+sim = train.predict(q8, test_x[:500]).astype(np.float64)
+out16 = quant.IntegerModel.from_fake(q8, acc_bits=16)(test_x[:500])
+print(f"LeNet with a 16-bit accumulator: {np.mean(out16.argmax(1) == sim.argmax(1)) * 100:.1f}% of predictions "
+      "unchanged")
+""")
+
+md("""
+## 8. Is int8 faster here?
+
+Integer inference runs the same model with int8 codes on the int8 GEMM kernel, int32
+accumulators and integer requantization between layers. With power-of-two scales it is
+*bit for bit* equal to the fake-quant simulation. Then we time it against this project's
+own float32 inference — same machine, same run, median of repeats.
+""")
+code("""
+print(kernels.info())
+im = quant.IntegerModel.from_fake(q8)
+logits_int = im(test_x)
+logits_sim = train.predict(q8, test_x).astype(np.float64)
+print("integer == simulation:", np.array_equal(logits_int, logits_sim))
+
+
+def median_time(fn, repeats=3):
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+t32 = median_time(lambda: train.predict(model, test_x))
+t8 = median_time(lambda: im(test_x))
+print(f"{len(test_x)} images: float32 {t32 * 1e3:.0f} ms, int8 {t8 * 1e3:.0f} ms -> measured speedup {t32 / t8:.2f}x")
+""")
+md("""
+The answer depends on the machine: the int8 kernel's SIMD path (`kernels.info()`), the
+float BLAS it competes with, and the Python work around the kernel (quantizing the input,
+requantizing between layers). A 4x smaller model is a fact; a 4x faster one is a
+measurement.
+
+**Things to try.** Per-channel weight scales (`per_channel=True`) at 4 bits. The
+percentile observer for activations. `quant.search_bitwidths` (Ristretto's search) and
+`quant.sensitivity` — which layer hurts most when quantized alone?
+""")
+
+nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"}})
+Path(__file__).with_name("03_quantization.ipynb").write_text(nbformat.writes(nb))
