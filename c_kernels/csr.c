@@ -9,9 +9,10 @@
  * while the row's nonzeros stream past, each one broadcast and multiplied into
  * the matching strip of an X row (a broadcast-FMA stream). For the main
  * strips, the K x strip panel of X is first copied to a contiguous aligned
- * buffer (rows of X that are a power-of-two apart would otherwise share a few
- * cache sets), and the nonzeros are regrouped by blocks of K so that the part
- * of the panel in use stays in L1 while all rows pass over it.
+ * buffer: rows of X that are a power-of-two apart would otherwise share a few
+ * cache sets. The strip loop is outermost so the panel stays in cache while
+ * all rows pass over it. (Regrouping the nonzeros by blocks of K, to keep the
+ * panel in L1, measured no faster on the benchmark shapes, so it is not done.)
  */
 #include <stdlib.h>
 
@@ -38,58 +39,6 @@ static void csr_scalar(int64_t M, int64_t N, const int64_t *indptr, const int32_
 }
 
 #if TA_X86
-
-/* The nonzeros regrouped by K block: for block b (columns [b*kb, (b+1)*kb))
- * and row i, the nonzeros are idx/val[ptr[b*M + i] .. ptr[b*M + i + 1]), in
- * their original order. With one block it simply aliases the CSR arrays. */
-typedef struct {
-    int64_t nb;
-    const int64_t *ptr;
-    const int32_t *idx;
-    const float *val;
-    void *mem;
-} csr_plan;
-
-static void make_plan(int64_t M, int64_t K, int64_t nnz, const int64_t *indptr,
-                      const int32_t *indices, const float *data, int64_t kb, csr_plan *pl) {
-    int64_t nb = kb > 0 ? (K + kb - 1) / kb : 1, keys, i, p, bytes;
-    int64_t *ptr;
-    int32_t *idx;
-    float *val;
-    pl->nb = 1;
-    pl->ptr = indptr;
-    pl->idx = indices;
-    pl->val = data;
-    pl->mem = NULL;
-    if (nb <= 1 || !ta_mul_ok(M, nb, TA_MAX_ELEMS / 16, &keys) || nnz > TA_MAX_ELEMS / 16) return;
-    bytes = 8 * (keys + 1) + 8 * nnz;
-    pl->mem = malloc((size_t)bytes);
-    if (pl->mem == NULL) return;
-    ptr = (int64_t *)pl->mem;
-    idx = (int32_t *)(ptr + keys + 1);
-    val = (float *)(idx + nnz);
-    memset(ptr, 0, sizeof(int64_t) * (size_t)(keys + 1));
-    for (i = 0; i < M; i++)
-        for (p = indptr[i]; p < indptr[i + 1]; p++) ptr[(indices[p] / kb) * M + i + 1]++;
-    for (i = 0; i < keys; i++) ptr[i + 1] += ptr[i];
-    for (i = 0; i < M; i++)
-        for (p = indptr[i]; p < indptr[i + 1]; p++) {
-            const int64_t dst = ptr[(indices[p] / kb) * M + i]++;
-            idx[dst] = indices[p];
-            val[dst] = data[p];
-        }
-    for (i = keys; i > 0; i--) ptr[i] = ptr[i - 1];
-    ptr[0] = 0;
-    pl->nb = nb;
-    pl->ptr = ptr;
-    pl->idx = idx;
-    pl->val = val;
-}
-
-static void free_plan(csr_plan *pl) {
-    free(pl->mem);
-    pl->mem = NULL;
-}
 
 /* One strip of NV vectors (8 floats each) for rows [0, M); the strip of X row
  * k starts at XS + k * LDX. */
@@ -122,49 +71,21 @@ static float *aligned_floats(int64_t n, void **block) {
     return (float *)(((uintptr_t)*block + 63) & ~(uintptr_t)63);
 }
 
-/* Main strip, 8 vectors = 64 columns, over the nonzeros grouped by K block
- * (see csr_plan): the X rows of one block stay in L1 while every row of A
- * passes over them. Y is written in the first block and updated after. */
-TA_TARGET_AVX2 static void strip64_avx2(int64_t M, const csr_plan *pl, const float *xs, int64_t ldx,
-                                        float *y, int64_t ldy) {
-    int64_t b, i, p;
-    int v;
-    for (b = 0; b < pl->nb; b++) {
-        const int64_t *ptr = pl->ptr + b * M;
-        for (i = 0; i < M; i++) {
-            float *yi = y + i * ldy;
-            __m256 acc[8];
-            if (ptr[i] == ptr[i + 1] && b > 0) continue;
-            for (v = 0; v < 8; v++)
-                acc[v] = b == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(yi + 8 * v);
-            for (p = ptr[i]; p < ptr[i + 1]; p++) {
-                const __m256 a = _mm256_broadcast_ss(pl->val + p);
-                const float *x = xs + (int64_t)pl->idx[p] * ldx;
-                for (v = 0; v < 8; v++) acc[v] = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + 8 * v), acc[v]);
-            }
-            for (v = 0; v < 8; v++) _mm256_storeu_ps(yi + 8 * v, acc[v]);
-        }
-    }
-}
-
-TA_TARGET_AVX2 static void csr_avx2(int64_t M, int64_t K, int64_t N, int64_t nnz,
+TA_TARGET_AVX2 static void csr_avx2(int64_t M, int64_t K, int64_t N,
                                     const int64_t *indptr, const int32_t *indices,
                                     const float *data, const float *X, float *Y) {
     int64_t j0 = 0, i, p;
     if (N >= 64) {
-        csr_plan plan;
         void *block = NULL;
         float *panel = aligned_floats(K * 64, &block);
-        make_plan(M, K, nnz, indptr, indices, data, panel != NULL ? 96 : K, &plan);
         for (; j0 + 64 <= N; j0 += 64) {
             if (panel != NULL) {
                 pack_strip(X, K, N, j0, 64, panel);
-                strip64_avx2(M, &plan, panel, 64, Y + j0, N);
+                CSR_AVX2_STRIP(8, panel, 64)
             } else {
-                strip64_avx2(M, &plan, X + j0, N, Y + j0, N);
+                CSR_AVX2_STRIP(8, X + j0, N)
             }
         }
-        free_plan(&plan);
         free(block);
     }
     for (; j0 + 32 <= N; j0 += 32) { CSR_AVX2_STRIP(4, X + j0, N) }
@@ -218,46 +139,21 @@ TA_TARGET_AVX2 static void csr_avx2(int64_t M, int64_t K, int64_t N, int64_t nnz
         for (v = 0; v < NV; v++) _mm512_storeu_ps(Y + i * N + j0 + 16 * v, acc[v]);   \
     }
 
-TA_TARGET_AVX512 static void strip128_avx512(int64_t M, const csr_plan *pl, const float *xs,
-                                             int64_t ldx, float *y, int64_t ldy) {
-    int64_t b, i, p;
-    int v;
-    for (b = 0; b < pl->nb; b++) {
-        const int64_t *ptr = pl->ptr + b * M;
-        for (i = 0; i < M; i++) {
-            float *yi = y + i * ldy;
-            __m512 acc[8];
-            if (ptr[i] == ptr[i + 1] && b > 0) continue;
-            for (v = 0; v < 8; v++)
-                acc[v] = b == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(yi + 16 * v);
-            for (p = ptr[i]; p < ptr[i + 1]; p++) {
-                const __m512 a = _mm512_set1_ps(pl->val[p]);
-                const float *x = xs + (int64_t)pl->idx[p] * ldx;
-                for (v = 0; v < 8; v++) acc[v] = _mm512_fmadd_ps(a, _mm512_loadu_ps(x + 16 * v), acc[v]);
-            }
-            for (v = 0; v < 8; v++) _mm512_storeu_ps(yi + 16 * v, acc[v]);
-        }
-    }
-}
-
-TA_TARGET_AVX512 static void csr_avx512(int64_t M, int64_t K, int64_t N, int64_t nnz,
+TA_TARGET_AVX512 static void csr_avx512(int64_t M, int64_t K, int64_t N,
                                         const int64_t *indptr, const int32_t *indices,
                                         const float *data, const float *X, float *Y) {
     int64_t j0 = 0, i, p;
     if (N >= 128) {
-        csr_plan plan;
         void *block = NULL;
         float *panel = aligned_floats(K * 128, &block);
-        make_plan(M, K, nnz, indptr, indices, data, panel != NULL ? 48 : K, &plan);
         for (; j0 + 128 <= N; j0 += 128) {
             if (panel != NULL) {
                 pack_strip(X, K, N, j0, 128, panel);
-                strip128_avx512(M, &plan, panel, 128, Y + j0, N);
+                CSR_AVX512_STRIP(8, panel, 128)
             } else {
-                strip128_avx512(M, &plan, X + j0, N, Y + j0, N);
+                CSR_AVX512_STRIP(8, X + j0, N)
             }
         }
-        free_plan(&plan);
         free(block);
     }
     for (; j0 + 32 <= N; j0 += 32) { CSR_AVX512_STRIP(2, X + j0, N) }
@@ -302,11 +198,11 @@ int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
     if (M == 0 || N == 0) return TA_OK;
 #if TA_X86
     if (level == TA_ISA_AVX512) {
-        csr_avx512(M, K, N, nnz, indptr, indices, data, X, Y);
+        csr_avx512(M, K, N, indptr, indices, data, X, Y);
         return TA_OK;
     }
     if (level == TA_ISA_AVX2) {
-        csr_avx2(M, K, N, nnz, indptr, indices, data, X, Y);
+        csr_avx2(M, K, N, indptr, indices, data, X, Y);
         return TA_OK;
     }
 #endif

@@ -190,6 +190,9 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None):
 
     Raises TypeError for wrong types/dtypes, ValueError for bad shapes, layout
     or index ranges, RuntimeError if ``backend`` asks for C that is absent.
+    The column range of int32 indices is checked in one vectorized pass by the C
+    kernel before it computes anything (it refuses the call, and the same
+    ValueError is raised here); wider index dtypes are checked in NumPy first.
     """
     op = "csr_matmul"
     _check_array(op, "indptr", indptr, kind="int", ndim=1)
@@ -208,33 +211,41 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None):
             raise ValueError(f"{op}: shape {tuple(shape)} does not match indptr (M={M}) and "
                              f"X (K={K} rows); expected ({M}, {K})")
     ip = indptr.astype(np.int64, copy=False)
-    if indptr.dtype.kind == "u" and M >= 0 and int(indptr.max()) > np.iinfo(np.int64).max:
+    if indptr.dtype.kind == "u" and int(indptr.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"{op}: indptr values exceed int64")
     if ip[0] != 0 or ip[-1] != nnz:
         raise ValueError(f"{op}: indptr must start at 0 and end at nnz={nnz}, "
                          f"got {int(ip[0])} ... {int(ip[-1])}")
-    steps = np.diff(ip)
-    if steps.size and steps.min() < 0:
-        row = int(np.argmax(steps < 0))
+    if M and bool((ip[1:] < ip[:-1]).any()):
+        row = int(np.argmax(ip[1:] < ip[:-1]))
         raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
                          f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
-    if nnz:
+    level = _resolve(op, backend)
+    if level is None:
+        _check_csr_columns(op, indices, K)
+        return reference.csr_matmul(ip, indices, data, X)
+    if K > _INT32_MAX:
+        raise ValueError(f"{op}: K={K} exceeds the C kernel limit {_INT32_MAX}; use backend='numpy'")
+    if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
+        _check_csr_columns(op, indices, K)  # before narrowing to int32
+    idx = indices.astype(np.int32, copy=False)
+    Y = np.empty((M, N), dtype=np.float32)
+    rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
+                                    _ptr("float", data), _ptr("float", X), _ptr("float", Y))
+    if rc == _ext.lib.TA_ERR_INDEX:
+        _check_csr_columns(op, indices, K)
+    _check_rc(op, rc)
+    return Y
+
+
+def _check_csr_columns(op, indices, K):
+    """Raise ValueError naming the first column index outside [0, K)."""
+    if indices.size:
         lo, hi = int(indices.min()), int(indices.max())
         if lo < 0 or hi >= K:
             bad = int(np.argmax((indices < 0) | (indices >= K)))
             raise ValueError(f"{op}: column indices must be in [0, K={K}), "
                              f"got indices[{bad}]={int(indices[bad])}")
-    level = _resolve(op, backend)
-    if level is None:
-        return reference.csr_matmul(ip, indices, data, X)
-    if K > _INT32_MAX:
-        raise ValueError(f"{op}: K={K} exceeds the C kernel limit {_INT32_MAX}; use backend='numpy'")
-    idx = indices.astype(np.int32, copy=False)
-    Y = np.empty((M, N), dtype=np.float32)
-    rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
-                                    _ptr("float", data), _ptr("float", X), _ptr("float", Y))
-    _check_rc(op, rc)
-    return Y
 
 
 # ----------------------------------------------------------------- int8 GEMM
