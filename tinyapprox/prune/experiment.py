@@ -153,6 +153,7 @@ def run(args) -> int:
     final_acc = accuracy(model)
     rep = report(model, data=test_x, repeats=repeats, batch_size=256)
     print(rep, flush=True)
+    train.save_model(model, out / f"pruned_{args.model}.npz")
 
     # ---------------------------------------------------------------- comparison at the same sparsities
     comparison = None
@@ -219,7 +220,6 @@ def run(args) -> int:
           f"[compress] speedup: theoretical {t['theoretical_speedup']:.2f}x (FLOPs), measured "
           f"{t['measured_speedup']:.2f}x (batch 256, CSR kernel vs dense NumPy, median of {repeats}; "
           f"noisy on a shared machine)", flush=True)
-    train.save_model(model, out / f"pruned_{args.model}.npz")
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     rep.plot(out / "report.png", title=f"{args.model} pruned ({args.schedule})")
     _plots(out, dense, model, comparison, timing, dense_acc, args.model)
