@@ -81,7 +81,9 @@ _ALIGN = 64
 
 
 class HogwildWorkerError(RuntimeError):
-    """One or more workers died; ``failures`` lists ``{"worker", "exitcode", "error"}`` dicts."""
+    """One or more workers died; ``failures`` lists ``{"worker", "exitcode", "error", "traceback"}``
+    dicts (exit code None: the worker reported an error but had not exited yet when stopped);
+    ``segments`` names the shared-memory segments, unlinked by the time this is raised."""
 
     def __init__(self, failures, segments=()):
         self.failures = list(failures)
@@ -297,7 +299,16 @@ def _replay_worker(handle, k, ops, events, queue, timeout):
 # ------------------------------------------------------------------ the training run
 @dataclass
 class HogwildResult:
-    """Outcome of one ``train_hogwild`` run (all counts over all workers)."""
+    """Outcome of one ``train_hogwild`` run (all counts over all workers).
+
+    ``seconds`` is the wall time of the training phase (start line to last worker done),
+    ``seconds_per_epoch`` that divided by ``epochs``; ``startup_seconds`` the time to start
+    the workers (not included). ``cpu_share`` = CPU time / wall time of the workers'
+    training loops: 1.0 when each worker had a core to itself, less when other programs (or
+    waiting for the lock) took it away — read speedups in its light. ``params`` holds the
+    final shared parameters (name -> float32 copy); the counts are defined in the module
+    docstring.
+    """
 
     variant: str
     workers: int
@@ -314,6 +325,7 @@ class HogwildResult:
     mean_staleness: float
     overlapping_updates: int
     lost_increments: int
+    cpu_share: float = float("nan")
     per_worker: list = field(default_factory=list)
     segments: list = field(default_factory=list)
     params: dict = field(default_factory=dict, repr=False)
@@ -442,10 +454,11 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
                     poll(0.2)
                     break
         seconds = time.perf_counter() - t0
-        for p in procs:
-            p.join(timeout=0.5 if failures else 5.0)
+        failed = {f["worker"] for f in failures}
+        for k, p in enumerate(procs):  # a failed worker exits right after sending its error
+            p.join(timeout=5.0 if (k in failed or not failures) else 0.05)
         poll(0.05)
-        failures = failures or _failures(procs, messages)
+        failures = _failures(procs, messages)
         if failures:
             raise HogwildWorkerError(failures, [shared.name, dataset.name])
         if len(messages) < workers or any("stats" not in m for m in messages.values()):
@@ -481,7 +494,9 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
         updates=updates, stale_updates=stale,
         mean_staleness=sum(s["staleness_sum"] for s in per_worker) / max(updates, 1),
         overlapping_updates=sum(s["overlapping_updates"] for s in per_worker),
-        lost_increments=updates - counter, per_worker=per_worker, segments=[shared.name, dataset.name],
+        lost_increments=updates - counter,
+        cpu_share=sum(s["cpu_seconds"] for s in per_worker) / max(sum(s["wall_seconds"] for s in per_worker), 1e-12),
+        per_worker=per_worker, segments=[shared.name, dataset.name],
         params=params)
 
 
@@ -501,7 +516,8 @@ def _failures(procs, messages):
         if err is not None or (p.exitcode not in (None, 0)):
             if err is None and p.exitcode is not None and p.exitcode < 0:
                 err = f"killed by signal {-p.exitcode}"
-            out.append({"worker": k, "exitcode": p.exitcode, "error": err or ""})
+            out.append({"worker": k, "exitcode": p.exitcode, "error": err or "",
+                        "traceback": messages.get(k, {}).get("traceback", "")})
     return out
 
 
@@ -533,6 +549,7 @@ def _worker(k, cfg, param_handle, data_handle, lock, ready, start, queue):
         loss_sum, samples = 0.0, 0
         ready.set()
         start.wait()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(cfg["epochs"]):
             for x, y in loader:
                 tracker.read()
@@ -555,7 +572,8 @@ def _worker(k, cfg, param_handle, data_handle, lock, ready, start, queue):
                 if fail_at is not None and fail_at[0] == k and fail_at[1] == grad_step:
                     raise RuntimeError(f"injected failure at step {grad_step}")
         stats = tracker.stats()
-        stats.update(loss_sum=loss_sum, samples=samples)
+        stats.update(loss_sum=loss_sum, samples=samples, cpu_seconds=time.process_time() - cpu0,
+                     wall_seconds=time.perf_counter() - wall0)
         queue.put({"worker": k, "stats": stats})
         for p in params:  # drop the views before unmapping
             p.data = None
@@ -596,7 +614,7 @@ def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr
             if verbose:
                 print(f"  seed {seed} {r.variant:<9} {r.seconds_per_epoch:7.2f} s/epoch-eq  top-1 {r.test_top1:.4f}  "
                       f"stale {r.stale_updates}/{r.updates}  overlapping {r.overlapping_updates}  "
-                      f"lost increments {r.lost_increments}", flush=True)
+                      f"lost increments {r.lost_increments}  cpu share {r.cpu_share:.2f}", flush=True)
     base = float(np.median([s["seconds_per_epoch"] for s in runs["single"]]))
     rows = []
     for variant, summaries in runs.items():
@@ -606,7 +624,8 @@ def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr
                      "test_top1_per_seed": [s["test_top1"] for s in summaries],
                      **{k: int(sum(s[k] for s in summaries)) for k in
                         ("updates", "stale_updates", "overlapping_updates", "lost_increments")},
-                     "mean_staleness": float(np.mean([s["mean_staleness"] for s in summaries]))})
+                     "mean_staleness": float(np.mean([s["mean_staleness"] for s in summaries])),
+                     "cpu_share": float(np.mean([s["cpu_share"] for s in summaries]))})
     return {"rows": rows, "runs": runs, "config": {"workers": workers, "epochs": epochs, "seeds": list(seeds),
                                                    "lr": lr, "batch_size": batch_size, "model": model,
                                                    "limit": limit}}
@@ -620,7 +639,7 @@ def format_table(rows) -> str:
     for r in rows:
         lines.append(f"{r['variant']:<10}{r['workers']:>8}{r['seconds_per_epoch']:>12.2f}{r['speedup']:>8.2f}x"
                      f"{r['test_top1']:>12.4f}{r['updates']:>9}{r['stale_updates']:>8}{r['mean_staleness']:>10.2f}"
-                     f"{r['overlapping_updates']:>13}{r['lost_increments']:>12}")
+                     f"{r['overlapping_updates']:>13}{r['lost_increments']:>12}{r['cpu_share']:>11.2f}")
     return "\n".join(lines)
 
 
@@ -699,7 +718,7 @@ def run(args) -> int:
     print(format_table(result["rows"]))
     print("stale: updates computed from weights another worker changed meanwhile; overlapping: updates written "
           "while another worker was writing; lost incr.: lock-free increments of a shared counter overwritten "
-          "(see tinyapprox.optim.hogwild)")
+          "(see tinyapprox.optim.hogwild); cpu share: CPU time / wall time of the workers (1 = a core each)")
     plot_comparison(result, out / "hogwild.png")
     (out / "hogwild.json").write_text(json.dumps(result, indent=2, default=float))
     print(f"wrote {out / 'hogwild.png'}, {out / 'hogwild.json'}")
