@@ -85,20 +85,27 @@ int ta_int8_pack(int layout, const int8_t *B, int64_t K, int64_t N, uint8_t *out
     colsum = (int32_t *)malloc(sizeof(int32_t) * (size_t)(np * NR + 1));
     if (colsum == NULL) return TA_ERR_NOMEM;
     memset(colsum, 0, sizeof(int32_t) * (size_t)(np * NR + 1));
-    for (k = 0; k < K; k++) {
-        for (c = 0; c < N; c++) {
-            const int8_t b = B[k * N + c];
-            p = c / NR;
+    for (p = 0; p < np; p++) {
+        const int64_t w = (N - p * NR) < NR ? (N - p * NR) : NR;
+        for (k = 0; k < K; k++) {
+            const int8_t *src = B + k * N + p * NR;
             if (layout == TA_INT8_LAYOUT_K4) {
-                out[p * NR * kp + (k / 4) * 64 + (c % NR) * 4 + (k % 4)] = (uint8_t)b;
+                uint8_t *dst = out + p * NR * kp + (k / 4) * 64 + (k % 4);
+                for (c = 0; c < w; c++) dst[c * 4] = (uint8_t)src[c];
             } else {
-                int16_t w = b;
-                memcpy(out + 2 * (p * NR * kp + (k / 2) * 32 + (c % NR) * 2 + (k % 2)), &w, 2);
+                uint8_t *dst = out + 2 * (p * NR * kp + (k / 2) * 32 + (k % 2));
+                for (c = 0; c < w; c++) {
+                    const int16_t v = src[c];
+                    memcpy(dst + 4 * c, &v, 2);
+                }
             }
-            colsum[c] += b;
-            if (b == INT8_MIN) flags[0] = 1;
         }
     }
+    for (k = 0; k < K; k++)
+        for (c = 0; c < N; c++) {
+            colsum[c] += B[k * N + c];
+            flags[0] |= B[k * N + c] == INT8_MIN;
+        }
     memcpy(out + db, colsum, sizeof(int32_t) * (size_t)(np * NR));
     memcpy(out + db + 4 * np * NR, flags, sizeof(flags));
     free(colsum);
@@ -112,18 +119,27 @@ int ta_int8_pack(int layout, const int8_t *B, int64_t K, int64_t N, uint8_t *out
 static void pack_a_k4(const int8_t *A, int64_t M, int64_t K, int64_t k4, int8_t *ap) {
     int64_t i, k;
     memset(ap, 0, (size_t)(round_up(M, MR) * k4));
-    for (i = 0; i < M; i++)
-        for (k = 0; k < K; k++)
-            ap[(i / MR) * MR * k4 + (k / 4) * 16 + (i % MR) * 4 + (k % 4)] = A[i * K + k];
+    for (i = 0; i < M; i++) {
+        const int8_t *src = A + i * K;
+        int8_t *dst = ap + (i / MR) * MR * k4 + (i % MR) * 4;
+        for (k = 0; k + 4 <= K; k += 4) memcpy(dst + k * 4, src + k, 4);
+        for (; k < K; k++) dst[(k / 4) * 16 + (k % 4)] = src[k];
+    }
 }
 
 /* As above with int16 and pairs: m*MR*K2 + g*8 + r*2 + t. */
 static void pack_a_k2(const int8_t *A, int64_t M, int64_t K, int64_t k2, int16_t *ap) {
     int64_t i, k;
     memset(ap, 0, sizeof(int16_t) * (size_t)(round_up(M, MR) * k2));
-    for (i = 0; i < M; i++)
-        for (k = 0; k < K; k++)
-            ap[(i / MR) * MR * k2 + (k / 2) * 8 + (i % MR) * 2 + (k % 2)] = A[i * K + k];
+    for (i = 0; i < M; i++) {
+        const int8_t *src = A + i * K;
+        int16_t *dst = ap + (i / MR) * MR * k2 + (i % MR) * 2;
+        for (k = 0; k + 2 <= K; k += 2) {
+            dst[k * 4] = src[k];
+            dst[k * 4 + 1] = src[k + 1];
+        }
+        if (k < K) dst[k * 4] = src[k];
+    }
 }
 
 /* Write (or add) an MR x NR tile of results, clipped to rows x cols. */

@@ -6,7 +6,9 @@ warm-up call, the speedup against the float32 NumPy product of the same shape
 process, and the achieved rate as a fraction of this machine's single-thread
 FMA peak, measured by a calibration loop in the extension.
 
-Speedup = baseline time / kernel time (> 1 means the kernel is faster).
+Speedup = baseline time / kernel time (> 1 means the kernel is faster), from
+median wall-clock times; the JSON also holds ``cpu_speedup_*`` ratios of median
+CPU times, which vary less when other processes share the machine.
 Rates count 2 operations per multiply-add: CSR counts only stored nonzeros
 (2 * nnz * N), int8 counts 2 * M * K * N integer ops and XNOR counts 2 * M * N * K
 binary ops. The fraction of peak divides each by the float32 FMA peak, so an
@@ -93,25 +95,42 @@ class _BlasThreads:
 
 # ----------------------------------------------------------------- timing
 
+_CPU_MEDIANS = {}
+
+
 def _median_time(fn, budget=0.4, min_repeats=5, max_repeats=200):
-    """Median wall-clock seconds of fn() after one warm-up call."""
+    """Median wall-clock seconds of fn() after one warm-up call.
+
+    The median CPU time of the same calls is kept in ``_CPU_MEDIANS[fn]``: on a
+    machine shared with other work it is the steadier figure of the two.
+    """
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
     repeats = int(min(max_repeats, max(min_repeats, budget / max(first, 1e-9))))
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    _CPU_MEDIANS[fn] = float(np.median(cpu))
+    return float(np.median(wall))
+
+
+def _timed(fn, budget=0.4, min_repeats=5):
+    """(median wall seconds, median CPU seconds) of fn()."""
+    wall = _median_time(fn, budget, min_repeats)
+    return wall, _CPU_MEDIANS.pop(fn)
 
 
 def fma_peak_gflops(seconds=0.05, rounds=5):
     """Single-thread float32 FMA peak in GFLOP/s from the extension's calibration loop.
 
     Runs independent multiply-add chains on the widest SIMD path available and
-    keeps the best of `rounds` runs of about `seconds`. None without the extension.
+    keeps the best of `rounds` runs of about `seconds` of CPU time (CPU time, so
+    that other processes sharing the core do not lower the peak). None without
+    the extension.
     """
     lib, ffi = _ext.lib, _ext.ffi
     if lib is None:
@@ -119,18 +138,18 @@ def fma_peak_gflops(seconds=0.05, rounds=5):
     sink = ffi.new("float *")
     iters = 100_000
     while True:  # grow until one run lasts long enough to time
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         flops = lib.ta_fma_loop(-1, iters, sink)
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
         if dt > seconds / 4 or iters > 10**10:
             break
         iters *= 4
     iters = int(iters * seconds / dt) + 1
     best = 0.0
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         flops = lib.ta_fma_loop(-1, iters, sink)
-        best = max(best, flops / (time.perf_counter() - t0))
+        best = max(best, flops / max(time.process_time() - t0, 1e-9))
     return best / 1e9
 
 
@@ -158,15 +177,16 @@ def _bench_csr(rng, quick, peak, scipy_sparse, out):
         X = rng.standard_normal((K, N)).astype(np.float32)
         for s in sparsities:
             dense, indptr, indices, data = _random_csr(rng, M, K, s)
-            t_csr = _median_time(lambda: csr_matmul(indptr, indices, data, X), budget)
-            t_dense = _median_time(lambda: dense @ X, budget)
+            t_csr, c_csr = _timed(lambda: csr_matmul(indptr, indices, data, X), budget)
+            t_dense, c_dense = _timed(lambda: dense @ X, budget)
             row = {"M": M, "K": K, "N": N, "sparsity": s, "nnz": int(data.size),
                    "backend": info()["csr_matmul"], "csr_s": t_csr, "dense_s": t_dense,
-                   "speedup_vs_dense": t_dense / t_csr}
+                   "speedup_vs_dense": t_dense / t_csr, "cpu_speedup_vs_dense": c_dense / c_csr}
             if scipy_sparse is not None:
                 S = scipy_sparse.csr_matrix((data, indices, indptr), shape=(M, K))
-                row["scipy_s"] = _median_time(lambda: S @ X, budget)
+                row["scipy_s"], c_scipy = _timed(lambda: S @ X, budget)
                 row["speedup_vs_scipy"] = row["scipy_s"] / t_csr
+                row["cpu_speedup_vs_scipy"] = c_scipy / c_csr
             gflops = 2.0 * data.size * N / t_csr / 1e9
             row["gflops"] = gflops
             row["fraction_of_peak"] = gflops / peak if peak else None
@@ -187,17 +207,18 @@ def _bench_int8(rng, quick, peak, out):
         Af = A.astype(np.float32)
         B_sym = rng.integers(-127, 128, (K, N), dtype=np.int8)
         Bf = B_sym.astype(np.float32)
-        t_f32 = _median_time(lambda: Af @ Bf, 0.3 if quick else 1.0, min_repeats=3)
+        t_f32, c_f32 = _timed(lambda: Af @ Bf, 0.3 if quick else 1.0, min_repeats=3)
         variants = [("prepacked [-127,127]", prepare_int8(B_sym), B_sym)]
         B_min = B_sym.copy()
         B_min[0, 0] = -128
         variants.append(("prepacked with -128", prepare_int8(B_min), B_min))
         variants.append(("unpacked [-127,127]", B_sym, B_sym))
         for label, weights, _ in variants:
-            t = _median_time(lambda: gemm_int8(A, weights), 0.3 if quick else 1.0, min_repeats=3)
+            t, c = _timed(lambda: gemm_int8(A, weights), 0.3 if quick else 1.0, min_repeats=3)
             gops = 2.0 * M * K * N / t / 1e9
             row = {"M": M, "K": K, "N": N, "weights": label, "backend": info()["gemm_int8"],
-                   "int8_s": t, "f32_s": t_f32, "speedup_vs_f32": t_f32 / t, "gops": gops,
+                   "int8_s": t, "f32_s": t_f32, "speedup_vs_f32": t_f32 / t,
+                   "cpu_speedup_vs_f32": c_f32 / c, "gops": gops,
                    "fraction_of_peak": gops / peak if peak else None}
             out.append(row)
             frac = f"{row['fraction_of_peak']:8.2f}" if peak else f"{'-':>8}"
@@ -213,11 +234,12 @@ def _bench_xnor(rng, quick, peak, out):
     A_bits, B_bits = pack_bits(Xa), pack_bits(np.ascontiguousarray(Xb.T))
     Sa, Sb = np.sign(Xa) + (Xa == 0), np.sign(Xb) + (Xb == 0)
     print("\nXNOR GEMM on packed bits vs NumPy float32 matmul of the +-1 matrices")
-    t_f32 = _median_time(lambda: Sa @ Sb, 0.3 if quick else 2.0, min_repeats=3)
-    t = _median_time(lambda: xnor_gemm(A_bits, B_bits, K), 0.3 if quick else 2.0, min_repeats=3)
+    t_f32, c_f32 = _timed(lambda: Sa @ Sb, 0.3 if quick else 2.0, min_repeats=3)
+    t, c = _timed(lambda: xnor_gemm(A_bits, B_bits, K), 0.3 if quick else 2.0, min_repeats=3)
     gops = 2.0 * M * N * K / t / 1e9
     row = {"M": M, "K": K, "N": N, "backend": info()["xnor_gemm"], "xnor_s": t, "f32_s": t_f32,
-           "speedup_vs_f32": t_f32 / t, "gops": gops, "fraction_of_peak": gops / peak if peak else None}
+           "speedup_vs_f32": t_f32 / t, "cpu_speedup_vs_f32": c_f32 / c, "gops": gops,
+           "fraction_of_peak": gops / peak if peak else None}
     out.append(row)
     frac = f"{row['fraction_of_peak']:.2f}" if peak else "-"
     print(f"  {M}x{K}x{N}: xnor {t * 1e3:.1f} ms, float32 {t_f32 * 1e3:.1f} ms, "
@@ -253,6 +275,10 @@ def run(json_path=None, quick=False, threads=1):
         print(f"  fp32 FMA peak (1 thread): {peak:.1f} GFLOP/s" if peak else "  fp32 FMA peak: n/a")
         print(f"  BLAS threads: {blas.how}; OpenBLAS core: {blas.corename}; "
               f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+        result["machine"]["load_average_at_start"] = load
+        print(f"  load average at start: {load} on {os.cpu_count()} CPUs "
+              "(cpu_* ratios in the JSON use CPU time, steadier on a busy machine)")
         _bench_csr(rng, quick, peak, scipy_sparse, result["csr"])
         _bench_int8(rng, quick, peak, result["int8"])
         _bench_xnor(rng, quick, peak, result["xnor"])
