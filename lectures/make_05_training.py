@@ -107,7 +107,9 @@ excluded) divided by `EPOCHS`. The speedup is the single process's time over the
 measured in the same run on the same machine.
 
 Timings depend on what else runs on the machine: with two cores, two workers can be at most
-2x faster, and any other busy program takes cores away. Re-run the cell (or
+2x faster, and any other busy program takes cores away. The last column, *cpu share*, is the
+workers' CPU time over their wall time: 1.0 means each worker had a core to itself; a smaller
+value means it waited (for other programs, or for the lock). Re-run the cell (or
 `tinyapprox hogwild --lock --seeds 0 1 2`) on an idle machine before trusting a speedup."""),
     new_code_cell("""result = hw.compare(workers=2, epochs=EPOCHS, seeds=[0], lock=True, limit=LIMIT, verbose=False)
 print(hw.format_table(result["rows"]))
