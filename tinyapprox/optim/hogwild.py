@@ -665,6 +665,7 @@ def plot_comparison(result: dict, path, title=None):
                  fontsize=7)
     ax2.set_xticks(x, names)
     ax2.set_xlim(-0.5, len(rows) - 0.5)
+    ax2.margins(y=0.3)
     ax2.set_ylabel("test top-1 (one dot per seed)")
     cfg = result.get("config", {})
     fig.suptitle(title or f"Hogwild! SGD, {cfg.get('model', '')}, batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, "
