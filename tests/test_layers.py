@@ -183,7 +183,8 @@ def test_extra_repr():
 
 @pytest.mark.parametrize("layer,x_shape,match", [
     (nn.Linear(4, 3, seed=0), (2, 5), r"Linear\(4, 3\): expected input of shape \(\.\.\., 4\), got \(2, 5\)"),
-    (nn.Conv2d(3, 2, 3, seed=0), (1, 1, 5, 5), r"Conv2d\(3, 2\): expected input of shape \(N, 3, H, W\), got \(1, 1, 5, 5\)"),
+    (nn.Conv2d(3, 2, 3, seed=0), (1, 1, 5, 5),
+     r"Conv2d\(3, 2\): expected input of shape \(N, 3, H, W\), got \(1, 1, 5, 5\)"),
     (nn.Conv2d(3, 2, 3, seed=0), (3, 5, 5), r"Conv2d\(3, 2\): expected input of shape \(N, 3, H, W\), got \(3, 5, 5\)"),
     (nn.MaxPool2d(2), (4, 4), r"MaxPool2d: expected input of shape \(N, C, H, W\), got \(4, 4\)"),
     (nn.BatchNorm1d(3), (4, 2), r"BatchNorm1d\(3\): expected input of shape \(N, 3\) or \(N, 3, \*\), got \(4, 2\)"),
