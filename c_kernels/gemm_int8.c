@@ -32,10 +32,14 @@
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 int ta_int8_has_min(const int8_t *x, int64_t n) {
-    int64_t i;
+    int64_t i0, i;
     if (x == NULL || n <= 0) return 0;
-    for (i = 0; i < n; i++)
-        if (x[i] == INT8_MIN) return 1;
+    for (i0 = 0; i0 < n; i0 += 4096) { /* branch-free chunks vectorize */
+        const int64_t end = (n - i0) < 4096 ? n : i0 + 4096;
+        int found = 0;
+        for (i = i0; i < end; i++) found |= x[i] == INT8_MIN;
+        if (found) return 1;
+    }
     return 0;
 }
 
@@ -73,8 +77,8 @@ int ta_int8_packed_size(int layout, int64_t K, int64_t N, int64_t *nbytes) {
 }
 
 int ta_int8_pack(int layout, const int8_t *B, int64_t K, int64_t N, uint8_t *out, int64_t nbytes) {
-    int64_t kp, np, db, total, p, k, c, prod;
-    int32_t *colsum, flags[4] = {0, 0, 0, 0};
+    int64_t kp, np, db, total, p, k, c, prod, gs;
+    int32_t *colsum, flags[4] = {0, 0, 0, 0}, has_min = 0;
     if (K > TA_INT8_MAX_K) return TA_ERR_KBOUND;
     if (!packed_geometry(layout, K, N, &kp, &np, &db, &total)) return TA_ERR_SIZE;
     if (!ta_mul_ok(K, N, TA_MAX_ELEMS, &prod)) return TA_ERR_SIZE;
@@ -85,27 +89,37 @@ int ta_int8_pack(int layout, const int8_t *B, int64_t K, int64_t N, uint8_t *out
     colsum = (int32_t *)malloc(sizeof(int32_t) * (size_t)(np * NR + 1));
     if (colsum == NULL) return TA_ERR_NOMEM;
     memset(colsum, 0, sizeof(int32_t) * (size_t)(np * NR + 1));
-    for (p = 0; p < np; p++) {
-        const int64_t w = (N - p * NR) < NR ? (N - p * NR) : NR;
-        for (k = 0; k < K; k++) {
-            const int8_t *src = B + k * N + p * NR;
-            if (layout == TA_INT8_LAYOUT_K4) {
-                uint8_t *dst = out + p * NR * kp + (k / 4) * 64 + (k % 4);
-                for (c = 0; c < w; c++) dst[c * 4] = (uint8_t)src[c];
-            } else {
-                uint8_t *dst = out + 2 * (p * NR * kp + (k / 2) * 32 + (k % 2));
-                for (c = 0; c < w; c++) {
-                    const int16_t v = src[c];
-                    memcpy(dst + 4 * c, &v, 2);
+    /* one k-group (K4: 4 rows of B, K2W: 2 rows) at a time, so B is read row
+     * by row; each panel's 64-byte block is assembled locally, then copied */
+    gs = layout == TA_INT8_LAYOUT_K4 ? 4 : 2;
+    for (k = 0; k < K; k += gs) {
+        for (p = 0; p < np; p++) {
+            const int64_t w = (N - p * NR) < NR ? (N - p * NR) : NR;
+            uint8_t blk[64];
+            int t;
+            memset(blk, 0, sizeof(blk));
+            for (t = 0; t < gs && k + t < K; t++) {
+                const int8_t *src = B + (k + t) * N + p * NR;
+                if (layout == TA_INT8_LAYOUT_K4) {
+                    for (c = 0; c < w; c++) blk[c * 4 + t] = (uint8_t)src[c];
+                } else {
+                    for (c = 0; c < w; c++) {
+                        const int16_t v = src[c];
+                        memcpy(blk + 4 * c + 2 * t, &v, 2);
+                    }
                 }
             }
+            memcpy(out + p * NR * kp * (layout == TA_INT8_LAYOUT_K4 ? 1 : 2) + (k / gs) * 64, blk, 64);
         }
     }
-    for (k = 0; k < K; k++)
+    for (k = 0; k < K; k++) {
+        const int8_t *row = B + k * N;
         for (c = 0; c < N; c++) {
-            colsum[c] += B[k * N + c];
-            flags[0] |= B[k * N + c] == INT8_MIN;
+            colsum[c] += row[c];
+            has_min |= row[c] == INT8_MIN;
         }
+    }
+    flags[0] = has_min;
     memcpy(out + db, colsum, sizeof(int32_t) * (size_t)(np * NR));
     memcpy(out + db + 4 * np * NR, flags, sizeof(flags));
     free(colsum);

@@ -268,13 +268,23 @@ class Int8Weights:
         if _copy:
             self.B.setflags(write=False)
         self.K, self.N = B.shape
-        self.has_min = bool(np.any(B == -128))
-        self.colsum = B.sum(axis=0, dtype=np.int64)
+        if _ext.lib is not None:
+            self.has_min = bool(_ext.lib.ta_int8_has_min(_ptr("int8_t", self.B), self.B.size))
+        else:
+            self.has_min = bool(np.any(self.B == -128))
+        self._colsum = None
         self._packed = {}
 
     @property
     def shape(self):
         return (self.K, self.N)
+
+    @property
+    def colsum(self):
+        """(N,) int64 column sums of B, computed on first use."""
+        if self._colsum is None:
+            self._colsum = self.B.sum(axis=0, dtype=np.int64)
+        return self._colsum
 
     def _packed_for(self, level):
         """(layout, buffer) for the C kernel at SIMD `level`, packing on first use."""
