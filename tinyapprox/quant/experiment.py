@@ -295,7 +295,9 @@ def run(args) -> int:
     results["rows"] = rows
     with open(out / "results.json", "w") as f:
         json.dump(results, f, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    print(f"wrote {out / 'results.json'}, {out / 'accuracy_vs_bits.png'}, {out / 'weight_histogram.png'}")
+    written = [out / n for n in ("results.json", "accuracy_vs_bits.png", "weight_histogram.png", "sensitivity.png")
+               if (out / n).exists()]
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
