@@ -47,7 +47,7 @@ int ta_best_isa(int kernel);
 void ta_cpu_features(int out[8]);
 int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
                       const int64_t *indptr, const int32_t *indices, const float *data,
-                      const float *X, float *Y);
+                      const float *X, float *Y, float *scratch, int64_t nscratch);
 int ta_int8_has_min(const int8_t *x, int64_t n);
 int ta_int8_choose_layout(int isa, int b_has_min);
 int ta_int8_packed_size(int layout, int64_t K, int64_t N, int64_t *nbytes);

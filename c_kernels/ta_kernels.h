@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define TA_ABI_VERSION 3
+#define TA_ABI_VERSION 4
 
 #define TA_OK 0
 #define TA_ERR_SIZE 1       /* negative size or a size product that overflows */
@@ -54,10 +54,12 @@ int ta_best_isa(int kernel);
 void ta_cpu_features(int out[8]);
 
 /* Y (M x N, float32) = A (M x K, CSR: indptr[M+1] int64, indices[nnz] int32,
- * data[nnz] float32) times X (K x N, float32). Y is fully overwritten. */
+ * data[nnz] float32) times X (K x N, float32). Y is fully overwritten.
+ * scratch[nscratch] (may be NULL, 0): reusable work space; with at least
+ * (K + M) * 128 + 32 floats no memory is allocated for the packed strips. */
 int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
                       const int64_t *indptr, const int32_t *indices, const float *data,
-                      const float *X, float *Y);
+                      const float *X, float *Y, float *scratch, int64_t nscratch);
 
 /* 1 if any of the n bytes equals -128, else 0. */
 int ta_int8_has_min(const int8_t *x, int64_t n);

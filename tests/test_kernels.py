@@ -30,17 +30,19 @@ F32_EPS = float(np.finfo(np.float32).eps)
 def csr_problems(draw):
     """(indptr, indices, data, X, dense A): density 0..1, unsorted columns, duplicates."""
     M = draw(st.integers(0, 9))
-    K = draw(st.integers(0, 40) | st.sampled_from([95, 96, 97, 250]))  # > 96: K-blocked order
+    K = draw(st.integers(0, 40) | st.sampled_from([63, 64, 65, 129, 250]))  # > 64: K blocks
     N = draw(st.sampled_from([0, 1, 3, 7, 8, 9, 16, 31, 33, 64, 65, 70, 100, 130]))
     density = draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     mask = rng.random((M, K)) < density
     values = rng.standard_normal((M, K)).astype(np.float32)
+    shuffled = draw(st.booleans())  # sorted rows take the K-blocked C path
     indptr, indices, data = [0], [], []
     for i in range(M):
         cols = np.flatnonzero(mask[i])
-        rng.shuffle(cols)
+        if shuffled:
+            rng.shuffle(cols)
         for c in cols:
             if draw(st.booleans()) and len(cols) and K:  # split a value into a duplicate pair
                 half = np.float32(values[i, c] / 2)
@@ -151,17 +153,20 @@ def test_csr_matmul_matches_reference(backend, problem):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("density", [0.0, 0.5, 1.0])
-def test_csr_matmul_wide_strips(backend, density):
-    # N = 200 crosses every strip width; rows alternate empty and full
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("K", [50, 700])
+def test_csr_matmul_wide_strips(backend, density, K):
+    # N = 200 crosses every strip width; rows alternate empty and full; K = 700
+    # with sorted columns is swept in several column blocks
     rng = np.random.default_rng(7)
-    A = (rng.random((6, 50)) < density) * rng.standard_normal((6, 50))
+    A = (rng.random((6, K)) < density) * rng.standard_normal((6, K))
     A[::2] = 0
+    A[3, :K // 2] = 0  # a row whose first nonzero lies in a later block
     rows, cols = np.nonzero(A)
     indptr = np.concatenate([[0], np.cumsum(np.count_nonzero(A, axis=1))])
-    X = rng.standard_normal((50, 200)).astype(np.float32)
+    X = rng.standard_normal((K, 200)).astype(np.float32)
     Y = kernels.csr_matmul(indptr, cols.astype(np.int32), A[rows, cols].astype(np.float32), X,
-                           backend=backend, shape=(6, 50))
+                           backend=backend, shape=(6, K))
     np.testing.assert_allclose(Y, A @ X, rtol=1e-4, atol=1e-4)
     assert np.all(Y[::2] == 0)
 
@@ -360,9 +365,9 @@ def test_c_refuses_overflowing_sizes_and_bad_paths():
     lib, ffi = _ext.lib, _ext.ffi
     null = ffi.NULL
     huge = 2**62
-    assert lib.ta_csr_matmul_f32(-1, huge, 4, huge, 0, null, null, null, null, null) == lib.TA_ERR_SIZE
-    assert lib.ta_csr_matmul_f32(-1, -1, 4, 4, 0, null, null, null, null, null) == lib.TA_ERR_SIZE
-    assert lib.ta_csr_matmul_f32(-1, 1, 2**40, 4, 0, null, null, null, null, null) == lib.TA_ERR_SIZE
+    assert lib.ta_csr_matmul_f32(-1, huge, 4, huge, 0, null, null, null, null, null, null, 0) == lib.TA_ERR_SIZE
+    assert lib.ta_csr_matmul_f32(-1, -1, 4, 4, 0, null, null, null, null, null, null, 0) == lib.TA_ERR_SIZE
+    assert lib.ta_csr_matmul_f32(-1, 1, 2**40, 4, 0, null, null, null, null, null, null, 0) == lib.TA_ERR_SIZE
     assert lib.ta_xnor_gemm(-1, null, huge, null, huge, 1, 64, null) == lib.TA_ERR_SIZE
     assert lib.ta_xnor_gemm(-1, null, 1, null, 1, 3, 64, null) == lib.TA_ERR_SIZE
     assert lib.ta_xnor_gemm(-1, null, 1, null, 1, 2**33, 2**39, null) == lib.TA_ERR_SIZE
@@ -386,7 +391,8 @@ def test_c_refuses_overflowing_sizes_and_bad_paths():
     args = (ffi.from_buffer("int64_t[]", indptr), ffi.from_buffer("int32_t[]", np.array([5], np.int32)),
             ffi.from_buffer("float[]", np.ones(1, np.float32)), ffi.from_buffer("float[]", X),
             ffi.from_buffer("float[]", Y))
-    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args) == lib.TA_ERR_INDEX
+    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 0) == lib.TA_ERR_INDEX
+    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 5) == lib.TA_ERR_NULL
 
 
 # ----------------------------------------------------------------- introspection and fallbacks

@@ -21,6 +21,8 @@ Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 :func:`c_paths`). :func:`info` tells which path each kernel uses. The C calls
 release the GIL.
 """
+import threading
+
 import numpy as np
 
 from . import _ext, reference
@@ -230,12 +232,30 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None):
         _check_csr_columns(op, indices, K)  # before narrowing to int32
     idx = indices.astype(np.int32, copy=False)
     Y = np.empty((M, N), dtype=np.float32)
+    scratch = _csr_scratch(M, K, N)
     rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
-                                    _ptr("float", data), _ptr("float", X), _ptr("float", Y))
+                                    _ptr("float", data), _ptr("float", X), _ptr("float", Y),
+                                    _ptr("float", scratch), scratch.size)
     if rc == _ext.lib.TA_ERR_INDEX:
         _check_csr_columns(op, indices, K)
     _check_rc(op, rc)
     return Y
+
+
+_local = threading.local()
+_SCRATCH_CAP = 1 << 22  # floats kept per thread between calls (16 MiB)
+
+
+def _csr_scratch(M, K, N):
+    """Per-thread float32 work space reused across calls (fresh pages cost page faults)."""
+    need = (K + M) * 128 + 32 if N >= 64 else 0
+    if need == 0 or need > _SCRATCH_CAP:
+        return np.empty(0, dtype=np.float32)
+    buf = getattr(_local, "csr_scratch", None)
+    if buf is None or buf.size < need:
+        buf = np.empty(need, dtype=np.float32)
+        _local.csr_scratch = buf
+    return buf
 
 
 def _check_csr_columns(op, indices, K):
