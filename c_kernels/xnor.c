@@ -20,12 +20,6 @@ static inline int64_t popcount64(uint64_t x) {
     return (int64_t)((x * 0x0101010101010101ULL) >> 56);
 }
 
-/* Rows of B processed per cache block (then all rows of A sweep over it). */
-static int64_t block_rows(int64_t W) {
-    int64_t nb = (192 * 1024) / (W * 8 + 1);
-    return nb < 2 ? 2 : nb;
-}
-
 static void xnor_scalar(const uint64_t *A, int64_t M, const uint64_t *B, int64_t N, int64_t W,
                         int64_t K, int32_t *C) {
     int64_t i, j, w;
@@ -38,6 +32,12 @@ static void xnor_scalar(const uint64_t *A, int64_t M, const uint64_t *B, int64_t
 }
 
 #if TA_X86
+
+/* Rows of B processed per cache block (then all rows of A sweep over it). */
+static int64_t block_rows(int64_t W) {
+    int64_t nb = (192 * 1024) / (W * 8 + 1);
+    return nb < 2 ? 2 : nb;
+}
 
 /* popcount of each byte of v, via two nibble lookups */
 #define POP_BYTES(v) \
