@@ -246,6 +246,36 @@ def test_xnor_gemm_many_column_blocks(backend):
                                   reference.xnor_gemm(A_bits, B_bits, K))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_arrays_are_filled_and_checked(backend):
+    rng = np.random.default_rng(5)
+    indptr, indices, data = np.array([0, 2, 2]), np.array([1, 0], np.int32), np.ones(2, np.float32)
+    X = rng.standard_normal((2, 70)).astype(np.float32)
+    Y = np.full((2, 70), np.nan, dtype=np.float32)
+    assert kernels.csr_matmul(indptr, indices, data, X, backend=backend, out=Y) is Y
+    np.testing.assert_allclose(Y, [X[0] + X[1], np.zeros(70)], rtol=1e-6)
+    A = rng.integers(-128, 128, (3, 5), dtype=np.int8)
+    C = np.full((3, 4), -1, dtype=np.int32)
+    B = rng.integers(-128, 128, (5, 4), dtype=np.int8)
+    assert kernels.gemm_int8(A, B, backend=backend, out=C) is C
+    np.testing.assert_array_equal(C, A.astype(np.int64) @ B)
+    bits = kernels.pack_bits(rng.standard_normal((3, 70)))
+    C = np.zeros((3, 3), dtype=np.int32)
+    assert kernels.xnor_gemm(bits, bits, 70, backend=backend, out=C) is C
+    np.testing.assert_array_equal(np.diag(C), [70, 70, 70])
+    with pytest.raises(ValueError, match="out must have shape"):
+        kernels.gemm_int8(A, B, backend=backend, out=np.zeros((4, 3), np.int32))
+    with pytest.raises(TypeError, match="out must have dtype int32"):
+        kernels.xnor_gemm(bits, bits, 70, backend=backend, out=np.zeros((3, 3), np.int64))
+    with pytest.raises(ValueError, match="overlap"):
+        aliased = bits.view(np.int32).reshape(-1)[:9].reshape(3, 3)
+        kernels.xnor_gemm(bits, bits, 70, backend=backend, out=aliased)
+    with pytest.raises(ValueError, match="read-only"):
+        frozen = np.zeros((2, 70), np.float32)
+        frozen.setflags(write=False)
+        kernels.csr_matmul(indptr, indices, data, X, backend=backend, out=frozen)
+
+
 @needs_c
 def test_c_paths_agree_on_a_larger_problem():
     rng = np.random.default_rng(3)

@@ -170,6 +170,20 @@ def _check_array(op, name, x, dtype=None, kind=None, ndim=None):
         raise ValueError(f"{op}: {name} must be aligned for dtype {x.dtype} (copy it with np.array)")
 
 
+def _out_array(op, out, shape, dtype, inputs):
+    """A fresh (shape, dtype) array, or `out` after checking it can receive the result."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    _check_array(op, "out", out, dtype=dtype)
+    if out.shape != tuple(shape):
+        raise ValueError(f"{op}: out must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: out is read-only")
+    if any(np.may_share_memory(out, x) for x in inputs):
+        raise ValueError(f"{op}: out must not overlap an input")
+    return out
+
+
 def _check_int(op, name, value, lo, hi):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
@@ -180,13 +194,15 @@ def _check_int(op, name, value, lo, hi):
 
 # ----------------------------------------------------------------- CSR x dense
 
-def csr_matmul(indptr, indices, data, X, backend=None, shape=None):
+def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
     """Y = A @ X for a CSR matrix A (M, K) and a dense X (K, N).
 
     indptr: (M+1,) integer, starts at 0, non-decreasing, ends at nnz;
     indices: (nnz,) integer column of each stored value, in [0, K), any order,
     duplicates add up; data: (nnz,) float32; X: (K, N) float32 C-contiguous.
     shape: optional (M, K) of A, checked against indptr and X.
+    out: optional (M, N) float32 C-contiguous array to write Y into (saves the
+    allocation, which matters for small products); it must not overlap X.
     Returns Y: (M, N) float32, equal to ``reference.csr_matmul`` up to float32
     rounding (the summation order differs).
 
@@ -223,15 +239,16 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None):
         raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
                          f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
     level = _resolve(op, backend)
+    Y = _out_array(op, out, (M, N), np.float32, (indptr, indices, data, X))
     if level is None:
         _check_csr_columns(op, indices, K)
-        return reference.csr_matmul(ip, indices, data, X)
+        Y[...] = reference.csr_matmul(ip, indices, data, X)
+        return Y
     if K > _INT32_MAX:
         raise ValueError(f"{op}: K={K} exceeds the C kernel limit {_INT32_MAX}; use backend='numpy'")
     if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
         _check_csr_columns(op, indices, K)  # before narrowing to int32
     idx = indices.astype(np.int32, copy=False)
-    Y = np.empty((M, N), dtype=np.float32)
     scratch = _csr_scratch(M, K, N)
     rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
                                     _ptr("float", data), _ptr("float", X), _ptr("float", Y),
@@ -332,12 +349,13 @@ def prepare_int8(B):
     return Int8Weights(B)
 
 
-def gemm_int8(A, B, backend=None):
+def gemm_int8(A, B, backend=None, out=None):
     """C = A @ B exactly: A (M, K) int8, B (K, N) int8 or :class:`Int8Weights` -> (M, N) int32.
 
     The int32 accumulation is exact for K <= INT8_MAX_K = 131071 (since
     K * 128 * 128 < 2**31); larger K is refused with ValueError. Pass the
     result of :func:`prepare_int8` as B to reuse packed weights across calls.
+    out: optional (M, N) int32 C-contiguous array to write C into.
     Raises TypeError for wrong dtypes, ValueError for shapes/layout.
     """
     op = "gemm_int8"
@@ -354,13 +372,14 @@ def gemm_int8(A, B, backend=None):
         raise ValueError(f"{op}: K={K} exceeds {INT8_MAX_K}, the largest K for which int32 "
                          "accumulation is exact (K * 128 * 128 < 2**31); split K")
     level = _resolve(op, backend)
+    M = A.shape[0]
+    C = _out_array(op, out, (M, N), np.int32, (A, weights.B if weights is not None else B))
     if level is None:
-        return reference.gemm_int8(A, weights.B if weights is not None else B)
+        C[...] = reference.gemm_int8(A, weights.B if weights is not None else B)
+        return C
     if weights is None:
         weights = Int8Weights(B, _copy=False)
     layout, buf = weights._packed_for(level)
-    M = A.shape[0]
-    C = np.empty((M, N), dtype=np.int32)
     rc = _ext.lib.ta_gemm_int8_packed(level, _ptr("int8_t", A), M, K, N, layout,
                                       _ptr("uint8_t", buf), buf.size, _ptr("int32_t", C))
     _check_rc(op, rc)
@@ -441,24 +460,26 @@ def _check_bits(op, name, bits, K, ndim):
                              "bits k >= K must be 0 (use pack_bits)")
 
 
-def xnor_gemm(A_bits, B_bits, K, backend=None):
+def xnor_gemm(A_bits, B_bits, K, backend=None, out=None):
     """+-1 matrix product on packed bits: C[i, j] = K - 2 * popcount(A_i XOR B_j).
 
     A_bits: (M, W) uint64 (rows of A), B_bits: (N, W) uint64 (rows of B^T, i.e.
     columns of B), W = ceil(K/64), bits beyond K zero (as :func:`pack_bits`
     makes them) -> (M, N) int32, equal to
     ``unpack_bits(A_bits, K) @ unpack_bits(B_bits, K).T`` exactly.
-    K: int in [0, 2**31 - 1]. Raises TypeError/ValueError on bad input.
+    K: int in [0, 2**31 - 1]. out: optional (M, N) int32 C-contiguous array
+    to write C into. Raises TypeError/ValueError on bad input.
     """
     op = "xnor_gemm"
     K = _check_int(op, "K", K, 0, _INT32_MAX)
     _check_bits(op, "A_bits", A_bits, K, 2)
     _check_bits(op, "B_bits", B_bits, K, 2)
     level = _resolve(op, backend)
-    if level is None:
-        return reference.xnor_gemm(A_bits, B_bits, K)
     M, N, W = A_bits.shape[0], B_bits.shape[0], (K + 63) // 64
-    C = np.empty((M, N), dtype=np.int32)
+    C = _out_array(op, out, (M, N), np.int32, (A_bits, B_bits))
+    if level is None:
+        C[...] = reference.xnor_gemm(A_bits, B_bits, K)
+        return C
     rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", A_bits), M, _ptr("uint64_t", B_bits), N,
                                W, K, _ptr("int32_t", C))
     _check_rc(op, rc)
