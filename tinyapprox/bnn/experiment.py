@@ -100,7 +100,7 @@ def _plot_speed(rows, path):
     ax.set_xticks(x, [r["label"] for r in rows])
     ax.set_yscale("log")
     ax.set_ylabel("seconds (log scale)")
-    ax.set_title("binary matrix products on this CPU (products: 1 thread)")
+    ax.set_title("binary matrix products on this CPU (products and layer: 1 thread; whole net: all threads)")
     ax.grid(alpha=0.3, axis="y")
     fig.legend(loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
