@@ -133,8 +133,31 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     return parser
 
 
+def tune_allocator() -> bool:
+    """Ask glibc to keep freed training buffers mapped instead of returning them to the OS.
+
+    Every training step frees and re-allocates tens of MB of temporaries (im2col patches,
+    gradients). By default glibc unmaps them and the next step page-faults them back in
+    (thousands of faults, ~17 ms per LeNet-5 step). Raising the mmap and trim thresholds
+    keeps them. Process-wide, so only the command-line tool does it; Linux/glibc only.
+    Returns whether the setting was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    tune_allocator()
     args = build_parser(argv).parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -310,10 +310,23 @@ def _rebuild_transforms(name: str, state: dict) -> list:
     for i in sorted(found):
         cls_name, fields = found[i]
         if cls_name not in TRANSFORMS:
+            _import_transform_modules()
+        if cls_name not in TRANSFORMS:
             raise ValueError(f"load_state_dict: {name} carries an unknown transform {cls_name!r}; "
                              "import the module that defines it before loading")
         out.append(TRANSFORMS[cls_name].from_state(fields))
     return out
+
+
+_TRANSFORM_MODULES = ("tinyapprox.prune", "tinyapprox.quant", "tinyapprox.bnn", "tinyapprox.optim.lowprec")
+
+
+def _import_transform_modules():
+    """Import the library's modules that define transforms, so their classes are registered."""
+    import importlib
+
+    for name in _TRANSFORM_MODULES:
+        importlib.import_module(name)
 
 
 class Sequential(Module):
