@@ -85,8 +85,16 @@ class Function:
         unchanged (axes, strides, flags).
         """
         ctx = Context()
-        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
-        ctx.needs_input_grad = needs = [isinstance(x, Tensor) and x.requires_grad for x in inputs]
+        arrays, needs, requires = [], [], False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x.data)
+                needs.append(x.requires_grad)
+                requires = requires or x.requires_grad
+            else:
+                arrays.append(x)
+                needs.append(False)
+        ctx.needs_input_grad = needs
         try:
             data = cls.forward(ctx, *arrays, **params)
         except ValueError as exc:
@@ -96,7 +104,7 @@ class Function:
         out.data = data
         out.grad = None
         out._retain = False
-        if _grad_enabled and True in needs:
+        if requires and _grad_enabled:
             out.requires_grad = True
             out._fn = cls
             out._ctx = ctx
