@@ -1,20 +1,8 @@
 """Generate lectures/02_pruning.ipynb (outputs stripped). Run: python lectures/make_02_pruning.py"""
-from pathlib import Path
+from nbbuild import Notebook
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip()))
-
-
-def code(text, **meta):
-    cell = new_code_cell(text.strip())
-    cell.metadata.update(meta)
-    cells.append(cell)
+notebook = Notebook()
+md, code = notebook.md, notebook.code
 
 
 md("""
@@ -243,8 +231,4 @@ for label, model in (("dense", dense), ("pruned", m)):
 print(cost.inference_energy(m, (1, 1, 28, 28)).assumptions)
 """)
 
-nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                        "language": "python"}})
-path = Path(__file__).with_name("02_pruning.ipynb")
-nbformat.write(nb, path)
-print(f"wrote {path}")
+notebook.write("02_pruning.ipynb")

@@ -1,20 +1,8 @@
 """Generate lectures/03_quantization.ipynb (outputs stripped). Run: python lectures/make_03_quantization.py"""
-from pathlib import Path
+from nbbuild import Notebook
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip()))
-
-
-def code(text, **meta):
-    cell = new_code_cell(text.strip())
-    cell.metadata.update(meta)
-    cells.append(cell)
+notebook = Notebook()
+md, code = notebook.md, notebook.code
 
 
 md("""
@@ -262,6 +250,4 @@ percentile observer for activations. `quant.search_bitwidths` (Ristretto's searc
 `quant.sensitivity` — which layer hurts most when quantized alone?
 """)
 
-nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                        "language": "python"}})
-Path(__file__).with_name("03_quantization.ipynb").write_text(nbformat.writes(nb))
+notebook.write("03_quantization.ipynb")

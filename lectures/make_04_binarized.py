@@ -1,20 +1,8 @@
 """Generate lectures/04_binarized.ipynb (outputs stripped). Run: python lectures/make_04_binarized.py"""
-from pathlib import Path
+from nbbuild import Notebook
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip()))
-
-
-def code(text, **meta):
-    cell = new_code_cell(text.strip())
-    cell.metadata.update(meta)
-    cells.append(cell)
+notebook = Notebook()
+md, code = notebook.md, notebook.code
 
 
 md("""
@@ -251,6 +239,4 @@ network with `packed.predict(x, kernel=...)` for `"xnor"`, `"float32"` and `"int
 explain why the first layer (real pixels) now dominates.
 """)
 
-nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                        "language": "python"}})
-Path(__file__).with_name("04_binarized.ipynb").write_text(nbformat.writes(nb))
+notebook.write("04_binarized.ipynb")

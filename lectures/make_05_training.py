@@ -1,8 +1,6 @@
 """Write lectures/05_training.ipynb (outputs stripped). Run: python lectures/make_05_training.py"""
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbbuild import Notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 cells = [
     new_markdown_cell("""# 5. Training considerations: Hogwild! and low precision
@@ -194,8 +192,4 @@ tinyapprox hogwild --lowprec --epochs 3 --out runs/hogwild
 ```"""),
 ]
 
-nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                        "language": "python"}})
-path = Path(__file__).with_name("05_training.ipynb")
-nbformat.write(nb, path)
-print(f"wrote {path}")
+Notebook(cells).write("05_training.ipynb")

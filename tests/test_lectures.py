@@ -41,6 +41,27 @@ def test_notebooks_are_committed_without_outputs():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
 
 
+GENERATORS = sorted((ROOT / "lectures").glob("make_*.py"))
+
+
+@pytest.mark.parametrize("script", GENERATORS, ids=[p.stem for p in GENERATORS])
+def test_notebook_matches_its_generator(script, tmp_path):
+    """Each committed notebook is exactly what its make_*.py script writes (cells and tags)."""
+    import subprocess
+    import sys
+
+    nbformat = pytest.importorskip("nbformat")
+    subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
+    (written,) = list(tmp_path.glob("*.ipynb"))
+    fresh = nbformat.read(written, as_version=4)
+    committed = nbformat.read(ROOT / "lectures" / written.name, as_version=4)
+
+    def cells(nb):
+        return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+    assert cells(fresh) == cells(committed), f"regenerate lectures/{written.name} with {script.name}"
+
+
 def _python_blocks(text):
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
