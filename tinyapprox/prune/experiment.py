@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -59,10 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _amount_for_target(model, target: float, params) -> float:
-    """Fraction of the prunable weights to zero so that params / non-zero params = target."""
+    """Fraction of the prunable weights to zero so that params / non-zero params >= target."""
     total = sum(p.size for p in model.parameters())
     prunable_n = sum(p.size for p in params.values())
-    keep = total / target - (total - prunable_n)
+    keep = math.floor(total / target) - (total - prunable_n)
     if keep <= 0:
         raise ValueError(f"compress: a {target}x compression needs fewer non-zero parameters than the "
                          f"{total - prunable_n} unpruned ones (biases)")
