@@ -22,12 +22,10 @@ speedup* = FLOP ratio, *speedup* = measured wall-clock ratio.
 code("QUICK = False", tags=["parameters"])
 code("""
 import os
-import time
 
 import numpy as np
 import matplotlib.pyplot as plt
 
-import tinyapprox as ta
 from tinyapprox import cost, data, models, prune, sparse, train
 
 QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"

@@ -27,8 +27,7 @@ import time
 import numpy as np
 import matplotlib.pyplot as plt
 
-import tinyapprox as ta
-from tinyapprox import data, kernels, nn, quant, train
+from tinyapprox import data, kernels, quant, train
 from tinyapprox.quant import integer
 
 QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"

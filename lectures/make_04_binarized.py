@@ -28,7 +28,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import tinyapprox as ta
-from tinyapprox import bnn, data, kernels, metrics, nn, train
+from tinyapprox import bnn, data, kernels, metrics, nn
 
 QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"
 (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=2000 if QUICK else None)

@@ -1,5 +1,4 @@
 """Cost model: op counts per layer type, bytes, and the energy table arithmetic."""
-import numpy as np
 import pytest
 
 from tinyapprox import cost, nn

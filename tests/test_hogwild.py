@@ -1,13 +1,14 @@
 """Hogwild! workers on shared memory, the update counters, and low-precision weight storage."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyapprox import data, models, optim, train
-from tinyapprox import functional as F
+from tinyapprox import models, optim, train
 from tinyapprox.nn import Parameter
 from tinyapprox.optim import hogwild as hw
 from tinyapprox.optim.lowprec import StoredLowPrecision, apply_variant, train_lowprec
@@ -31,16 +32,40 @@ def _our_segments():
 
 
 # ------------------------------------------------------------------ the training run
-def test_one_worker_equals_plain_sgd_bit_for_bit():
+_PLAIN_SGD = """
+import sys
+import numpy as np
+from tinyapprox import data, functional as F, models, optim, train
+with np.load(sys.argv[1]) as z:
+    images, labels = z["images"], z["labels"]
+model = models.lenet_300_100(seed=3)
+loader = data.DataLoader(images, labels, batch_size=32, shuffle=True, seed=3)
+train.fit(model, loader, F.cross_entropy, optim.SGD(model.parameters(), lr=0.05), 2, verbose=False)
+train.save_model(model, sys.argv[2])
+"""
+
+
+def _plain_sgd_one_blas_thread(trainset, tmp_path):
+    """The reference run in a process with one BLAS thread, like a Hogwild worker.
+
+    BLAS results depend (in the last bit) on the thread count, so a bit-for-bit
+    comparison must run both sides with the same setting.
+    """
+    np.savez(tmp_path / "train.npz", images=trainset[0], labels=trainset[1])
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-c", _PLAIN_SGD, str(tmp_path / "train.npz"), str(tmp_path / "model.npz")],
+                   env=env, check=True)
+    return train.load_model(models.lenet_300_100(seed=3), tmp_path / "model.npz")
+
+
+def test_one_worker_equals_plain_sgd_bit_for_bit(tmp_path):
     trainset, testset = _toy_data(200, 1), _toy_data(64, 2)
     before = _our_segments()
     result = hw.train_hogwild(workers=1, epochs=2, lr=0.05, batch_size=32, seed=3, train=trainset, test=testset)
-    model = models.lenet_300_100(seed=3)
-    loader = data.DataLoader(*trainset, batch_size=32, shuffle=True, seed=3)
-    train.fit(model, loader, F.cross_entropy, optim.SGD(model.parameters(), lr=0.05), 2, verbose=False)
+    model = _plain_sgd_one_blas_thread(trainset, tmp_path)
     for name, p in model.named_parameters():
         assert result.params[name].tobytes() == p.data.tobytes(), name
-    assert result.updates == 2 * len(loader)
+    assert result.updates == 2 * -(-len(trainset[1]) // 32)
     assert result.stale_updates == result.overlapping_updates == result.lost_increments == 0
     assert result.test_top1 == pytest.approx(train.evaluate(model, *testset)["top1"])
     for name in result.segments:
