@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compare", action="store_true", help="skip the one-shot/random/from-init comparison")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=20, help="timing repeats (median reported)")
+    parser.add_argument("--quant-bits", type=int, nargs="*", default=None,
+                        help="weight-sharing widths for the Deep Compression figure (default 8 6 5 4 3 2; "
+                             "give none to skip)")
     parser.add_argument("--quick", action="store_true", help="tiny data and epochs: a smoke run in seconds")
     parser.add_argument("--out", default="runs/compress")
 
@@ -201,6 +204,11 @@ def run(args) -> int:
         for key, v in zip(timing, (sparsity(m), 1e3 * d, 1e3 * sp)):
             timing[key].append(float(v))
 
+    # ---------------------------------------------------------------- Deep Compression: + quantization
+    bits_list = args.quant_bits if args.quant_bits is not None else ([4] if args.quick else [8, 6, 5, 4, 3, 2])
+    deep = _deep_compression_curve(dense, model, bits_list, dense_acc, final_acc, rep.totals,
+                                   (train_x, train_y), (test_x, test_y), 0 if args.quick else 1, args.seed)
+
     # ---------------------------------------------------------------- summary, files
     t = rep.totals
     acc_loss_pp = 100.0 * (dense_acc - final_acc)
@@ -212,6 +220,7 @@ def run(args) -> int:
         "measured_speedup": t["measured_speedup"], "dense_ms": t.get("dense_ms"), "sparse_ms": t.get("sparse_ms"),
         "epochs": epochs, "retrain_epochs": retrain_epochs, "rounds": rounds, "retrain_lr": retrain_lr,
         "rounds_log": records, "comparison": comparison, "timing": timing, "report": rep.to_dict(),
+        "deep_compression": deep,
         "seconds": time.perf_counter() - started,
     }
     print(f"\n[compress] dense top-1 {dense_acc:.4f} -> pruned top-1 {final_acc:.4f} "
@@ -224,9 +233,82 @@ def run(args) -> int:
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     rep.plot(out / "report.png", title=f"{args.model} pruned ({args.schedule})")
     _plots(out, dense, model, comparison, timing, dense_acc, args.model)
+    if deep["both"]:
+        _plot_deep_compression(out / "deep_compression.png", deep, args.model)
     print(f"[compress] wrote {out}/results.json, report.png, accuracy_vs_sparsity.png, weight_histograms.png, "
-          f"inference_time.png ({summary['seconds']:.0f} s)")
+          f"inference_time.png{', deep_compression.png' if deep['both'] else ''} ({summary['seconds']:.0f} s)")
     return 0
+
+
+def _quantized_dense_bytes(model, bits: int) -> int:
+    """Bytes of a dense model whose weights are codebook indices of ``bits`` bits.
+
+    Per weight layer: ceil(n * bits / 8) index bytes + a 2^bits-entry float32 codebook;
+    every other parameter (biases) stays float32.
+    """
+    from ..quant.pipeline import weight_layers
+
+    total = sum(p.size for p in model.parameters()) * 4
+    for _, layer in weight_layers(model):
+        n = layer.weight.size
+        total += math.ceil(n * bits / 8) + 4 * 2 ** bits - 4 * n
+    return int(total)
+
+
+def _deep_compression_curve(dense, pruned, bits_list, dense_acc, pruned_acc, totals, train_data, test_data,
+                            finetune_epochs, seed) -> dict:
+    """Accuracy against compression for pruning only, weight sharing only, and both (Deep Compression).
+
+    Weight sharing is ``quant.deep_compression``'s per-layer k-means codebook of 2^bits
+    values, fine-tuned for ``finetune_epochs``. "Quantization only" stores the dense
+    indices (``_quantized_dense_bytes``); "both" stores the pruned, shared layer with
+    relative indices and Huffman coding, as Han et al. do (every index, codebook and
+    bias counted).
+    """
+    from ..quant import compress as qc
+
+    fp32 = sum(p.size for p in dense.parameters()) * 4
+    curve = {"fp32_bytes": int(fp32), "dense": {"compression": 1.0, "top1": dense_acc},
+             "pruning_only": {"compression": totals["compression_bytes"], "top1": pruned_acc},
+             "quantization_only": [], "both": []}
+    for bits in bits_list:
+        kw = dict(images=test_data[0], labels=test_data[1], train_data=train_data,
+                  finetune_epochs=finetune_epochs, lr=0.001, seed=seed)
+        _, q = qc.deep_compression(dense, bits, **kw)
+        curve["quantization_only"].append({"bits": bits, "top1": q["top1"],
+                                           "compression": fp32 / _quantized_dense_bytes(dense, bits)})
+        _, b = qc.deep_compression(pruned, bits, **kw)
+        curve["both"].append({"bits": bits, "top1": b["top1"], "compression": b["compression"]["huffman"],
+                              "compression_csr": b["compression"]["csr"]})
+        print(f"[compress] {bits}-bit weight sharing: quantization only {curve['quantization_only'][-1]['compression']:.1f}x "
+              f"top-1 {q['top1']:.4f}; pruning + quantization {b['compression']['huffman']:.1f}x "
+              f"(Huffman; {b['compression']['csr']:.1f}x as CSR) top-1 {b['top1']:.4f}", flush=True)
+    return curve
+
+
+def _plot_deep_compression(path, curve, name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([1, curve["pruning_only"]["compression"]], [curve["dense"]["top1"], curve["pruning_only"]["top1"]],
+            "s-", label="pruning only (CSR)")
+    for key, style, label in (("quantization_only", "o--", "weight sharing only"),
+                              ("both", "d-", "pruning + weight sharing (Huffman)")):
+        pts = curve[key]
+        ax.plot([p["compression"] for p in pts], [p["top1"] for p in pts], style, label=label)
+        for p in pts:
+            ax.annotate(f"{p['bits']}b", (p["compression"], p["top1"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (float32 bytes / stored bytes)")
+    ax.set_ylabel("test top-1")
+    ax.set_title(f"{name}: Deep Compression")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _json_default(obj):
