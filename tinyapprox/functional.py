@@ -6,6 +6,10 @@ section wraps ``SomeOp.apply`` so it reads like NumPy: ``F.relu(x)``, ``F.sum(x,
 
 Layer-level ops (linear, pooling, batch norm, dropout) and the losses live in the second
 half of this file; convolution lives in ``conv.py`` and is re-exported here.
+
+The backward passes that make good exercises are wrapped in ``# BEGIN SOLUTION`` /
+``# END SOLUTION`` (the form nbgrader and Otter-Grader strip to make a student version);
+``tests/test_functional.py`` grades them by finite differences.
 """
 from __future__ import annotations
 
@@ -73,10 +77,12 @@ class Mul(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         a, b = ctx.saved
         ga = unbroadcast(g * b, _shape(a)) if ctx.needs_input_grad[0] else None
         gb = unbroadcast(g * a, _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
+        # END SOLUTION
 
 
 class Div(Function):
@@ -87,10 +93,12 @@ class Div(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         a, b = ctx.saved
         ga = unbroadcast(g / b, _shape(a)) if ctx.needs_input_grad[0] else None
         gb = unbroadcast(-g * a / (b * b), _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
+        # END SOLUTION
 
 
 class Pow(Function):
@@ -173,7 +181,9 @@ class Exp(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         return g * ctx.saved[0]
+        # END SOLUTION
 
 
 class Log(Function):
@@ -184,7 +194,9 @@ class Log(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         return g / ctx.saved[0]
+        # END SOLUTION
 
 
 class Sqrt(Function):
@@ -196,7 +208,9 @@ class Sqrt(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         return g / (2 * ctx.saved[0])
+        # END SOLUTION
 
 
 class Abs(Function):
@@ -223,7 +237,9 @@ class ReLU(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         return g * (ctx.saved[0] > 0)
+        # END SOLUTION
 
 
 class Sigmoid(Function):
@@ -235,8 +251,10 @@ class Sigmoid(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         s = ctx.saved[0]
         return g * s * (1 - s)
+        # END SOLUTION
 
 
 class Tanh(Function):
@@ -248,8 +266,10 @@ class Tanh(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         t = ctx.saved[0]
         return g * (1 - t * t)
+        # END SOLUTION
 
 
 class Clip(Function):
@@ -311,6 +331,7 @@ class MatMul(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         a, b = ctx.saved
         if a.ndim == 1 and b.ndim == 1:
             return g * b, g * a
@@ -327,6 +348,7 @@ class MatMul(Function):
         if ctx.needs_input_grad[1]:
             gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
         return ga, gb
+        # END SOLUTION
 
 
 def matmul(a, b): return MatMul.apply(a, b)
@@ -567,8 +589,10 @@ class Softmax(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         s, = ctx.saved
         return s * (g - (g * s).sum(axis=ctx.axis, keepdims=True))
+        # END SOLUTION
 
 
 class LogSoftmax(Function):
@@ -584,8 +608,10 @@ class LogSoftmax(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         out, = ctx.saved
         return g - np.exp(out) * g.sum(axis=ctx.axis, keepdims=True)
+        # END SOLUTION
 
 
 def softmax(a, axis=-1): return Softmax.apply(a, axis=axis)
@@ -647,6 +673,7 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         x, w = ctx.saved
         need = ctx.needs_input_grad
         gx = g @ w if need[0] else None
@@ -656,6 +683,7 @@ class Linear(Function):
         if ctx.has_bias and need[2]:
             gb = g.reshape(-1, g.shape[-1]).sum(axis=0)
         return gx, gw, gb
+        # END SOLUTION
 
 
 def linear(x, w, b=None):
@@ -767,10 +795,12 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         logp, labels = ctx.saved
         grad = np.exp(logp)
         grad[np.arange(len(labels)), labels] -= 1
         return grad * g[:, None], None
+        # END SOLUTION
 
 
 def cross_entropy(logits, labels, reduction="mean"):
