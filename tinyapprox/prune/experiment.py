@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -238,7 +239,7 @@ def run(args) -> int:
           f"{t['compression_bytes']:.2f}x by bytes (CSR, int32 indices)\n"
           f"[compress] speedup: theoretical {t['theoretical_speedup']:.2f}x (FLOPs), measured "
           f"{t['measured_speedup']:.2f}x (batch 256, CSR kernel vs dense NumPy, median of {repeats}; "
-          f"noisy on a shared machine)", flush=True)
+          f"1-min load average {_load():.1f} on {os.cpu_count()} CPUs)", flush=True)
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     rep.plot(out / "report.png", title=f"{args.model} pruned ({args.schedule})")
     _plots(out, dense, model, comparison, timing, dense_acc, args.model)
@@ -318,6 +319,14 @@ def _plot_deep_compression(path, curve, name):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _load() -> float:
+    """The 1-minute load average (NaN where the OS does not report it): read speedups in its light."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
 
 
 def _json_default(obj):
