@@ -250,7 +250,7 @@ class Tensor:
             if not retain_graph:
                 node._ctx = None
         if self._fn is None:
-            self.grad = grad if self.grad is None else self.grad + grad
+            self.grad = np.array(grad) if self.grad is None else self.grad + grad
 
     # ----- operators (implemented in functional.py) ------------------------------
     def __add__(self, other): return _F.add(self, other)
