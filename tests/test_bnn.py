@@ -53,6 +53,18 @@ def test_sign_ste_rejects_integer_input():
         bnn.sign_ste(np.array([1, -1]))
 
 
+def test_binarization_and_packing_refuse_nan():
+    x = np.array([0.5, np.nan, -0.5], dtype=np.float32)
+    with pytest.raises(ValueError, match="sign_ste: .*1 NaN"):
+        bnn.sign_ste(x)
+    with pytest.raises(ValueError, match="stochastic_sign: .*1 NaN"):
+        bnn.stochastic_sign(x, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        bnn.xnor_dot(x, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="pack_bool: expected a 2-D bool array, got float32"):
+        bnn.pack_bool(x[None])
+
+
 # ------------------------------------------------------------ stochastic binarization
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stochastic_sign_frequencies_match_probabilities(dtype):
@@ -285,6 +297,20 @@ def test_pack_refuses_what_it_cannot_run_exactly():
         bnn.pack(real_hidden)
     with pytest.raises(ValueError, match="kernel"):
         bnn.pack(bnn.bnn_mlp(hidden=(4,), in_features=3)).forward(np.zeros((1, 3), np.float32), kernel="gpu")
+
+
+def test_packed_forward_refuses_wrong_shapes_and_nan():
+    mlp = bnn.pack(bnn.bnn_mlp(hidden=(4,), in_features=6))
+    assert mlp.forward(np.zeros((2, 2, 3), np.float32)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"PackedBNN.forward: expected input of shape .*6 values.*got \(2, 5\)"):
+        mlp.forward(np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match=r"got \(6,\)"):
+        mlp.predict(np.zeros(6, np.float32))
+    with pytest.raises(ValueError, match="PackedBNN.forward: expected pixels without NaN, got 1 NaN"):
+        mlp.forward(np.array([[0, 1, 2, 3, 4, np.nan]], np.float32))
+    conv = bnn.pack(bnn.bnn_conv(channels=(2, 2), fc=4))
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 1, H, W\), got \(1, 28, 28\)"):
+        conv.forward(np.zeros((1, 28, 28), np.float32))
 
 
 def test_xnor_dot_worked_example():

@@ -19,24 +19,24 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 from .. import kernels
+from ..bench import median_time as _median_seconds
 from .packing import int8_matmul, pack_bool
 
 __all__ = ["median_time", "gemm_times", "layer_times", "single_thread"]
 
 
 def median_time(fn, repeat: int = 3):
-    """(median seconds, last result) of ``repeat`` calls of ``fn()``."""
-    times, out = [], None
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
+    """(median seconds per call, result) of ``fn()``.
+
+    One untimed call produces the result (and warms caches); ``tinyapprox.bench.median_time``
+    then times ``repeat`` further calls, so ``fn`` runs ``repeat + 1`` times in all.
+    """
+    out = fn()
+    return _median_seconds(fn, repeat=max(1, repeat), warmup=0), out
 
 
 def layer_times(x_bits, w_bits, repeat: int = 3, baseline_rows: int = 256, backend=None) -> dict:

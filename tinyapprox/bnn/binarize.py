@@ -37,9 +37,13 @@ def _pm1(bits: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
-def _check_float(op, x):
+def _check_input(op, x):
+    """Refuse what has no sign: a non-float dtype (TypeError) or NaN entries (ValueError)."""
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point array, got dtype {x.dtype}")
+    if np.isnan(x).any():
+        raise ValueError(f"{op}: expected finite or infinite values, got {int(np.isnan(x).sum())} NaN entries "
+                         f"in an array of shape {x.shape}; NaN has no sign")
 
 
 class SignSTE(Function):
@@ -51,7 +55,7 @@ class SignSTE(Function):
 
     @staticmethod
     def forward(ctx, x):
-        _check_float("sign_ste", x)
+        _check_input("sign_ste", x)
         ctx.save_for_backward(np.abs(x) <= 1)
         return _pm1(x >= 0, x.dtype)
 
@@ -72,7 +76,7 @@ class StochasticSignSTE(Function):
 
     @staticmethod
     def forward(ctx, x, rng=None):
-        _check_float("stochastic_sign", x)
+        _check_input("stochastic_sign", x)
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"stochastic_sign: expected rng to be a numpy.random.Generator, got {type(rng).__name__}")
         ctx.save_for_backward(np.abs(x) <= 1)
@@ -86,7 +90,10 @@ class StochasticSignSTE(Function):
 
 
 def binarize_probability(x) -> np.ndarray:
-    """The probability ``clip((x + 1) / 2, 0, 1)`` that stochastic binarization gives ``+1``."""
+    """The probability ``clip((x + 1) / 2, 0, 1)`` that stochastic binarization gives ``+1``.
+
+    x: Tensor or array, any shape -> array of the same shape, in [0, 1] (NaN stays NaN).
+    """
     x = np.asarray(x.data if isinstance(x, Tensor) else x)
     return np.clip((x + 1) / 2, 0, 1)
 
@@ -98,6 +105,7 @@ def sign_ste(x) -> Tensor:
 
     Raises:
         TypeError: ``x`` is not floating point.
+        ValueError: ``x`` contains NaN.
     """
     return SignSTE.apply(x)
 
@@ -109,6 +117,7 @@ def stochastic_sign(x, rng) -> Tensor:
 
     Raises:
         TypeError: ``x`` is not floating point, or ``rng`` is neither a Generator nor an int.
+        ValueError: ``x`` contains NaN.
     """
     if not isinstance(rng, np.random.Generator):
         if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
@@ -119,7 +128,7 @@ def stochastic_sign(x, rng) -> Tensor:
 
 
 def binarize(x, stochastic: bool = False, rng=None) -> Tensor:
-    """``stochastic_sign(x, rng)`` if ``stochastic`` else ``sign_ste(x)``."""
+    """``stochastic_sign(x, rng)`` if ``stochastic`` else ``sign_ste(x)`` (same shapes and errors)."""
     return stochastic_sign(x, rng) if stochastic else sign_ste(x)
 
 

@@ -39,7 +39,7 @@ from .. import functional as F
 from .. import kernels
 from ..nn.module import Module, Sequential
 from ..tensor import Tensor, no_grad
-from .binarize import Binarize
+from .binarize import Binarize, _pm1
 from .layers import BinaryConv2d, BinaryLinear
 
 __all__ = ["pack_bool", "int8_matmul", "xnor_dot", "fold_threshold", "calibrate_threshold",
@@ -159,13 +159,6 @@ def calibrate_threshold(fn, k: int, channels: int, spatial: bool = False, chunk:
 
 
 # ------------------------------------------------------------------------------ the model
-def _pm1(bits, dtype):
-    out = bits.astype(dtype)
-    out *= 2
-    out -= 1
-    return out
-
-
 def int8_matmul(a, b) -> np.ndarray:
     """The plain baseline: a (M, K) int8 +-1 times b (N, K).T with NumPy's integer matmul -> (M, N) int32.
 
@@ -239,6 +232,24 @@ class _Stage:
         self.s = self.t = None
         if not self.first and not self.last:
             self.s, self.t = calibrate_threshold(self._affine, self.k, self.out_channels, spatial=self.conv)
+
+    def check_input(self, x):
+        """Refuse pixels (N, ...) float32 the first block cannot take: NaN, or the wrong shape.
+
+        Raises:
+            ValueError: naming the shape the float model expects and the one received.
+        """
+        if self.conv:
+            want, ok = f"(N, {self.wb.shape[1]}, H, W)", x.ndim == 4 and x.shape[1] == self.wb.shape[1]
+        elif self.flatten_input:
+            want, ok = f"(N, ...) with {self.k} values per sample", x.ndim >= 2 and int(np.prod(x.shape[1:])) == self.k
+        else:
+            want, ok = f"(N, {self.k})", x.ndim == 2 and x.shape[1] == self.k
+        if not ok:
+            raise ValueError(f"PackedBNN.forward: expected input of shape {want}, got {x.shape}")
+        if np.isnan(x).any():
+            raise ValueError(f"PackedBNN.forward: expected pixels without NaN, got {int(np.isnan(x).sum())} NaN "
+                             f"entries in input of shape {x.shape}")
 
     def _affine(self, v):
         """Bias then batch norm (eval) on float32 values, exactly as the float model computes them."""
@@ -332,10 +343,15 @@ class PackedBNN:
 
         Returns scores (N, C) float32, and with ``return_hidden`` also the list of int8
         +-1 hidden activations (one per hidden block, as fed to the next block).
+
+        Raises:
+            ValueError: an unknown ``kernel``, an input shape the first block cannot take,
+                or NaN in the input.
         """
         if kernel not in KERNELS:
             raise ValueError(f"PackedBNN.forward: expected kernel in {KERNELS}, got {kernel!r}")
         h = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+        self.stages[0].check_input(h)
         hidden = []
         for stage in self.stages:
             h = stage(h, kernel, self.backend)
@@ -346,7 +362,7 @@ class PackedBNN:
     __call__ = forward
 
     def predict(self, x, kernel="xnor", batch_size=1000) -> np.ndarray:
-        """Predicted classes (N,) int64, in batches."""
+        """Predicted classes (N,) int64 of pixels x (N, ...) float32, in batches (errors as ``forward``)."""
         x = np.asarray(x)
         out = [self.forward(x[i:i + batch_size], kernel).argmax(axis=1) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
