@@ -102,7 +102,8 @@ class Div(Function):
 
 
 class Pow(Function):
-    """a ** b; the gradient for b uses log(a) and is only formed when b needs it."""
+    """a ** b. The gradient for b is g * a**b * log(a), formed only when b needs it, and
+    taken as 0 where a <= 0 (log undefined there)."""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -152,13 +153,39 @@ class Minimum(Function):
         return unbroadcast(g * wa, _shape(a)), unbroadcast(g * (1 - wa), _shape(b))
 
 
-def add(a, b): return Add.apply(a, b)
-def sub(a, b): return Sub.apply(a, b)
-def mul(a, b): return Mul.apply(a, b)
-def div(a, b): return Div.apply(a, b)
-def pow(a, b): return Pow.apply(a, b)  # noqa: A001
-def maximum(a, b): return Maximum.apply(a, b)
-def minimum(a, b): return Minimum.apply(a, b)
+def add(a, b):
+    """a + b, broadcast (NumPy rules); the result has the broadcast shape."""
+    return Add.apply(a, b)
+
+
+def sub(a, b):
+    """a - b, broadcast."""
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    """a * b elementwise, broadcast."""
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    """a / b elementwise, broadcast."""
+    return Div.apply(a, b)
+
+
+def pow(a, b):  # noqa: A001
+    """a ** b elementwise, broadcast (see ``Pow`` for the gradient at a <= 0)."""
+    return Pow.apply(a, b)
+
+
+def maximum(a, b):
+    """Elementwise max of a and b, broadcast; ties share the gradient equally."""
+    return Maximum.apply(a, b)
+
+
+def minimum(a, b):
+    """Elementwise min of a and b, broadcast; ties share the gradient equally."""
+    return Minimum.apply(a, b)
 
 
 # ------------------------------------------------------------------ elementwise unary
@@ -291,14 +318,44 @@ class Clip(Function):
         return g * inside, None, None
 
 
-def neg(a): return Neg.apply(a)
-def exp(a): return Exp.apply(a)
-def log(a): return Log.apply(a)
-def sqrt(a): return Sqrt.apply(a)
-def abs(a): return Abs.apply(a)  # noqa: A001
-def relu(a): return ReLU.apply(a)
-def sigmoid(a): return Sigmoid.apply(a)
-def tanh(a): return Tanh.apply(a)
+def neg(a):
+    """-a, same shape."""
+    return Neg.apply(a)
+
+
+def exp(a):
+    """e ** a elementwise, same shape."""
+    return Exp.apply(a)
+
+
+def log(a):
+    """Natural log elementwise, same shape (a > 0)."""
+    return Log.apply(a)
+
+
+def sqrt(a):
+    """Square root elementwise, same shape (a >= 0)."""
+    return Sqrt.apply(a)
+
+
+def abs(a):  # noqa: A001
+    """|a| elementwise, same shape; gradient 0 at 0."""
+    return Abs.apply(a)
+
+
+def relu(a):
+    """max(a, 0) elementwise, same shape; gradient 0 at 0."""
+    return ReLU.apply(a)
+
+
+def sigmoid(a):
+    """1 / (1 + e^-a) elementwise, same shape."""
+    return Sigmoid.apply(a)
+
+
+def tanh(a):
+    """tanh(a) elementwise, same shape."""
+    return Tanh.apply(a)
 
 
 def clip(a, low=None, high=None):
@@ -351,7 +408,9 @@ class MatMul(Function):
         # END SOLUTION
 
 
-def matmul(a, b): return MatMul.apply(a, b)
+def matmul(a, b):
+    """a @ b: (k,) @ (k,), (..., n, k) @ (k, m), batched (..., n, k) @ (..., k, m) with broadcast batch dims."""
+    return MatMul.apply(a, b)
 
 
 # ------------------------------------------------------------------------ reductions
@@ -424,10 +483,24 @@ class Min(_Extremum):
     reduce = staticmethod(np.min)
 
 
-def sum(a, axis=None, keepdims=False): return Sum.apply(a, axis=axis, keepdims=keepdims)  # noqa: A001
-def mean(a, axis=None, keepdims=False): return Mean.apply(a, axis=axis, keepdims=keepdims)
-def max(a, axis=None, keepdims=False): return Max.apply(a, axis=axis, keepdims=keepdims)  # noqa: A001
-def min(a, axis=None, keepdims=False): return Min.apply(a, axis=axis, keepdims=keepdims)  # noqa: A001
+def sum(a, axis=None, keepdims=False):  # noqa: A001
+    """Sum over ``axis`` (int, tuple or None = all); ``keepdims`` keeps reduced axes as size 1."""
+    return Sum.apply(a, axis=axis, keepdims=keepdims)
+
+
+def mean(a, axis=None, keepdims=False):
+    """Mean over ``axis`` (int, tuple or None = all); ``keepdims`` keeps reduced axes as size 1."""
+    return Mean.apply(a, axis=axis, keepdims=keepdims)
+
+
+def max(a, axis=None, keepdims=False):  # noqa: A001
+    """Maximum over ``axis``; tied maxima share the gradient equally. Raises on an empty array."""
+    return Max.apply(a, axis=axis, keepdims=keepdims)
+
+
+def min(a, axis=None, keepdims=False):  # noqa: A001
+    """Minimum over ``axis``; tied minima share the gradient equally. Raises on an empty array."""
+    return Min.apply(a, axis=axis, keepdims=keepdims)
 
 
 # ------------------------------------------------------------------- shape movement
@@ -536,12 +609,34 @@ class Pad(Function):
         return g[ctx.slices]
 
 
-def reshape(a, shape): return Reshape.apply(a, shape=tuple(shape) if np.ndim(shape) else (shape,))
-def transpose(a, axes=None): return Transpose.apply(a, axes=axes)
-def permute(a, axes): return Transpose.apply(a, axes=tuple(axes))
-def getitem(a, index): return GetItem.apply(a, index=_plain_index(index))
-def where(cond, a, b): return Where.apply(cond.data if isinstance(cond, Tensor) else cond, a, b)
-def pad(a, pad_width, value=0.0): return Pad.apply(a, pad_width=pad_width, value=value)
+def reshape(a, shape):
+    """Same data in ``shape`` (one -1 allowed); the size must match."""
+    return Reshape.apply(a, shape=tuple(shape) if np.ndim(shape) else (shape,))
+
+
+def transpose(a, axes=None):
+    """Permute axes (``axes`` None reverses them, like ``.T``)."""
+    return Transpose.apply(a, axes=axes)
+
+
+def permute(a, axes):
+    """Permute axes into the order ``axes``."""
+    return Transpose.apply(a, axes=tuple(axes))
+
+
+def getitem(a, index):
+    """a[index] for slices, integer arrays (repeats accumulate gradients) and boolean masks."""
+    return GetItem.apply(a, index=_plain_index(index))
+
+
+def where(cond, a, b):
+    """cond ? a : b elementwise, broadcast; ``cond`` (bool array) gets no gradient."""
+    return Where.apply(cond.data if isinstance(cond, Tensor) else cond, a, b)
+
+
+def pad(a, pad_width, value=0.0):
+    """Constant padding; ``pad_width`` as in ``np.pad``: one (before, after) pair per axis."""
+    return Pad.apply(a, pad_width=pad_width, value=value)
 
 
 def _plain_index(index):
@@ -614,8 +709,14 @@ class LogSoftmax(Function):
         # END SOLUTION
 
 
-def softmax(a, axis=-1): return Softmax.apply(a, axis=axis)
-def log_softmax(a, axis=-1): return LogSoftmax.apply(a, axis=axis)
+def softmax(a, axis=-1):
+    """exp(a) / sum(exp(a)) along ``axis``, stable (max subtracted); same shape."""
+    return Softmax.apply(a, axis=axis)
+
+
+def log_softmax(a, axis=-1):
+    """a - logsumexp(a) along ``axis``, stable; same shape."""
+    return LogSoftmax.apply(a, axis=axis)
 
 
 # ------------------------------------------------------------- non-differentiable

@@ -57,6 +57,7 @@ class Context:
     """
 
     def save_for_backward(self, *arrays):
+        """Keep ``arrays`` for ``backward`` (read back as ``ctx.saved``)."""
         self.saved = arrays
 
 
@@ -194,6 +195,7 @@ class Tensor:
         return self
 
     def zero_grad(self):
+        """Forget the accumulated gradient (``grad = None``)."""
         self.grad = None
 
     # ----- backpropagation --------------------------------------------------------
@@ -276,6 +278,8 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    # Methods below mirror the functions of ``functional`` (same shapes and semantics).
+
     T = property(lambda self: _F.transpose(self), doc="All axes reversed (differentiable).")
 
     def sum(self, axis=None, keepdims=False): return _F.sum(self, axis, keepdims)
@@ -349,10 +353,12 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
 
 
 def zeros(shape, requires_grad: bool = False, dtype=np.float32) -> Tensor:
+    """A tensor of zeros of ``shape`` (float32 by default)."""
     return Tensor(np.zeros(shape, dtype=dtype), requires_grad=requires_grad)
 
 
 def ones(shape, requires_grad: bool = False, dtype=np.float32) -> Tensor:
+    """A tensor of ones of ``shape`` (float32 by default)."""
     return Tensor(np.ones(shape, dtype=dtype), requires_grad=requires_grad)
 
 

@@ -44,6 +44,7 @@ class ParamTransform:
         """Called by optimizers after each update of ``param.data``."""
 
     def state(self) -> dict:
+        """Arrays (or scalars) that define this transform, saved by ``Module.state_dict``."""
         return {}
 
     @classmethod
@@ -74,6 +75,7 @@ class Parameter(Tensor):
         return out
 
     def add_transform(self, transform: ParamTransform) -> "Parameter":
+        """Append ``transform`` to the chain ``effective()`` applies; returns self."""
         if not isinstance(transform, ParamTransform):
             raise TypeError(f"add_transform: expected a ParamTransform, got {type(transform).__name__}")
         self.transforms.append(transform)
@@ -102,6 +104,7 @@ class Parameter(Tensor):
         return self
 
     def after_step(self):
+        """Run every transform's ``after_step`` (optimizers call this after updating ``data``)."""
         for t in self.transforms:
             t.after_step(self)
 
@@ -155,42 +158,52 @@ class Module:
 
     # ----- traversal ----------------------------------------------------------------
     def named_children(self):
+        """(name, module) for the direct sub-modules, in registration order."""
         return iter(self._modules.items())
 
     def children(self):
+        """The direct sub-modules."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
+        """(dotted name, module) for this module (name ``prefix``) and every descendant, depth first."""
         yield prefix, self
         for name, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self):
+        """This module and every descendant."""
         return (m for _, m in self.named_modules())
 
     def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) for every parameter of the tree, e.g. ``'1.weight'``."""
         for mname, m in self.named_modules(prefix):
             for pname, p in m._parameters.items():
                 yield (f"{mname}.{pname}" if mname else pname), p
 
     def parameters(self):
+        """List of every Parameter of the tree (what optimizers take)."""
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self):
+        """(dotted name, owning module, attribute) for every registered buffer."""
         for mname, m in self.named_modules():
             for bname in m._buffers:
                 yield (f"{mname}.{bname}" if mname else bname), m, bname
 
     # ----- modes and gradients --------------------------------------------------------
     def train(self, mode: bool = True):
+        """Set training mode (batch norm uses batch statistics, dropout is active) on the tree."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self):
+        """Set evaluation mode on the tree (running statistics, no dropout)."""
         return self.train(False)
 
     def zero_grad(self):
+        """Forget every parameter's gradient (``grad = None``)."""
         for p in self.parameters():
             p.grad = None
 
@@ -260,6 +273,7 @@ class Module:
         return "\n".join(lines) + "\n)"
 
     def num_parameters(self) -> int:
+        """Total number of parameter entries (masked entries included)."""
         return int(sum(p.size for p in self.parameters()))
 
     def summary(self, input_shape, print_fn=print) -> list:
