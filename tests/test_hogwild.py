@@ -102,8 +102,14 @@ def test_a_failing_worker_is_reported_and_memory_released():
 
 def test_bad_arguments_are_refused():
     trainset = _toy_data(64)
-    with pytest.raises(ValueError, match="workers must be an int >= 1"):
+    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
         hw.train_hogwild(workers=0, train=trainset, test=trainset)
+    with pytest.raises(ValueError, match="workers must be an int >= 1, got 1.5"):
+        hw.train_hogwild(workers=1.5, train=trainset, test=trainset)
+    with pytest.raises(ValueError, match="lr must be a number > 0, got -0.1"):
+        hw.train_hogwild(lr=-0.1, train=trainset, test=trainset)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        hw.train_hogwild(batch_size=0, train=trainset, test=trainset)
     with pytest.raises(ValueError, match="fewer than one batch"):
         hw.train_hogwild(workers=4, batch_size=32, train=trainset, test=trainset)
     with pytest.raises(ValueError, match="entry 1"):

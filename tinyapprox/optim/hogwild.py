@@ -364,7 +364,7 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
         parameters (``params``: name -> float32 array copy).
 
     Raises:
-        ValueError: workers < 1, epochs < 0, a shard smaller than one batch.
+        ValueError: workers < 1, epochs < 0, lr <= 0, batch_size < 1, a shard smaller than one batch.
         HogwildWorkerError: a worker died (exit code and exception text of each).
     """
     import multiprocessing as mp
@@ -376,8 +376,10 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
         raise ValueError(f"train_hogwild: workers must be an int >= 1, got {workers!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"train_hogwild: epochs must be an int >= 0, got {epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"train_hogwild: lr must be > 0, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or not lr > 0:
+        raise ValueError(f"train_hogwild: lr must be a number > 0, got {lr!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"train_hogwild: batch_size must be an int >= 1, got {batch_size!r}")
     if train is None or test is None:
         (tx, ty), (vx, vy) = data.load("fashion-mnist", limit=limit)
         train = train if train is not None else (tx, ty)
