@@ -70,16 +70,74 @@ def round_values(v: np.ndarray, rounding: str = "nearest", rng=None) -> np.ndarr
 
 
 def _as_float(op, x):
+    """``x`` as a float array (float dtypes kept, ints and bools cast to float64).
+
+    Raises:
+        TypeError: ``x`` is not a real (float, int, unsigned or bool) array.
+    """
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{op}: expected a real array, got dtype {arr.dtype}")
     return arr.astype(np.float64) if arr.dtype.kind != "f" else arr
 
 
+def _check_finite(op, x):
+    """Refuse NaN and +-inf: the integer grids have no code for them, so a result would be garbage.
+
+    Raises:
+        ValueError: ``x`` holds a NaN or an infinity (the message counts them).
+    """
+    finite = np.isfinite(x)
+    if not np.all(finite):
+        n_nan = int(np.count_nonzero(np.isnan(x)))
+        raise ValueError(f"{op}: expected finite values, got {n_nan} NaN and {finite.size - int(finite.sum()) - n_nan} "
+                         f"infinite value(s) out of {finite.size}")
+    return x
+
+
 def _check_bits(op, bits, low=1, high=32):
+    """``bits`` as an int after checking it is an integer (not a bool) in ``[low, high]``.
+
+    Raises:
+        ValueError: anything else.
+    """
     if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not low <= bits <= high:
         raise ValueError(f"{op}: bits must be an integer in [{low}, {high}], got {bits!r}")
     return int(bits)
+
+
+def channel_axis(op, axis, ndim):
+    """``axis`` normalised to ``[0, ndim)`` (negative counts from the end), for per-channel ranges.
+
+    Raises:
+        ValueError: ``axis`` is not an integer or lies outside ``[-ndim, ndim)``.
+    """
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ValueError(f"{op}: the per-channel axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: per-channel axis {axis} is out of range for an input with {ndim} dimension(s)")
+    return int(axis) % ndim
+
+
+def channel_min_max(op, x, axis=None):
+    """Smallest and largest value of a float array, overall or per channel.
+
+    Args:
+        x: float array of any shape, non-empty, finite.
+        axis: ``None`` for two floats, or the channel axis for two 1-D float64 arrays of
+            length ``x.shape[axis]``.
+
+    Raises:
+        ValueError: empty ``x``, NaN or inf in ``x``, or ``axis`` out of range.
+    """
+    if x.size == 0:
+        raise ValueError(f"{op}: expected a non-empty array to take a range from, got shape {x.shape}")
+    _check_finite(op, x)
+    if axis is None:
+        return float(x.min()), float(x.max())
+    axis = channel_axis(op, axis, x.ndim)
+    red = tuple(i for i in range(x.ndim) if i != axis)
+    return x.min(axis=red).astype(np.float64), x.max(axis=red).astype(np.float64)
 
 
 def _channel_shape(ndim, axis, n):
@@ -189,9 +247,9 @@ class Affine(Format):
         contain 0, ``scale = (high - low) / (2^b - 1)``, ``zero_point = round(-low / scale)``.
         An all-zero range gets scale 1 (any scale represents zeros exactly).
         """
-        low = np.minimum(np.asarray(low, dtype=np.float64), 0.0)
-        high = np.maximum(np.asarray(high, dtype=np.float64), 0.0)
         bits = _check_bits("Affine.from_range", bits, 1 if not symmetric else 2, 32)
+        low = np.minimum(_check_finite("Affine.from_range (low)", np.asarray(low, dtype=np.float64)), 0.0)
+        high = np.maximum(_check_finite("Affine.from_range (high)", np.asarray(high, dtype=np.float64)), 0.0)
         if symmetric:
             qmax = 2 ** (bits - 1) - 1
             scale = np.maximum(np.abs(low), np.abs(high)) / qmax
@@ -207,18 +265,17 @@ class Affine(Format):
     def from_tensor(cls, x, bits=8, symmetric=True, axis=None, pow2_scale=False):
         """Min-max calibration on ``x`` itself (per channel along ``axis`` when given)."""
         x = _as_float("Affine.from_tensor", x)
-        if axis is None:
-            lo, hi = (x.min(), x.max()) if x.size else (0.0, 0.0)
+        if axis is None and x.size == 0:
+            lo, hi = 0.0, 0.0
         else:
-            axis = axis % x.ndim
-            red = tuple(i for i in range(x.ndim) if i != axis)
-            lo, hi = x.min(axis=red), x.max(axis=red)
+            lo, hi = channel_min_max("Affine.from_tensor", x, axis)
+            axis = None if axis is None else channel_axis("Affine.from_tensor", axis, x.ndim)
         return cls.from_range(lo, hi, bits, symmetric, axis, pow2_scale)
 
     def _params(self, x):
         if self.axis is None:
             return self.scale, self.zero_point
-        axis = self.axis % x.ndim
+        axis = channel_axis("affine", self.axis, x.ndim)
         if x.shape[axis] != self.scale.size:
             raise ValueError(f"affine: per-channel quantizer has {self.scale.size} channels on axis {self.axis}, "
                              f"input has shape {x.shape}")
@@ -226,20 +283,23 @@ class Affine(Format):
         return self.scale.reshape(shp), self.zero_point.reshape(shp)
 
     def quantize(self, x, rounding="nearest", rng=None):
-        """Integer codes ``clip(round(x / scale) + zero_point, qmin, qmax)`` as int64 (x's shape)."""
-        x = _as_float("affine.quantize", x)
+        """Integer codes ``clip(round(x / scale) + zero_point, qmin, qmax)`` as int64 (x's shape).
+
+        Raises:
+            ValueError: NaN or inf in ``x``; wrong channel count or axis for a per-channel quantizer.
+        """
+        x = _check_finite("affine.quantize", _as_float("affine.quantize", x))
         scale, zp = self._params(x)
         q = round_values(x / scale, rounding, rng) + zp
         return np.clip(q, self.qmin, self.qmax).astype(np.int64)
 
     def dequantize(self, q):
+        """Reals ``(q - zero_point) * scale`` (float64, q's shape) of integer codes ``q``."""
         q = np.asarray(q)
         scale, zp = self._params(q)
         return (q - zp) * scale
 
     def bounds(self):
-        if self.axis is None:
-            return (self.qmin - self.zero_point) * self.scale, (self.qmax - self.zero_point) * self.scale
         return (self.qmin - self.zero_point) * self.scale, (self.qmax - self.zero_point) * self.scale
 
     def channel_bounds(self, ndim):
@@ -247,7 +307,7 @@ class Affine(Format):
         lo, hi = self.bounds()
         if self.axis is None:
             return lo, hi
-        shp = _channel_shape(ndim, self.axis % ndim, self.scale.size)
+        shp = _channel_shape(ndim, channel_axis("affine.channel_bounds", self.axis, ndim), self.scale.size)
         return lo.reshape(shp), hi.reshape(shp)
 
     def levels(self):
@@ -318,7 +378,7 @@ class DynamicFixedPoint(Format):
     @classmethod
     def from_tensor(cls, x, bits=8, signed=None):
         """Range from ``x``; ``signed=None`` means signed iff ``x`` has negative values."""
-        x = _as_float("DynamicFixedPoint.from_tensor", x)
+        x = _check_finite("DynamicFixedPoint.from_tensor", _as_float("DynamicFixedPoint.from_tensor", x))
         if signed is None:
             signed = bool(x.size and x.min() < 0)
         return cls.from_range(np.abs(x).max() if x.size else 0.0, bits, signed)
@@ -328,7 +388,12 @@ class DynamicFixedPoint(Format):
         return self.bits - self.frac_length
 
     def quantize(self, x, rounding="nearest", rng=None):
-        x = _as_float("dfp.quantize", x)
+        """Integer codes ``clip(round(x * 2^FL), qmin, qmax)`` as int64 (x's shape).
+
+        Raises:
+            ValueError: NaN or inf in ``x``.
+        """
+        x = _check_finite("dfp.quantize", _as_float("dfp.quantize", x))
         q = round_values(np.ldexp(x, self.frac_length), rounding, rng)
         return np.clip(q, self.qmin, self.qmax).astype(np.int64)
 
@@ -383,9 +448,9 @@ class Minifloat(Format):
     name = "minifloat"
 
     def __init__(self, exp_bits=4, man_bits=3, bias=None, saturate=True, subnormals=True):
-        if not isinstance(exp_bits, (int, np.integer)) or not 1 <= exp_bits <= 8:
+        if not isinstance(exp_bits, (int, np.integer)) or isinstance(exp_bits, bool) or not 1 <= exp_bits <= 8:
             raise ValueError(f"Minifloat: exp_bits must be an integer in [1, 8], got {exp_bits!r}")
-        if not isinstance(man_bits, (int, np.integer)) or not 0 <= man_bits <= 23:
+        if not isinstance(man_bits, (int, np.integer)) or isinstance(man_bits, bool) or not 0 <= man_bits <= 23:
             raise ValueError(f"Minifloat: man_bits must be an integer in [0, 23], got {man_bits!r}")
         if not saturate and exp_bits < 2:
             raise ValueError("Minifloat: an IEEE-style (saturate=False) format needs exp_bits >= 2")
@@ -395,6 +460,10 @@ class Minifloat(Format):
         top = 2 ** self.exp_bits - 1 if self.saturate else 2 ** self.exp_bits - 2
         self.emax = top - self.bias
         self.emin = 1 - self.bias
+        if self.emax > 1023 or self.emin - self.man_bits < -1074:
+            raise ValueError(f"Minifloat: bias {self.bias} puts the exponents {self.emin}..{self.emax} (smallest step "
+                             f"2^{self.emin - self.man_bits}) outside float64, which simulates the format; expected "
+                             f"emax <= 1023 and emin - man_bits >= -1074")
         self.max_value = float(np.ldexp(2.0 - 2.0 ** -self.man_bits, self.emax))
         self.min_normal = float(np.ldexp(1.0, self.emin))
         self.code_bits = 1 + self.exp_bits + self.man_bits
@@ -437,9 +506,21 @@ class Minifloat(Format):
             r = np.where(r > self.max_value, np.inf, r)
         return np.copysign(r, x)
 
+    def _checked(self, op, x):
+        """``x`` as floats; NaN and inf are refused unless the format has codes for them (IEEE style)."""
+        x = _as_float(op, x)
+        return x if not self.saturate else _check_finite(op, x)
+
     def quantize(self, x, rounding="nearest", rng=None):
-        """Codes (uint64) ``s << (E+M) | e << M | m`` of the rounded values; NaN becomes a NaN code."""
-        x = _as_float("minifloat.quantize", x)
+        """Codes (uint64, x's shape) ``s << (E+M) | e << M | m`` of the rounded values.
+
+        IEEE-style formats (``saturate=False``) code NaN and inf; saturating ones have no
+        such codes.
+
+        Raises:
+            ValueError: NaN or inf in ``x`` for a saturating format.
+        """
+        x = self._checked("minifloat.quantize", x)
         r = self._round(x, rounding, rng)
         M = self.man_bits
         sign = np.signbit(r).astype(np.uint64)
@@ -473,7 +554,8 @@ class Minifloat(Format):
         return np.where(s, -val, val)
 
     def fake(self, x, rounding="nearest", rng=None):
-        x = _as_float(f"{self.name}.fake", x)
+        """The rounded values in ``x``'s float dtype (see ``quantize`` for what it raises)."""
+        x = self._checked(f"{self.name}.fake", x)
         return self._round(x.astype(np.float64), rounding, rng).astype(x.dtype, copy=False)
 
     def bounds(self):
@@ -601,8 +683,15 @@ class PowerOfTwo(Format):
 
     @classmethod
     def from_range(cls, max_abs, bits=4):
+        """``max_exp = round(log2 max_abs)`` and ``bits - 1`` bits of exponents below it (max_abs <= 0: max_exp 0).
+
+        Raises:
+            ValueError: bits outside [2, 16], or max_abs NaN or inf.
+        """
         bits = _check_bits("PowerOfTwo.from_range", bits, 2, 16)
         max_abs = float(max_abs)
+        if not np.isfinite(max_abs):
+            raise ValueError(f"PowerOfTwo.from_range: max_abs must be finite, got {max_abs}")
         top = int(np.rint(np.log2(max_abs))) if max_abs > 0 else 0
         return cls(top - (2 ** (bits - 1) - 2), top)
 
@@ -612,8 +701,12 @@ class PowerOfTwo(Format):
         return cls.from_range(np.abs(x).max() if x.size else 0.0, bits)
 
     def exponents(self, x, rounding="nearest", rng=None):
-        """(sign int8 in {-1, 0, +1}, exponent int64) of each element; sign 0 means the value is 0."""
-        x = _as_float("pow2.exponents", x)
+        """(sign int8 in {-1, 0, +1}, exponent int64) of each element; sign 0 means the value is 0.
+
+        Raises:
+            ValueError: NaN or inf in ``x``.
+        """
+        x = _check_finite("pow2.exponents", _as_float("pow2.exponents", x))
         a = np.abs(x)
         with np.errstate(divide="ignore"):
             e = round_values(np.log2(np.where(a > 0, a, 1.0)), rounding, rng)

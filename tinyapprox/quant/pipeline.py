@@ -196,10 +196,18 @@ def calibrate(qmodel, images, n=512, batch_size=256):
     Args:
         images: uint8 (N, 28, 28) / (N, 1, 28, 28) or float32 NCHW in [0, 1].
     Returns the model (now in ``quantize`` mode).
+
+    Raises:
+        ValueError: no calibration images (empty ``images`` or ``n < 1``) while the model
+            has activation quantizers to calibrate.
     """
+    aqs = act_quants(qmodel)
+    n_used = min(int(n), len(images))
+    if aqs and n_used < 1:
+        raise ValueError(f"quant.calibrate: expected at least one calibration image, got {len(images)} image(s) "
+                         f"with n={n}")
     was = qmodel.training
     qmodel.eval()
-    aqs = act_quants(qmodel)
     for _, aq in aqs:
         aq.observer.reset()
         aq.mode = "observe"
