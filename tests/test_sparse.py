@@ -138,7 +138,7 @@ def test_lil_and_dok_item_assignment_match_dense(a, seed):
 
 @given(n=st.integers(1, 5), cin=st.integers(1, 3), h=st.integers(3, 7), k=st.integers(1, 3),
        stride=st.integers(1, 2), pad=st.integers(0, 1), seed=st.integers(0, 1000))
-def test_im2col_matches_direct_correlation(n, cin, h, k, stride, pad, seed):
+def test_sparse_conv_matches_direct_correlation(n, cin, h, k, stride, pad, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, cin, h, h)).astype(np.float32)
     w = rng.standard_normal((2, cin, k, k)).astype(np.float32)
@@ -149,8 +149,35 @@ def test_im2col_matches_direct_correlation(n, cin, h, k, stride, pad, seed):
         for j in range(oh):
             patch = xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
             ref[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w)
-    conv = sparse.SparseConv2d(CSR.from_dense(w.reshape(2, -1)), (k, k), cin, stride=stride, padding=pad)
+    w_uvc = CSR.from_dense(w.transpose(0, 2, 3, 1).reshape(2, -1))
+    conv = sparse.SparseConv2d(w_uvc, (k, k), cin, stride=stride, padding=pad)
     np.testing.assert_allclose(conv(x).data, ref, rtol=1e-4, atol=1e-4)
+
+
+@given(cin=st.integers(1, 3), k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 1),
+       seed=st.integers(0, 1000))
+def test_sparse_conv_from_conv_equals_dense_conv(cin, k, stride, pad, seed):
+    from tinyapprox import nn
+    from tinyapprox.tensor import Tensor
+    rng = np.random.default_rng(seed)
+    conv = nn.Conv2d(cin, 3, k, stride=stride, padding=pad)
+    conv.weight.data[rng.random(conv.weight.shape) < 0.5] = 0
+    x = rng.standard_normal((2, cin, 5, 6)).astype(np.float32)
+    sp = sparse.SparseConv2d.from_conv(conv)
+    assert sp.weight.nnz == np.count_nonzero(conv.weight.data)
+    np.testing.assert_allclose(sp(x).data, conv(Tensor(x)).data, rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_conv_rejects_bad_arguments():
+    w = CSR.from_dense(np.ones((2, 8), np.float32))
+    with pytest.raises(ValueError, match="SparseConv2d: expected weight columns kh\\*kw\\*C = 12, got 8"):
+        sparse.SparseConv2d(w, (2, 2), 3)
+    with pytest.raises(ValueError, match="SparseConv2d: expected bias of shape \\(2,\\), got \\(3,\\)"):
+        sparse.SparseConv2d(w, (2, 2), 2, bias=np.zeros(3))
+    with pytest.raises(TypeError, match="SparseConv2d: expected weight to be a CSR"):
+        sparse.SparseConv2d(np.ones((2, 8)), (2, 2), 2)
+    with pytest.raises(ValueError, match="SparseConv2d: expected input \\(N, 2, H, W\\), got \\(1, 3, 4, 4\\)"):
+        sparse.SparseConv2d(w, (2, 2), 2)(np.ones((1, 3, 4, 4), np.float32))
 
 
 @given(a=sparse_matrices(max_rows=8, max_cols=8), batch=st.integers(1, 6), seed=st.integers(0, 100))
