@@ -12,6 +12,7 @@ AddressSanitizer and UndefinedBehaviorSanitizer instrumentation (see ``asan_chec
 """
 import argparse
 import os
+import re
 import sys
 
 from cffi import FFI
@@ -19,45 +20,33 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["dispatch.c", "csr.c", "gemm_int8.c", "xnor.c"]
 
-CDEF = """
-#define TA_ABI_VERSION ...
-#define TA_OK ...
-#define TA_ERR_SIZE ...
-#define TA_ERR_INDEX ...
-#define TA_ERR_ISA ...
-#define TA_ERR_NOMEM ...
-#define TA_ERR_PACKED ...
-#define TA_ERR_KBOUND ...
-#define TA_ERR_PADDING ...
-#define TA_ERR_NULL ...
-#define TA_ERR_ALIGN ...
-#define TA_ISA_AUTO ...
-#define TA_ISA_SCALAR ...
-#define TA_ISA_AVX2 ...
-#define TA_ISA_AVX512 ...
-#define TA_KERNEL_CSR ...
-#define TA_KERNEL_INT8 ...
-#define TA_KERNEL_XNOR ...
-#define TA_INT8_MAX_K ...
-#define TA_INT8_LAYOUT_K4 ...
-#define TA_INT8_LAYOUT_K2W ...
+HEADER = "ta_kernels.h"
 
-int ta_abi_version(void);
-int ta_best_isa(int kernel);
-void ta_cpu_features(int out[8]);
-int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
-                      const int64_t *indptr, const int32_t *indices, const float *data,
-                      const float *X, float *Y, float *scratch, int64_t nscratch);
-int ta_int8_has_min(const int8_t *x, int64_t n);
-int ta_int8_choose_layout(int isa, int b_has_min);
-int ta_int8_packed_size(int layout, int64_t K, int64_t N, int64_t *nbytes);
-int ta_int8_pack(int layout, const int8_t *B, int64_t K, int64_t N, uint8_t *out, int64_t nbytes);
-int ta_gemm_int8_packed(int isa, const int8_t *A, int64_t M, int64_t K, int64_t N,
-                        int layout, const uint8_t *Bp, int64_t nbytes, int32_t *C);
-int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
-                 int64_t W, int64_t K, int32_t *C);
-double ta_fma_loop(int isa, int64_t iters, float *sink);
-"""
+
+def cdef_from_header(path=os.path.join(HERE, HEADER)):
+    """The cffi declarations, read from the public header so the two cannot drift.
+
+    cffi's parser takes plain C declarations but no comments or preprocessor
+    lines, so comments are removed, the include guard and ``#include`` lines
+    dropped, and each ``#define NAME value`` becomes ``#define NAME ...`` (cffi
+    then reads the value from the compiled header). Returns the text for
+    ``FFI.cdef``; raises ValueError if the header declares no function.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        define = re.match(r"#define\s+(\w+)\s+\S", stripped)
+        if define:
+            lines.append(f"#define {define.group(1)} ...")
+        elif stripped and not stripped.startswith("#"):
+            lines.append(line.rstrip())
+    cdef = "\n".join(lines) + "\n"
+    if "(" not in cdef:
+        raise ValueError(f"build_ckernels: no function declarations found in {path}")
+    return cdef
 
 
 def _compile_args():
@@ -86,11 +75,11 @@ def _source_paths(relative):
 def make_builder(relative=True):
     """The FFI builder; `relative=False` for ``FFI.compile``, which changes directory."""
     builder = FFI()
-    builder.cdef(CDEF)
+    builder.cdef(cdef_from_header())
     cflags, ldflags = _compile_args()
     builder.set_source(
         "tinyapprox._ckernels",
-        '#include "ta_kernels.h"\n',
+        f'#include "{HEADER}"\n',
         sources=_source_paths(relative),
         include_dirs=[HERE],
         extra_compile_args=cflags,

@@ -67,7 +67,8 @@ static void pack_strip(const float *X, int64_t K, int64_t N, int64_t j0, int64_t
 
 /* Scratch of the main strips: the packed X panel (K x w) and Y strip (M x w),
  * each 64-byte aligned, carved from `scratch` (the caller's, if big enough) or
- * from one malloc. Returns 0 if there is no memory for them. */
+ * from one malloc, and the per-row cursors (M + 1 int64). get_scratch returns
+ * 0 if there is no memory for them; free_scratch releases what it allocated. */
 typedef struct {
     float *panel, *ybuf;
     int64_t *cursor;
@@ -96,6 +97,11 @@ static int get_scratch(int64_t M, int64_t K, int64_t w, float *scratch, int64_t 
     return 1;
 }
 
+static void free_scratch(csr_scratch *sc) {
+    free(sc->owned);
+    free(sc->cursor);
+}
+
 /* Columns per block: at least `base` (a block of the panel fits L1), doubled
  * until a row has about 32 nonzeros per block on average, since each visit of
  * a row costs a load and store of its Y strip and a branch miss. K (a single
@@ -105,11 +111,6 @@ static int64_t block_cols(int64_t M, int64_t K, int64_t nnz, int64_t base, int s
     if (!sorted || M == 0 || K == 0) return K > 0 ? K : 1;
     while (kb < K && (double)nnz * (double)kb < 32.0 * (double)M * (double)K) kb *= 2;
     return kb;
-}
-
-static void free_scratch(csr_scratch *sc) {
-    free(sc->owned);
-    free(sc->cursor);
 }
 
 /* Main strip, 8 vectors = 64 columns, X panel and Y strip packed (row strides

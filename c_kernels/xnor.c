@@ -39,6 +39,11 @@ static int64_t block_rows(int64_t W) {
     return nb < 2 ? 2 : nb;
 }
 
+/* popcount(a_r XOR b_c) for a 2 x 2 tile: rows a0, a1 of A and b0, b1 of B
+ * (W words each) -> pop[0..3] = (a0,b0), (a0,b1), (a1,b0), (a1,b1). */
+typedef void (*tile2x2_fn)(const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                           const uint64_t *b1, int64_t W, int64_t pop[4]);
+
 /* popcount of each byte of v, via two nibble lookups */
 #define POP_BYTES(v) \
     _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256((v), low)), \
@@ -50,7 +55,7 @@ TA_TARGET_AVX2 static int64_t hsum_epi64_avx2(__m256i v) {
     return t[0] + t[1] + t[2] + t[3];
 }
 
-/* popcount(a_r XOR b_c) for a 2 x 2 tile of rows, over W words */
+/* tile2x2_fn on AVX2 (nibble lookup) */
 TA_TARGET_AVX2 static void tile2x2_avx2(const uint64_t *a0, const uint64_t *a1,
                                         const uint64_t *b0, const uint64_t *b1, int64_t W,
                                         int64_t pop[4]) {
@@ -96,29 +101,7 @@ TA_TARGET_AVX2 static void tile2x2_avx2(const uint64_t *a0, const uint64_t *a1,
     }
 }
 
-TA_TARGET_AVX2 static void xnor_avx2(const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
-                                     int64_t W, int64_t K, int32_t *C) {
-    const int64_t nb = block_rows(W);
-    int64_t j0, i, j;
-    int64_t pop[4];
-    for (j0 = 0; j0 < N; j0 += nb) {
-        const int64_t j1 = (N - j0) < nb ? N : j0 + nb;
-        for (i = 0; i < M; i += 2) {
-            const int64_t i1 = i + 1 < M ? i + 1 : i;
-            for (j = j0; j < j1; j += 2) {
-                const int64_t jj = j + 1 < j1 ? j + 1 : j;
-                tile2x2_avx2(A + i * W, A + i1 * W, B + j * W, B + jj * W, W, pop);
-                C[i * N + j] = (int32_t)(K - 2 * pop[0]);
-                if (jj != j) C[i * N + jj] = (int32_t)(K - 2 * pop[1]);
-                if (i1 != i) {
-                    C[i1 * N + j] = (int32_t)(K - 2 * pop[2]);
-                    if (jj != j) C[i1 * N + jj] = (int32_t)(K - 2 * pop[3]);
-                }
-            }
-        }
-    }
-}
-
+/* tile2x2_fn on AVX-512 VPOPCNTDQ; a masked load handles W % 8 */
 TA_TARGET_VPOPCNT static void tile2x2_vpopcnt(const uint64_t *a0, const uint64_t *a1,
                                               const uint64_t *b0, const uint64_t *b1, int64_t W,
                                               int64_t pop[4]) {
@@ -141,8 +124,11 @@ TA_TARGET_VPOPCNT static void tile2x2_vpopcnt(const uint64_t *a0, const uint64_t
     pop[3] = _mm512_reduce_add_epi64(s11);
 }
 
-TA_TARGET_VPOPCNT static void xnor_vpopcnt(const uint64_t *A, int64_t M, const uint64_t *B,
-                                           int64_t N, int64_t W, int64_t K, int32_t *C) {
+/* C = K - 2 * popcount(A_i XOR B_j), 2 x 2 tiles at a time, B in cache
+ * blocks of rows. An odd last row or column repeats its neighbour in the tile
+ * and the duplicate result is not stored. The SIMD work is all in `tile`. */
+static void xnor_tiled(tile2x2_fn tile, const uint64_t *A, int64_t M, const uint64_t *B,
+                       int64_t N, int64_t W, int64_t K, int32_t *C) {
     const int64_t nb = block_rows(W);
     int64_t j0, i, j;
     int64_t pop[4];
@@ -152,7 +138,7 @@ TA_TARGET_VPOPCNT static void xnor_vpopcnt(const uint64_t *A, int64_t M, const u
             const int64_t i1 = i + 1 < M ? i + 1 : i;
             for (j = j0; j < j1; j += 2) {
                 const int64_t jj = j + 1 < j1 ? j + 1 : j;
-                tile2x2_vpopcnt(A + i * W, A + i1 * W, B + j * W, B + jj * W, W, pop);
+                tile(A + i * W, A + i1 * W, B + j * W, B + jj * W, W, pop);
                 C[i * N + j] = (int32_t)(K - 2 * pop[0]);
                 if (jj != j) C[i * N + jj] = (int32_t)(K - 2 * pop[1]);
                 if (i1 != i) {
@@ -189,11 +175,11 @@ int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64
     if (M == 0 || N == 0) return TA_OK;
 #if TA_X86
     if (level == TA_ISA_AVX512) {
-        xnor_vpopcnt(A, M, B, N, W, K, C);
+        xnor_tiled(tile2x2_vpopcnt, A, M, B, N, W, K, C);
         return TA_OK;
     }
     if (level == TA_ISA_AVX2) {
-        xnor_avx2(A, M, B, N, W, K, C);
+        xnor_tiled(tile2x2_avx2, A, M, B, N, W, K, C);
         return TA_OK;
     }
 #endif

@@ -326,6 +326,38 @@ def test_csr_matmul_rejects_bad_input(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("N", [3, 70, 130])  # tail-only, 64-wide and 128-wide strips
+def test_csr_matmul_propagates_nan_over_stored_entries(backend, N):
+    # documented contract: NaN is allowed; it spreads exactly where a stored product reaches
+    indptr = np.array([0, 2, 3, 3], np.int64)
+    indices = np.array([0, 1, 1], np.int32)
+    data = np.array([np.nan, 1.0, 2.0], np.float32)
+    X = np.ones((3, N), np.float32)
+    X[2, 0] = np.inf  # column 2 is stored in no row
+    Y = kernels.csr_matmul(indptr, indices, data, X, backend=backend)
+    assert np.isnan(Y[0]).all()
+    np.testing.assert_array_equal(Y[1:], [np.full(N, 2.0), np.zeros(N)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_csr_matmul_rejects_bad_indices_of_every_dtype(backend):
+    # int32 goes straight to the C range check, uint32 above 2**31 must not wrap when narrowed
+    indptr, _, data, X = _csr_ok()
+    for indices, shown in [(np.array([0, -1], np.int32), r"indices\[1\]=-1"),
+                           (np.array([2**31, 0], np.uint32), r"indices\[0\]=2147483648"),
+                           (np.array([0, 2**40], np.int64), r"indices\[1\]=1099511627776"),
+                           (np.array([0, 3], np.int16), r"indices\[1\]=3")]:
+        with pytest.raises(ValueError, match=r"csr_matmul: column indices must be in \[0, K=3\).*"
+                                             + shown):
+            kernels.csr_matmul(indptr, indices, data, X, backend=backend)
+    with pytest.raises(TypeError, match="indices must have an integer dtype, got bool"):
+        kernels.csr_matmul(indptr, np.array([True, False]), data, X, backend=backend)
+    with pytest.raises(ValueError, match=r"indptr\[2\]=1 < indptr\[1\]=2"):
+        kernels.csr_matmul(np.array([0, 2, 1, 2], np.uint8), np.array([0, 1], np.int32), data, X,
+                           backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_gemm_int8_rejects_bad_input(backend):
     A = np.zeros((2, 3), np.int8)
     B = np.zeros((3, 4), np.int8)
@@ -423,6 +455,15 @@ def test_c_refuses_overflowing_sizes_and_bad_paths():
             ffi.from_buffer("float[]", Y))
     assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 0) == lib.TA_ERR_INDEX
     assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 5) == lib.TA_ERR_NULL
+    down = np.array([0, 1, 0, 1], np.int64)  # starts at 0, ends at nnz, but not monotone
+    assert lib.ta_csr_matmul_f32(-1, 3, 2, 3, 1, ffi.from_buffer("int64_t[]", down), *args[1:4],
+                                 ffi.from_buffer("float[]", np.zeros((3, 3), np.float32)),
+                                 null, 0) == lib.TA_ERR_INDEX
+    negative = ffi.from_buffer("int32_t[]", np.array([-1], np.int32))
+    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, args[0], negative, *args[2:], null, 0) == lib.TA_ERR_INDEX
+    # int8 GEMM: K above the exact int32 bound is refused before the packed size is compared
+    assert lib.ta_gemm_int8_packed(-1, null, 1, lib.TA_INT8_MAX_K + 1, 1, 1, null, 0, null) == \
+        lib.TA_ERR_KBOUND
 
 
 # ----------------------------------------------------------------- introspection and fallbacks

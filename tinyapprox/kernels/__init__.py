@@ -206,6 +206,13 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
     Returns Y: (M, N) float32, equal to ``reference.csr_matmul`` up to float32
     rounding (the summation order differs).
 
+    NaN and infinity in data or X are allowed and follow IEEE arithmetic over
+    the stored entries: a stored NaN makes its whole row of Y NaN, and a
+    non-finite X[k] spreads only into rows that store column k (an unstored
+    zero never multiplies it, unlike in a dense ``A @ X``). They are not
+    refused because a pruned layer with a diverged weight should show NaN,
+    not hide it.
+
     Raises TypeError for wrong types/dtypes, ValueError for bad shapes, layout
     or index ranges, RuntimeError if ``backend`` asks for C that is absent.
     The column range of int32 indices is checked in one vectorized pass by the C
