@@ -60,6 +60,7 @@ def test_reference_pinned_by_hand():
     np.testing.assert_array_equal(m.indptr, [0, 1, 1, 3])
     np.testing.assert_array_equal(m.indices, [1, 0, 2])
     np.testing.assert_array_equal(m.data, [2, 1, -3])
+    np.testing.assert_array_equal(m.to_coo().row, [0, 2, 2])
     x = np.array([1, 2, 3], dtype=np.float32)
     np.testing.assert_array_equal(m.matmul_reference(x), [4, 0, -8])
     np.testing.assert_array_equal(COO.from_dense(a) @ x, [4, 0, -8])
@@ -115,6 +116,14 @@ def test_bad_input_raises_clearly():
         COO.from_dense(np.array([[np.nan]]))
     with pytest.raises(ValueError, match="dense operand of shape \\(3,\\) or \\(3, N\\), got \\(2, 4\\)"):
         CSR.from_dense(np.eye(3)) @ np.ones((2, 4))
+    with pytest.raises(ValueError, match="COO: expected data of shape \\(1,\\) \\(one value per index\\), got \\(2,\\)"):
+        COO([0], [0], [1.0, 2.0], (2, 2))
+    with pytest.raises(ValueError, match="CSR: expected finite data, got NaN"):
+        CSR([0, 1], [0], [np.nan], (1, 2))
+    with pytest.raises(TypeError, match="CSR: expected real data, got dtype complex128"):
+        CSR([0, 1], [0], [1j], (1, 2))
+    with pytest.raises(ValueError, match="CSR: indices out of range: expected values in \\[0, 2\\), got -1"):
+        CSR([0, 1], [-1], [1.0], (1, 2))
     with pytest.raises(IndexError, match="row index 5"):
         LIL((2, 2))[5, 0] = 1.0
     with pytest.raises(TypeError, match="pair of ints"):

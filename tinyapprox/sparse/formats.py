@@ -25,6 +25,7 @@ Storage conventions (what ``nbytes`` counts):
 
 Explicit zeros: ``from_dense`` stores only entries that are != 0. Entries given directly
 to a constructor are stored as given, zeros included (``nnz`` counts stored entries).
+Every way in refuses NaN and inf values (ValueError) and non-real ones (TypeError).
 
 Duplicates in COO: summed by default (``duplicates="sum"``, the usual convention when
 assembling a matrix from pieces) or refused with ``duplicates="error"``. After
@@ -77,6 +78,18 @@ def _check_indices(op: str, name: str, idx, bound: int) -> np.ndarray:
         bad = arr[(arr < 0) | (arr >= bound)][0]
         raise ValueError(f"{op}: {name} out of range: expected values in [0, {bound}), got {bad}")
     return arr.astype(INDEX_DTYPE)
+
+
+def _check_values(op: str, data, n: int) -> np.ndarray:
+    """Validate the stored values of a format: real, finite, shape (n,); return float32 (n,)."""
+    arr = np.asarray(data)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{op}: expected data of shape ({n},) (one value per index), got {arr.shape}")
+    if arr.size and arr.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: expected real data, got dtype {arr.dtype}")
+    if arr.size and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{op}: expected finite data, got NaN or inf")
+    return arr.astype(VALUE_DTYPE)
 
 
 def _check_operand(op: str, shape: tuple, x) -> np.ndarray:
@@ -167,8 +180,9 @@ class COO(SparseMatrix):
         duplicates: "sum" adds the values of repeated (row, col) pairs; "error" raises.
 
     Raises:
-        ValueError: lengths differ, an index is out of range, duplicates with "error".
-        TypeError: non-integer indices, a malformed shape.
+        ValueError: lengths differ, an index is out of range, a NaN/inf value, duplicates
+            with "error".
+        TypeError: non-integer indices, non-real data, a malformed shape.
     """
 
     def __init__(self, row, col, data, shape, duplicates: str = "sum"):
@@ -178,14 +192,9 @@ class COO(SparseMatrix):
             raise ValueError(f"{op}: expected duplicates='sum' or 'error', got {duplicates!r}")
         row = _check_indices(op, "row", row, self.shape[0])
         col = _check_indices(op, "col", col, self.shape[1])
-        data = np.asarray(data)
-        if data.ndim != 1:
-            raise ValueError(f"{op}: expected data to be 1-D, got shape {data.shape}")
-        if not (len(row) == len(col) == len(data)):
-            raise ValueError(f"{op}: row, col and data must have equal lengths, got {len(row)}, {len(col)}, {len(data)}")
-        if data.size and data.dtype.kind not in "biuf":
-            raise TypeError(f"{op}: expected real data, got dtype {data.dtype}")
-        data = data.astype(VALUE_DTYPE)
+        if len(row) != len(col):
+            raise ValueError(f"{op}: row and col must have equal lengths, got {len(row)} and {len(col)}")
+        data = _check_values(op, data, len(row))
         order = np.lexsort((col, row))
         row, col, data = row[order], col[order], data[order]
         if len(row) > 1:
@@ -378,7 +387,8 @@ class CSR(SparseMatrix):
     Raises:
         ValueError: indptr of the wrong length, not starting at 0, decreasing or not
             ending at nnz; a column index out of range; duplicate or unsorted columns
-            in a row; arrays of the wrong rank.
+            in a row; arrays of the wrong rank; a NaN/inf value.
+        TypeError: non-integer indptr or indices, non-real data, a malformed shape.
     """
 
     def __init__(self, indptr, indices, data, shape):
@@ -391,14 +401,12 @@ class CSR(SparseMatrix):
         if indptr.dtype.kind not in "iu":
             raise TypeError(f"{op}: expected integer indptr, got dtype {indptr.dtype}")
         indices = _check_indices(op, "indices", indices, k)
-        data = np.asarray(data)
-        if data.ndim != 1 or len(data) != len(indices):
-            raise ValueError(f"{op}: expected data of shape ({len(indices)},), got {data.shape}")
+        data = _check_values(op, data, len(indices))
         if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
             raise ValueError(f"{op}: indptr must start at 0, never decrease and end at nnz={len(indices)}, "
                              f"got start {indptr[0]}, end {indptr[-1]}")
         if len(indices) > 1:
-            row_of = np.repeat(np.arange(m), np.diff(indptr))
+            row_of = _entry_rows(indptr)
             same_row = row_of[1:] == row_of[:-1]
             if np.any(same_row & (indices[1:] <= indices[:-1])):
                 raise ValueError(f"{op}: column indices within a row must be strictly increasing "
@@ -414,17 +422,10 @@ class CSR(SparseMatrix):
         return cls(indptr, coo.col, coo.data, coo.shape)
 
     def to_coo(self) -> COO:
-        row = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
-        return COO(row, self.indices, self.data, self.shape)
+        return COO(_entry_rows(self.indptr), self.indices, self.data, self.shape)
 
     def to_csr(self) -> "CSR":
         return self
-
-    def to_dense(self) -> np.ndarray:
-        out = np.zeros(self.shape, dtype=VALUE_DTYPE)
-        row = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
-        out[row, self.indices] = self.data
-        return out
 
     @property
     def nnz(self) -> int:
@@ -450,6 +451,11 @@ class CSR(SparseMatrix):
         """The plain row loop, the oracle the kernel is tested against."""
         x = _check_operand("CSR.matmul_reference", self.shape, x)
         return csr_matmul_reference(self.indptr, self.indices, self.data, x)
+
+
+def _entry_rows(indptr) -> np.ndarray:
+    """Row index of every stored entry: indptr (M+1,) -> int64 (nnz,), e.g. [0, 2, 2, 3] -> [0, 0, 2]."""
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
 
 def csr_matmul_reference(indptr, indices, data, x) -> np.ndarray:
