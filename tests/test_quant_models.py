@@ -156,6 +156,21 @@ def test_ptq_inserts_act_quant_in_front_of_weight_layers():
         quant.prepare(nn.Linear(2, 2), "int8")
 
 
+@pytest.mark.parametrize("calib, n", [(images(0, n=0), 512), (images(0, n=4), 0)])
+def test_calibration_on_no_images_raises(calib, n):
+    q = quant.prepare(mlp(0), "int8", 8, 8)
+    with pytest.raises(ValueError, match=r"calibrate: expected at least one calibration image, got \d+ image"):
+        quant.calibrate(q, calib, n=n)
+
+
+def test_calibration_on_images_with_nan_names_the_observer():
+    q = quant.prepare(mlp(0), "int8", 8, 8)
+    x = images(0, n=4)
+    x[2, 0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="Observer.update: expected finite values"):
+        quant.calibrate(q, x)
+
+
 def test_qat_step_updates_shadow_weights_and_keeps_grid():
     model = mlp(1)
     x = images(2)
