@@ -249,3 +249,10 @@ def test_schedule_state_dict_round_trip():
 def test_schedules_validate(make, match):
     with pytest.raises(ValueError, match=match):
         make(_opt())
+
+
+def test_schedules_accept_numpy_scalars():
+    s = optim.StepLR(_opt(1.0), np.int64(2), gamma=np.float32(0.5))
+    assert [s.step() for _ in range(2)] == [1.0, 0.5] and type(s.step_size) is int
+    assert optim.ExponentialLR(_opt(1.0), np.float32(0.5)).step() == 0.5
+    assert optim.CosineAnnealingLR(_opt(1.0), np.int64(2)).step() == pytest.approx(0.5)

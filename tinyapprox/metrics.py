@@ -33,6 +33,7 @@ def _as_array(x):
 
 
 def _check_labels(op, labels, n):
+    """Labels as int64 (N,); TypeError unless 1-D integer, ValueError unless exactly ``n`` of them."""
     labels = _as_array(labels)
     if labels.ndim != 1 or labels.dtype.kind not in "ui":
         raise TypeError(f"{op}: expected labels as a 1-D integer array, got {labels.dtype} of shape {labels.shape}")
@@ -42,6 +43,7 @@ def _check_labels(op, labels, n):
 
 
 def _check_logits(op, logits, labels):
+    """Validated (logits (N, C) real without NaN, labels int64 (N,) in [0, C)); ValueError/TypeError otherwise."""
     logits = _as_array(logits)
     if logits.ndim != 2 or logits.dtype.kind not in "uif":
         raise ValueError(f"{op}: expected logits of shape (N, C) with a real dtype, "
@@ -119,6 +121,7 @@ def zero_one_loss(logits_or_preds, labels):
 
 
 def _correct(op, logits_or_preds, labels):
+    """Bool (N,): top-1 correct, from (N, C) logits (pessimistic ties) or (N,) integer predictions."""
     x = _as_array(logits_or_preds)
     if x.ndim == 2:
         return _correct_topk(op, x, labels, 1)

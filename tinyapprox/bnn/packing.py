@@ -170,6 +170,7 @@ def int8_matmul(a, b) -> np.ndarray:
 
 
 def _flat_layers(model):
+    """The leaf modules of nested ``Sequential``s, in execution order (a list)."""
     if isinstance(model, Sequential):
         out = []
         for m in model:
@@ -179,6 +180,7 @@ def _flat_layers(model):
 
 
 def _kind(m):
+    """Role of a module in a packed block: "binary", "bn", "pool", "flatten", or None (unsupported)."""
     name = type(m).__name__
     if isinstance(m, (BinaryLinear, BinaryConv2d)):
         return "binary"
@@ -192,10 +194,12 @@ def _kind(m):
 
 
 def _to_array(y):
+    """The ndarray behind a Tensor (or ``np.asarray`` of anything else)."""
     return y.data if isinstance(y, Tensor) else np.asarray(y)
 
 
 def _binary_weight(layer) -> np.ndarray:
+    """The layer's deterministic weight signs (0 -> +1), float32 of the weight's shape."""
     with no_grad():
         return np.where(layer.weight.data >= 0, 1, -1).astype(np.float32)
 

@@ -12,6 +12,7 @@ __all__ = ["DataLoader"]
 
 
 def _check_int(name, value, minimum):
+    """``int(value)``; TypeError unless an int (bool refused), ValueError if below ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"DataLoader: expected {name} to be an int, got {type(value).__name__}")
     if value < minimum:
@@ -93,6 +94,7 @@ class DataLoader:
         return np.random.default_rng((self.seed, epoch)).permutation(n)
 
     def _convert(self, idx):
+        """The batch at int64 indices idx (B,) as (x float32, y int64 or float32); see the class docstring."""
         x = self.images[idx]
         if x.dtype == np.uint8 and self.scale:
             x = x.astype(np.float32) / np.float32(255.0)
@@ -120,4 +122,5 @@ class DataLoader:
 
 
 def _is_tensor(obj):
+    """True for a Tensor-like object: not an ndarray but holding one in ``.data``."""
     return not isinstance(obj, np.ndarray) and isinstance(getattr(obj, "data", None), np.ndarray)

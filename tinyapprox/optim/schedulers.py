@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .sgd import Optimizer, _check_range
 
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR"]
 
 
 def _check_positive(op, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    """Raise ValueError naming ``op`` and ``name`` unless ``value`` is a real number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
         raise ValueError(f"{op}: {name} must be > 0, got {value!r}")
 
 
@@ -84,10 +87,10 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
         super().__init__(optimizer)
-        if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
+        if not isinstance(step_size, (int, np.integer)) or isinstance(step_size, bool) or step_size < 1:
             raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
         _check_positive("StepLR", "gamma", gamma)
-        self.step_size, self.gamma = step_size, float(gamma)
+        self.step_size, self.gamma = int(step_size), float(gamma)
 
     def lr_at(self, epoch):
         return self.base_lr * self.gamma ** (epoch // self.step_size)
@@ -124,10 +127,10 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):  # noqa: N803  (the usual name)
         super().__init__(optimizer)
-        if not isinstance(T_max, int) or isinstance(T_max, bool) or T_max < 1:
+        if not isinstance(T_max, (int, np.integer)) or isinstance(T_max, bool) or T_max < 1:
             raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
         _check_range("CosineAnnealingLR", "eta_min", eta_min, 0.0, None)
-        self.T_max, self.eta_min = T_max, float(eta_min)
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
 
     def lr_at(self, epoch):
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
