@@ -155,3 +155,13 @@ def test_gradcheck_failure_names_input_index_and_values():
 def test_gradcheck_refuses_non_finite_input():
     with pytest.raises(ValueError, match="input 0 .* NaN or infinity"):
         gradcheck(lambda x: x * 2, [np.array([1.0, np.nan])])
+
+
+def test_out_of_range_index_names_the_op():
+    with pytest.raises(IndexError, match=r"getitem: invalid inputs of shapes \(3,\): index 5 is out of bounds"):
+        ta.tensor(np.zeros(3))[np.array([5])]
+
+
+def test_an_op_that_names_itself_is_not_prefixed_twice():
+    with pytest.raises(ValueError, match=r"^batch_norm: training needs more than one value per channel"):
+        F.batch_norm(ta.tensor(np.zeros((1, 3))), ta.tensor(np.ones(3)), ta.tensor(np.zeros(3)))

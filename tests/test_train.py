@@ -144,3 +144,21 @@ def test_train_command_quick(tmp_path, capsys):
 def test_demo_command(capsys):
     assert cli.main(["demo"]) == 0
     assert "dy/da" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"not a zip file", b"PK\x03\x04 truncated", b""])
+def test_corrupt_model_or_checkpoint_file_is_refused_clearly(tmp_path, content):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"load_model: .*bad.npz is not a readable .npz"):
+        train.load_model(models.lenet_300_100(), path)
+    model = models.lenet_300_100()
+    with pytest.raises(ValueError, match=r"load_checkpoint: .*bad.npz is not a readable .npz"):
+        train.load_checkpoint(path, model, optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_checkpoint_without_meta_is_refused(tmp_path):
+    model = models.lenet_300_100()
+    train.save_model(model, tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="has no 'meta' entry"):
+        train.load_checkpoint(tmp_path / "m.npz", model, optim.SGD(model.parameters(), lr=0.1))

@@ -26,10 +26,12 @@ Semantics worth knowing:
 from __future__ import annotations
 
 import contextlib
+import re
 
 import numpy as np
 
 _grad_enabled = True
+_LABELLED = re.compile(r"^[A-Za-z_][\w.]*(\([^)]*\))?: ")
 
 
 @contextlib.contextmanager
@@ -98,9 +100,11 @@ class Function:
         ctx.needs_input_grad = needs
         try:
             data = cls.forward(ctx, *arrays, **params)
-        except ValueError as exc:
+        except (ValueError, IndexError) as exc:
+            if _LABELLED.match(str(exc)):  # the op already named itself and what it expected
+                raise
             shapes = ", ".join(str(np.shape(a)) for a in arrays)
-            raise ValueError(f"{cls.__name__.lower()}: invalid inputs of shapes {shapes}: {exc}") from None
+            raise type(exc)(f"{cls.__name__.lower()}: invalid inputs of shapes {shapes}: {exc}") from None
         out = Tensor.__new__(Tensor)
         out.data = data
         out.grad = None

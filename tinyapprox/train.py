@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -275,8 +276,9 @@ def _json_default(obj):
 
 def load_checkpoint(path, model, optimizer, scheduler=None, loader=None):
     """Restore a checkpoint written by ``save_checkpoint``; returns (history, epoch, step)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = _read_npz("load_checkpoint", path)
+    if "meta" not in arrays:
+        raise ValueError(f"load_checkpoint: {path} has no 'meta' entry; expected a file written by save_checkpoint")
     meta = json.loads(str(arrays.pop("meta")))
     model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
     optimizer.load_state_dict(_unpack(meta["optimizer"], arrays))
@@ -300,9 +302,18 @@ def save_model(model, path):
 
 def load_model(model, path, strict: bool = True):
     """Load an ``.npz`` written by ``save_model`` into ``model``; returns the model."""
-    with np.load(path, allow_pickle=False) as z:
-        state = {k: z[k] for k in z.files}
-    return model.load_state_dict(state, strict=strict)
+    return model.load_state_dict(_read_npz("load_model", path), strict=strict)
+
+
+def _read_npz(op: str, path) -> dict:
+    """Every array of an ``.npz`` file, or a ValueError naming the file when it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("it holds a single array, not named arrays")
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{op}: {path} is not a readable .npz of named arrays (no pickles): {exc}") from None
 
 
 # ------------------------------------------------------------------ standard recipe
