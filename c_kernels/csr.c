@@ -291,16 +291,21 @@ TA_TARGET_AVX512 static void csr_avx512(int64_t M, int64_t K, int64_t N, int sor
 }
 #endif
 
-int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
-                      const int64_t *indptr, const int32_t *indices, const float *data,
-                      const float *X, float *Y, float *scratch, int64_t nscratch) {
+/* Every check of ta_csr_matmul_f32's arguments, in the order sizes, SIMD
+ * level, pointers, alignment, indptr/indices; TA_OK or the first TA_ERR_*.
+ * On TA_OK, *level is the resolved path and *sorted is 1 if every row lists
+ * its columns in non-decreasing order (the SIMD paths then block over K). */
+static int csr_check_args(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
+                          const int64_t *indptr, const int32_t *indices, const float *data,
+                          const float *X, const float *Y, const float *scratch,
+                          int64_t nscratch, int *level, int *sorted) {
     int64_t prod, i, p;
-    int level, rc, bad, unsorted = 0;
+    int rc, bad = 0, unsorted = 0;
     if (M < 0 || K < 0 || N < 0 || nnz < 0) return TA_ERR_SIZE;
     if (K > INT32_MAX || M >= TA_MAX_ELEMS || nnz > TA_MAX_ELEMS) return TA_ERR_SIZE;
     if (!ta_mul_ok(M, N, TA_MAX_ELEMS, &prod) || !ta_mul_ok(K, N, TA_MAX_ELEMS, &prod))
         return TA_ERR_SIZE;
-    rc = ta_resolve_isa(TA_KERNEL_CSR, isa, &level);
+    rc = ta_resolve_isa(TA_KERNEL_CSR, isa, level);
     if (rc != TA_OK) return rc;
     if (indptr == NULL) return TA_ERR_NULL;
     if (nnz > 0 && (indices == NULL || data == NULL)) return TA_ERR_NULL;
@@ -311,24 +316,33 @@ int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
         !TA_ALIGNED(X, 4) || !TA_ALIGNED(Y, 4) || !TA_ALIGNED(scratch, 4))
         return TA_ERR_ALIGN;
     if (indptr[0] != 0 || indptr[M] != nnz) return TA_ERR_INDEX;
-    bad = 0;
     for (i = 0; i < M; i++) bad |= indptr[i + 1] < indptr[i];
     for (p = 0; p < nnz; p++) bad |= (uint32_t)indices[p] >= (uint32_t)K;
     if (bad) return TA_ERR_INDEX;
     for (i = 0; i < M; i++)
         for (p = indptr[i] + 1; p < indptr[i + 1]; p++) unsorted |= indices[p] < indices[p - 1];
+    *sorted = !unsorted;
+    return TA_OK;
+}
+
+int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
+                      const int64_t *indptr, const int32_t *indices, const float *data,
+                      const float *X, float *Y, float *scratch, int64_t nscratch) {
+    int level, sorted;
+    const int rc = csr_check_args(isa, M, K, N, nnz, indptr, indices, data, X, Y, scratch,
+                                  nscratch, &level, &sorted);
+    if (rc != TA_OK) return rc;
     if (M == 0 || N == 0) return TA_OK;
 #if TA_X86
     if (level == TA_ISA_AVX512) {
-        csr_avx512(M, K, N, !unsorted, indptr, indices, data, X, Y, scratch, nscratch);
+        csr_avx512(M, K, N, sorted, indptr, indices, data, X, Y, scratch, nscratch);
         return TA_OK;
     }
     if (level == TA_ISA_AVX2) {
-        csr_avx2(M, K, N, !unsorted, indptr, indices, data, X, Y, scratch, nscratch);
+        csr_avx2(M, K, N, sorted, indptr, indices, data, X, Y, scratch, nscratch);
         return TA_OK;
     }
 #endif
-    (void)level;
     csr_scalar(M, N, indptr, indices, data, X, Y);
     return TA_OK;
 }

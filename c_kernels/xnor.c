@@ -151,17 +151,19 @@ static void xnor_tiled(tile2x2_fn tile, const uint64_t *A, int64_t M, const uint
 }
 #endif
 
-int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
-                 int64_t W, int64_t K, int32_t *C) {
+/* Every check of ta_xnor_gemm's arguments: sizes, SIMD level, pointers,
+ * alignment, zero padding bits; TA_OK (with *level resolved) or a TA_ERR_*. */
+static int xnor_check_args(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
+                           int64_t W, int64_t K, const int32_t *C, int *level) {
     int64_t prod, i;
-    int level, rc;
+    int rc;
     const int tail = (int)(K % 64);
     if (M < 0 || N < 0 || W < 0 || K < 0 || K > INT32_MAX) return TA_ERR_SIZE;
     if (W != (K + 63) / 64) return TA_ERR_SIZE;
     if (!ta_mul_ok(M, W, TA_MAX_ELEMS, &prod) || !ta_mul_ok(N, W, TA_MAX_ELEMS, &prod) ||
         !ta_mul_ok(M, N, TA_MAX_ELEMS, &prod))
         return TA_ERR_SIZE;
-    rc = ta_resolve_isa(TA_KERNEL_XNOR, isa, &level);
+    rc = ta_resolve_isa(TA_KERNEL_XNOR, isa, level);
     if (rc != TA_OK) return rc;
     if (M > 0 && N > 0 && C == NULL) return TA_ERR_NULL;
     if ((M > 0 && W > 0 && A == NULL) || (N > 0 && W > 0 && B == NULL)) return TA_ERR_NULL;
@@ -172,6 +174,14 @@ int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64
         for (i = 0; i < N; i++)
             if (B[i * W + W - 1] >> tail) return TA_ERR_PADDING;
     }
+    return TA_OK;
+}
+
+int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
+                 int64_t W, int64_t K, int32_t *C) {
+    int level;
+    const int rc = xnor_check_args(isa, A, M, B, N, W, K, C, &level);
+    if (rc != TA_OK) return rc;
     if (M == 0 || N == 0) return TA_OK;
 #if TA_X86
     if (level == TA_ISA_AVX512) {
@@ -183,7 +193,6 @@ int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64
         return TA_OK;
     }
 #endif
-    (void)level;
     xnor_scalar(A, M, B, N, W, K, C);
     return TA_OK;
 }
