@@ -182,6 +182,36 @@ def test_bad_amounts_raise():
         prune.magnitude(_mlp(), amount=0.5, scope="model")
     with pytest.raises(ValueError, match="prune 99 groups of 30"):
         prune.magnitude(_mlp(), amount=99)
+    with pytest.raises(ValueError, match="prune.magnitude: expected a fraction amount in \\[0, 1\\], got -0.1"):
+        prune.magnitude(_mlp(), amount=-0.1)
+    with pytest.raises(ValueError, match="prune.random: expected a non-negative count amount, got -1"):
+        prune.random(_mlp(), amount=-1)
+    with pytest.raises(ValueError, match="prune.magnitude: expected threshold to be a real number .* got nan"):
+        prune.magnitude(_mlp(), threshold=float("nan"))
+    with pytest.raises(ValueError, match="prune.random: expected granularity in .* got 'row'"):
+        prune.random(_mlp(), amount=0.5, granularity="row")
+
+
+def test_nan_weights_refused_by_magnitude_pruning():
+    model = _mlp()
+    model[2].weight.data[1, 2] = np.nan
+    with pytest.raises(ValueError, match="prune.magnitude: parameter '2.weight': .*expected finite weights.*got 1 NaN"):
+        prune.magnitude(model, amount=0.5)
+    assert prune.get_masks(model) == {}
+
+
+def test_corrupt_mask_state_is_refused():
+    model = _mlp()
+    prune.magnitude(model, amount=0.5)
+    state = model.state_dict()
+    key = next(k for k in state if k.endswith("PruneMask.mask"))
+    state[key] = state[key] * 2
+    with pytest.raises(ValueError, match="PruneMask.from_state: expected a mask of 0s and 1s, got dtype uint8"):
+        _mlp().load_state_dict(state)
+    with pytest.raises(ValueError, match="PruneMask.from_state: expected a 'mask' entry"):
+        prune.PruneMask.from_state({"revivable": np.uint8(0)})
+    with pytest.raises(ValueError, match="one keep flag per kernel group, shape \\(20,\\), got \\(3,\\)"):
+        prune.expand_group_mask(np.ones(3, bool), (4, 5, 2, 2), "kernel")
 
 
 def test_agp_schedule_matches_formula():

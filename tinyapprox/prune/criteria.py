@@ -68,19 +68,34 @@ def group_shape(shape: tuple, granularity: str) -> tuple:
 
 
 def group_scores(w: np.ndarray, granularity: str, norm: str = "l1") -> np.ndarray:
-    """Per-group magnitude: L1 norm / size (mean |w|) or L2 norm / sqrt(size) (RMS); shape (groups,)."""
+    """Per-group magnitude of w (out, in) or (O, C, kh, kw): float64 (groups,).
+
+    L1 norm / size (mean |w|) or L2 norm / sqrt(size) (RMS) of each group, groups as in
+    ``group_shape``. Raises ValueError for an unknown norm or granularity, or a weight
+    holding NaN or inf (its ranking would be meaningless).
+    """
     if norm not in ("l1", "l2"):
         raise ValueError(f"prune: expected norm 'l1' or 'l2', got {norm!r}")
     n, size = group_shape(w.shape, granularity)
-    g = np.abs(np.asarray(w, dtype=np.float64)).reshape(n, size)
+    w = np.asarray(w, dtype=np.float64)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"prune.group_scores: expected finite weights to rank by magnitude, got {np.count_nonzero(~np.isfinite(w))} "
+                         f"NaN/inf entries in a weight of shape {w.shape}")
+    g = np.abs(w).reshape(n, size)
     if norm == "l1":
         return g.mean(axis=1) if size else np.zeros(n)
     return np.sqrt((g * g).mean(axis=1)) if size else np.zeros(n)
 
 
 def expand_group_mask(keep: np.ndarray, shape: tuple, granularity: str) -> np.ndarray:
-    """Broadcast a per-group keep vector (groups,) to a bool mask of ``shape``."""
+    """Broadcast a per-group keep vector (groups,) to a bool mask of ``shape``.
+
+    Raises ValueError when ``keep`` does not hold one entry per group.
+    """
     n, size = group_shape(shape, granularity)
+    keep = np.asarray(keep)
+    if keep.shape != (n,):
+        raise ValueError(f"prune: expected one keep flag per {granularity} group, shape ({n},), got {keep.shape}")
     return np.repeat(np.asarray(keep, dtype=bool), size).reshape(shape)
 
 
@@ -117,6 +132,12 @@ def prune_by_scores(model, score_fn, amount=None, threshold=None, granularity: s
     """
     if (amount is None) == (threshold is None):
         raise ValueError(f"{op}: give exactly one of amount and threshold")
+    for t in (threshold.values() if isinstance(threshold, dict) else [threshold]):
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating))
+                              or np.isnan(t)):
+            raise ValueError(f"{op}: expected threshold to be a real number (or a dict of them), got {t!r}")
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"{op}: expected granularity in {GRANULARITIES}, got {granularity!r}")
     if scope not in ("layer", "global"):
         raise ValueError(f"{op}: expected scope 'layer' or 'global', got {scope!r}")
     if isinstance(amount, dict) and scope != "layer":
@@ -128,7 +149,12 @@ def prune_by_scores(model, score_fn, amount=None, threshold=None, granularity: s
     scores, already = {}, {}
     for name, p in table.items():
         n, size = group_shape(p.shape, granularity)
-        s = np.asarray(score_fn(name, p.data), dtype=np.float64).reshape(n)
+        try:
+            s = np.asarray(score_fn(name, p.data), dtype=np.float64).reshape(n)
+        except ValueError as e:
+            raise ValueError(f"{op}: parameter {name!r}: {e}") from None
+        if np.isnan(s).any():
+            raise ValueError(f"{op}: parameter {name!r}: expected {n} scores without NaN, got NaN")
         old = p.find_transform(PruneMask)
         if old is not None and not revive:
             done = ~old.mask.reshape(n, size).any(axis=1) if size else np.zeros(n, bool)
@@ -193,7 +219,8 @@ def magnitude(model, amount=None, threshold=None, granularity: str = "element", 
     |w| first; ``scope="global"`` ranks all layers together; ``threshold=0.02`` prunes every
     weight (group) with mean |w| below 0.02. Returns ``{param name: bool mask}``.
     """
-    group_scores(np.zeros((1, 1)), granularity, norm)
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"prune.magnitude: expected norm 'l1' or 'l2', got {norm!r}")
     return prune_by_scores(model, lambda name, w: group_scores(w, granularity, norm), amount, threshold,
                            granularity, scope, params, revive, prune_bias, op="prune.magnitude")
 

@@ -66,7 +66,22 @@ class PruneMask(ParamTransform):
 
     @classmethod
     def from_state(cls, state: dict) -> "PruneMask":
-        return cls(np.asarray(state["mask"]).astype(bool), bool(np.asarray(state.get("revivable", 0))))
+        """Rebuild from ``state()``: ``{"mask": uint8 0/1 array, "revivable": uint8 0/1 scalar}``.
+
+        Raises ValueError for a missing mask, or a mask or flag holding anything but 0 and 1
+        (a corrupt checkpoint; "non-zero = keep" would silently keep damaged entries).
+        """
+        if "mask" not in state:
+            raise ValueError(f"PruneMask.from_state: expected a 'mask' entry, got keys {sorted(state)}")
+        mask = np.asarray(state["mask"])
+        flag = np.asarray(state.get("revivable", 0))
+        for what, arr in (("mask", mask), ("revivable flag", flag)):
+            if arr.dtype.kind not in "biu" or (arr.size and not np.isin(arr, (0, 1)).all()):
+                raise ValueError(f"PruneMask.from_state: expected a {what} of 0s and 1s, "
+                                 f"got dtype {arr.dtype} with values {np.unique(arr)[:5]}")
+        if flag.size != 1:
+            raise ValueError(f"PruneMask.from_state: expected a scalar revivable flag, got shape {flag.shape}")
+        return cls(mask.astype(bool), bool(flag.reshape(())))
 
     @property
     def sparsity(self) -> float:
