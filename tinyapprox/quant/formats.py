@@ -153,9 +153,15 @@ class Format:
     code_bits = 32
 
     def quantize(self, x, rounding="nearest", rng=None) -> np.ndarray:
+        """Integer codes of ``x`` (any shape, real): same shape, an integer dtype per format.
+
+        Raises:
+            TypeError: non-real ``x``. ValueError: NaN/inf in ``x`` for a format without codes for them.
+        """
         raise NotImplementedError
 
     def dequantize(self, q) -> np.ndarray:
+        """Real values (float64, ``q``'s shape) of integer codes ``q``."""
         raise NotImplementedError
 
     def fake(self, x, rounding="nearest", rng=None) -> np.ndarray:
@@ -181,16 +187,19 @@ class Format:
         return n_elements * self.code_bits / 8 + self.side_bytes
 
     def state(self) -> dict:
+        """The parameters as a dict of NumPy scalars/arrays (savable with ``np.savez``)."""
         raise NotImplementedError
 
     @classmethod
     def from_state(cls, state: dict) -> "Format":
+        """The format rebuilt from ``state()``'s dict."""
         raise NotImplementedError
 
     def __repr__(self):
         return f"{type(self).__name__}({self.describe()})"
 
     def describe(self) -> str:
+        """One line of parameters, for ``repr`` and printed tables."""
         return ""
 
 
@@ -398,6 +407,7 @@ class DynamicFixedPoint(Format):
         return np.clip(q, self.qmin, self.qmax).astype(np.int64)
 
     def dequantize(self, q):
+        """Reals ``q * 2^-FL`` (float64, q's shape)."""
         return np.ldexp(np.asarray(q, dtype=np.float64), -self.frac_length)
 
     def bounds(self):
@@ -541,6 +551,7 @@ class Minifloat(Format):
             | mfield.astype(np.uint64)
 
     def dequantize(self, q):
+        """Reals (float64, q's shape) of codes ``s << (E+M) | e << M | m``; IEEE style gives inf/NaN codes."""
         q = np.asarray(q).astype(np.uint64)
         M, E = self.man_bits, self.exp_bits
         m = (q & np.uint64(2 ** M - 1)).astype(np.int64)
@@ -626,6 +637,7 @@ class FP16(Minifloat):
         return n
 
     def quantize(self, x, rounding="nearest", rng=None):
+        """float16 bit patterns (uint16, x's shape); overflow is reported per ``on_overflow``."""
         x = _as_float("fp16.quantize", x)
         if rounding == "nearest":
             with np.errstate(over="ignore"):
@@ -637,6 +649,7 @@ class FP16(Minifloat):
         return r.astype(np.float16).view(np.uint16)
 
     def dequantize(self, q):
+        """float16 bit patterns ``q`` read back as float64 (q's shape)."""
         return np.asarray(q).astype(np.uint16).view(np.float16).astype(np.float64)
 
     def fake(self, x, rounding="nearest", rng=None):
@@ -716,10 +729,12 @@ class PowerOfTwo(Format):
         return sign, np.where(zero, self.min_exp, e).astype(np.int64)
 
     def quantize(self, x, rounding="nearest", rng=None):
+        """Codes (int64, x's shape): 0 for zero, else ``sign * (e - min_exp + 1)``. Raises as ``exponents``."""
         sign, e = self.exponents(x, rounding, rng)
         return sign.astype(np.int64) * (e - self.min_exp + 1)
 
     def dequantize(self, q):
+        """Reals ``sign(q) * 2^(|q| - 1 + min_exp)``, 0 for code 0 (float64, q's shape)."""
         q = np.asarray(q).astype(np.int64)
         mag = np.ldexp(1.0, np.abs(q) - 1 + self.min_exp)
         return np.where(q == 0, 0.0, np.sign(q) * mag)
