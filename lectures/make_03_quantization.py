@@ -22,7 +22,6 @@ the straight-through estimator (STE): gradient 1 inside the representable range,
 code("QUICK = False", tags=["parameters"])
 code("""
 import os
-import time
 
 import numpy as np
 import matplotlib.pyplot as plt
@@ -227,15 +226,10 @@ logits_sim = train.predict(q8, test_x).astype(np.float64)
 print("integer == simulation:", np.array_equal(logits_int, logits_sim))
 
 
-def median_time(fn, repeats=3):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+from tinyapprox.bench import median_time  # median of repeats after a warm-up, as every benchmark here
 
-
-t32 = median_time(lambda: train.predict(model, test_x))
-t8 = median_time(lambda: im(test_x))
+t32 = median_time(lambda: train.predict(model, test_x), repeat=3)
+t8 = median_time(lambda: im(test_x), repeat=3)
 print(f"{len(test_x)} images: float32 {t32 * 1e3:.0f} ms, int8 {t8 * 1e3:.0f} ms -> measured speedup {t32 / t8:.2f}x")
 """)
 md("""

@@ -22,7 +22,6 @@ integer threshold; and finally the speed of the XNOR kernel against float32 BLAS
 code("QUICK = False", tags=["parameters"])
 code("""
 import os
-import time
 
 import numpy as np
 import matplotlib.pyplot as plt
@@ -206,11 +205,7 @@ print(f"size: float {n_float / 8 / 1024:.0f} KiB, packed {size['bytes'] / 1024:.
       f"(compression ratio {n_float / size['bits']:.1f}x)")
 """)
 code("""
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
-    return min(times)
+from tinyapprox.bench import median_time  # median of repeats after a warm-up, as every benchmark here
 
 # one hidden layer over the test batch, on its real activations
 x_bits = hidden[0] > 0
@@ -218,8 +213,8 @@ stage = packed.stages[1]
 w_pm1 = stage.wb.reshape(stage.out_channels, -1)
 x_pm1 = np.where(x_bits, 1, -1).astype(np.float32)
 xp, wp = bnn.pack_bool(x_bits), bnn.pack_bool(w_pm1 > 0)
-t_float = best_of(lambda: x_pm1 @ w_pm1.T)
-t_xnor = best_of(lambda: kernels.xnor_gemm(xp, wp, stage.k))
+t_float = median_time(lambda: x_pm1 @ w_pm1.T, repeat=3)
+t_xnor = median_time(lambda: kernels.xnor_gemm(xp, wp, stage.k), repeat=3)
 assert np.array_equal(kernels.xnor_gemm(xp, wp, stage.k), (x_pm1 @ w_pm1.T).astype(np.int32))
 print(f"{x_pm1.shape} x {w_pm1.shape[::-1]}: float32 BLAS {1e3 * t_float:.1f} ms, "
       f"XNOR ({kernels.info()['xnor_gemm']}) {1e3 * t_xnor:.1f} ms -> {t_float / t_xnor:.1f}x")
@@ -228,7 +223,8 @@ n = 512 if QUICK else 2048
 A, B = np.random.default_rng(0).random((2, n, n)) < 0.5
 Af, Bf = np.where(A, 1, -1).astype(np.float32), np.where(B, 1, -1).astype(np.float32)
 Ap, Bp = bnn.pack_bool(A), bnn.pack_bool(B)
-t_f, t_x = best_of(lambda: Af @ Bf.T), best_of(lambda: kernels.xnor_gemm(Ap, Bp, n))
+t_f = median_time(lambda: Af @ Bf.T, repeat=3)
+t_x = median_time(lambda: kernels.xnor_gemm(Ap, Bp, n), repeat=3)
 print(f"{n}^3 product: float32 {t_f:.3f} s, XNOR {t_x:.3f} s -> {t_f / t_x:.1f}x "
       "(the command `tinyapprox binarize` measures this single-threaded, with a plain baseline too)")
 """)
