@@ -16,7 +16,8 @@ Rounding (every format, ``rounding=`` argument):
 
 Saturation: values beyond the largest representable magnitude are clipped to it (no
 wrap-around, no infinity), except ``FP16`` which follows IEEE 754 and overflows to inf,
-reporting it (``on_overflow="warn" | "raise" | "ignore"``).
+reporting it (``on_overflow="warn" | "raise" | "ignore"``). NaN and +-inf are refused with a
+``ValueError`` by every format that has no code for them (all but FP16 and IEEE-style minifloats).
 
 Formats (``bits`` counts the sign bit; ``step`` is the distance between neighbours):
 
