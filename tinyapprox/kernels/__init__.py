@@ -74,6 +74,7 @@ class KernelInfo(dict):
 
 
 def _best_level(kernel):
+    """Best TA_ISA_* level of `kernel` on this CPU, lowered to the TINYAPPROX_KERNELS cap."""
     level = int(_ext.lib.ta_best_isa(_KERNEL_IDS[kernel]))
     if _ext.isa_cap is not None:
         level = min(level, _ext.isa_cap)
@@ -140,12 +141,14 @@ def _resolve(op, backend):
 
 
 def _check_rc(op, rc):
+    """Raise the exception mapped to C return code `rc` (see _C_ERRORS); nothing for 0."""
     if rc != 0:
         exc, what = _C_ERRORS.get(rc, (RuntimeError, f"unknown error code {rc}"))
         raise exc(f"{op}: the C kernel refused its input: {what}")
 
 
 def _ptr(ctype, arr):
+    """A cffi `ctype *` view of arr's buffer (no copy; arr must stay alive during the call)."""
     return _ext.ffi.from_buffer(ctype + "[]", arr)
 
 
@@ -185,6 +188,7 @@ def _out_array(op, out, shape, dtype, inputs):
 
 
 def _check_int(op, name, value, lo, hi):
+    """value as an int; TypeError unless an int (bool refused), ValueError outside [lo, hi]."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
     if not lo <= int(value) <= hi:
@@ -394,6 +398,7 @@ def gemm_int8(A, B, backend=None, out=None):
 
 
 def _check_scale(op, name, value):
+    """value as a float; TypeError if not convertible, ValueError unless finite and > 0."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -453,6 +458,7 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
 # ----------------------------------------------------------------- XNOR / popcount
 
 def _check_bits(op, name, bits, K, ndim):
+    """Raise unless bits is C-contiguous uint64, ceil(K/64) words per row, zero padding."""
     _check_array(op, name, bits, dtype=np.uint64, ndim=ndim)
     W = (K + 63) // 64
     if bits.shape[-1] != W:
@@ -515,7 +521,9 @@ def pack_bits(X):
 def unpack_bits(bits, K):
     """Inverse of :func:`pack_bits`: uint64 (M, W) or (W,) -> float32 (M, K) or (K,) of +1/-1.
 
-    W must be ceil(K/64) and bits beyond K must be 0.
+    W must be ceil(K/64) and bits beyond K must be 0. Raises TypeError for a
+    non-uint64 array or non-int K, ValueError for a wrong width, nonzero
+    padding bits or K outside [0, 2**31 - 1].
     """
     op = "unpack_bits"
     K = _check_int(op, "K", K, 0, _INT32_MAX)

@@ -312,13 +312,8 @@ def _plot_deep_compression(path, curve, name):
             ax.annotate(f"{p['bits']}b", (p["compression"], p["top1"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("compression ratio (float32 bytes / stored bytes)")
-    ax.set_ylabel("test top-1")
-    ax.set_title(f"{name}: Deep Compression")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_plot(plt, fig, ax, path, "compression ratio (float32 bytes / stored bytes)", "test top-1",
+               f"{name}: Deep Compression")
 
 
 def _load() -> float:
@@ -350,13 +345,8 @@ def _plots(out, dense, pruned, comparison, timing, dense_acc, name):
         for key, style in (("oneshot", "o--"), ("iterative", "s-"), ("random", "x:"), ("from_init", "d-.")):
             ax.plot(100 * s, comparison[key], style, label=key.replace("_", "-"))
         ax.axhline(dense_acc, color="gray", lw=0.8, label="dense")
-        ax.set_xlabel("sparsity of the weights (%)")
-        ax.set_ylabel("test top-1")
-        ax.set_title(f"{name}: accuracy against sparsity")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_sparsity.png", dpi=110)
-        plt.close(fig)
+        _save_plot(plt, fig, ax, out / "accuracy_vs_sparsity.png", _SPARSITY_AXIS, "test top-1",
+                        f"{name}: accuracy against sparsity")
 
     layers = list(prunable(dense))
     fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3))
@@ -380,10 +370,19 @@ def _plots(out, dense, pruned, comparison, timing, dense_acc, name):
     s = 100 * np.array(timing["sparsity"])
     ax.plot(s, timing["dense_ms"], "o-", label="dense (NumPy / BLAS)")
     ax.plot(s, timing["sparse_ms"], "s-", label="CSR kernel")
-    ax.set_xlabel("sparsity of the weights (%)")
-    ax.set_ylabel("ms per batch of 256 (median)")
-    ax.set_title(f"{name}: does it get faster?")
+    _save_plot(plt, fig, ax, out / "inference_time.png", _SPARSITY_AXIS, "ms per batch of 256 (median)",
+                    f"{name}: does it get faster?")
+
+
+_SPARSITY_AXIS = "sparsity of the weights (%)"
+
+
+def _save_plot(plt, fig, ax, path, xlabel, ylabel, title):
+    """Label the axes of a one-panel curve plot, add its legend, save it to ``path`` (PNG) and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "inference_time.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
