@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +56,6 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="runs/quantize")
     return parser
-
-
-def _median_time(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def energy_pj(model, scheme, wbits, abits):
@@ -178,6 +168,7 @@ def _scheme_opts(scheme, exp_bits, per_channel):
 
 def run(args) -> int:
     from .. import data, prune, train
+    from ..bench import median_time
     from . import compress, integer
     from .fake import WeightQuant
     from . import pipeline as ptq
@@ -198,7 +189,7 @@ def run(args) -> int:
     model, _, _ = train.train_baseline(args.model, epochs=epochs, seed=args.seed, out_dir=out, limit=limit,
                                        verbose=False)
     base = ptq.evaluate(model, test_x, test_y)
-    t_fp32 = _median_time(lambda: train.predict(model, test_x))
+    t_fp32 = median_time(lambda: train.predict(model, test_x), repeat=3)
     fp32_size = {"bytes": 4 * model.num_parameters(), "compression": 1.0}
     rows = [_row("float32", 32, base, base, fp32_size, 1.0, energy_pj(model, "float", 32, 32))]
     results = {"model": args.model, "epochs": epochs, "quick": quick, "n_test": int(len(test_x)),
@@ -234,8 +225,8 @@ def run(args) -> int:
         sim = train.predict(int_q, test_x[:n_int]).astype(np.float64)
         equal = bool(np.array_equal(logits, sim))
         acc_int = float(np.mean(logits.argmax(1) == test_y[:n_int]))
-        t_int = _median_time(lambda: im(test_x[:n_int]))
-        t_ref = t_fp32 if n_int == len(test_x) else _median_time(lambda: train.predict(model, test_x[:n_int]))
+        t_int = median_time(lambda: im(test_x[:n_int]), repeat=3)
+        t_ref = t_fp32 if n_int == len(test_x) else median_time(lambda: train.predict(model, test_x[:n_int]), repeat=3)
         kinds = sorted({L.kind for L in im.layers()})
         label = "int8 kernel (pow2 scales)" if scheme == "int8" else f"{scheme} integer path"
         # top-1 of the integer logits themselves (argmax; exact logit ties go to the lower class index)
