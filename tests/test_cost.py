@@ -81,3 +81,15 @@ def test_inference_energy_hand_computed():
     assert rep_sp.total_pj == pytest.approx(4 * 3.7 + 4 * 0.9 + (4 * 2 + 2) * 640 + 6 * 5)
     with pytest.raises(ValueError, match="memories"):
         cost.inference_energy(net, (1, 4), weight_memory="tape")
+
+
+def test_bad_bit_widths_and_counts_raise():
+    net = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="param_bytes: expected weight_bits to be an int >= 1, got 0"):
+        cost.model_bytes(net, weight_bits=0)
+    with pytest.raises(ValueError, match="param_bytes: expected index_bits to be an int >= 1, got -1"):
+        cost.param_bytes(net, sparse=True, index_bits=-1)
+    with pytest.raises(ValueError, match="inference_energy: expected act_bits to be an int >= 1, got 2.5"):
+        cost.inference_energy(net, (1, 4), act_bits=2.5)
+    with pytest.raises(ValueError, match="energy: expected non-negative counts \\(not NaN\\)"):
+        cost.energy({"float32_add": float("nan")})

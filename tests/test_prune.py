@@ -214,6 +214,17 @@ def test_corrupt_mask_state_is_refused():
         prune.expand_group_mask(np.ones(3, bool), (4, 5, 2, 2), "kernel")
 
 
+def test_schedule_and_conversion_arguments_are_checked():
+    with pytest.raises(ValueError, match="agp_sparsity: expected final_sparsity in \\[0, 1\\], got 1.5"):
+        prune.agp_sparsity(3, 1.5, 0, 10)
+    with pytest.raises(ValueError, match="agp_sparsity: expected final_sparsity in \\[0, 1\\], got nan"):
+        prune.GradualPruning(float("nan"), 0, 10, frequency=5)
+    with pytest.raises(ValueError, match="han_thresholds: expected a quality >= 0, got -1"):
+        prune.han_thresholds(_mlp(), -1)
+    with pytest.raises(ValueError, match="to_sparse: expected min_sparsity in \\[0, 1\\], got 2"):
+        prune.to_sparse(_mlp(), min_sparsity=2)
+
+
 def test_agp_schedule_matches_formula():
     si, sf, t0, n, dt = 0.1, 0.9, 10, 4, 5
     for t in range(t0, t0 + n * dt + 1):

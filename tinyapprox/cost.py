@@ -219,6 +219,13 @@ def _is_weight(name: str, arr: np.ndarray) -> bool:
     return name.rsplit(".", 1)[-1] == "weight" and arr.ndim >= 2
 
 
+def _check_bits(op: str, **widths) -> None:
+    """Raise ValueError unless every given bit width is an int >= 1 (None is skipped)."""
+    for name, v in widths.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"{op}: expected {name} to be an int >= 1, got {v!r}")
+
+
 def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto", index_bits: int = 32,
                 indptr_bits: int = 64) -> dict:
     """Storage of each parameter in bytes: ``{name: {"bytes", "format", "nnz", "size"}}``.
@@ -230,9 +237,13 @@ def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto
     default, as in ``sparse.CSR``). ``sparse``: False (all dense), True (every weight
     CSR) or "auto" (CSR when that is smaller than dense). Values use the *effective*
     weight, so masks count. Bit totals are rounded up to whole bytes per tensor.
+
+    Raises ValueError for a bad ``sparse`` or a bit width that is not an int >= 1.
     """
     if sparse not in (True, False, "auto"):
         raise ValueError(f"param_bytes: expected sparse True, False or 'auto', got {sparse!r}")
+    _check_bits("param_bytes", weight_bits=weight_bits, other_bits=other_bits, index_bits=index_bits,
+                indptr_bits=indptr_bits)
     out = {}
     for name, p in model.named_parameters():
         with no_grad():
@@ -298,7 +309,7 @@ def energy(counts: dict, energies: dict | None = None, assumptions: str = "") ->
             ``{"xnor1": 0.005, "popcount1": 0.01}`` for binary networks.
 
     Raises:
-        ValueError: a count key with no energy, or a negative count.
+        ValueError: a count key with no energy, or a negative or NaN count.
     """
     table = dict(ENERGY_PJ_45NM)
     table.update(energies or {})
@@ -306,9 +317,9 @@ def energy(counts: dict, energies: dict | None = None, assumptions: str = "") ->
     if missing:
         raise ValueError(f"energy: no energy known for {missing}; known operations {sorted(table)}; "
                          "pass energies={op: pJ} for custom operations")
-    bad = {k: v for k, v in counts.items() if v < 0}
+    bad = {k: v for k, v in counts.items() if not v >= 0}
     if bad:
-        raise ValueError(f"energy: expected non-negative counts, got {bad}")
+        raise ValueError(f"energy: expected non-negative counts (not NaN), got {bad}")
     breakdown = {k: float(v) * table[k] for k, v in counts.items()}
     return EnergyReport(float(sum(breakdown.values())), breakdown, dict(counts), assumptions,
                         {k: table[k] for k in counts})
@@ -335,8 +346,8 @@ def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 
         32-bit access). Register-file traffic is not counted.
 
     Returns an ``EnergyReport`` (``.total_pj``, ``.breakdown_pj``, ``.assumptions``).
-    Raises ValueError for an unknown memory or arithmetic, or operations missing from the
-    table (pass them in ``energies``).
+    Raises ValueError for an unknown memory or arithmetic, a bit width that is not an
+    int >= 1, or operations missing from the table (pass them in ``energies``).
     """
     mems = {"dram": "dram32", "sram": "sram32", "reg": "reg32"}
     if weight_memory.lower() not in mems or act_memory.lower() not in mems:
@@ -345,6 +356,8 @@ def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 
     if arithmetic not in ("float", "int") and (mult_op is None or add_op is None):
         raise ValueError(f"inference_energy: expected arithmetic 'float' or 'int' (or explicit mult_op and "
                          f"add_op), got {arithmetic!r}")
+    _check_bits("inference_energy", weight_bits=weight_bits, act_bits=act_bits, index_bits=index_bits,
+                acc_bits=acc_bits)
     mult_bits = max(weight_bits, act_bits)
     if acc_bits is None:
         acc_bits = 32 if arithmetic == "int" else mult_bits

@@ -29,6 +29,8 @@ def to_sparse(model, min_sparsity: float = 0.0, backend=None):
     ``SparseConv2d`` (masks applied); the original model is not modified. The copy takes
     ndarrays or Tensors and computes without a graph.
     """
+    if not 0.0 <= min_sparsity <= 1.0:
+        raise ValueError(f"to_sparse: expected min_sparsity in [0, 1], got {min_sparsity}")
     out = copy.deepcopy(model)
     for pname, parent in list(out.named_modules()):
         for cname, child in list(parent._modules.items()):

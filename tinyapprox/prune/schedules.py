@@ -105,10 +105,13 @@ def agp_sparsity(step, final_sparsity: float, start_step: int, end_step: int, in
     """Zhu & Gupta's cubic schedule, ``s_f + (s_i - s_f) * (1 - (t - t0) / (t_end - t0))**3``.
 
     ``step`` is clamped to [start_step, end_step] (s_i before the start, s_f after the end).
-    Raises ValueError when end_step <= start_step.
+    Raises ValueError when end_step <= start_step or a sparsity is outside [0, 1] (or NaN).
     """
     if end_step <= start_step:
         raise ValueError(f"agp_sparsity: expected end_step > start_step, got {start_step}, {end_step}")
+    for what, v in (("final_sparsity", final_sparsity), ("initial_sparsity", initial_sparsity)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"agp_sparsity: expected {what} in [0, 1], got {v}")
     t = min(max(step, start_step), end_step)
     frac = (t - start_step) / (end_step - start_step)
     return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - frac) ** 3
@@ -139,6 +142,7 @@ class GradualPruning:
         self.start, self.end, self.frequency = int(start_step), int(end_step), int(frequency)
         self.kwargs = dict(granularity=granularity, scope=scope, norm=norm, params=params, revive=revive)
         self.events = []
+        self.sparsity_at(self.end)  # refuse a sparsity outside [0, 1] now rather than mid-training
 
     def sparsity_at(self, step):
         """Target in force at ``step``: the schedule's value at the last pruning event <= step."""
@@ -171,5 +175,10 @@ def transfer_masks(source, target, revivable: bool = False):
 
 def han_thresholds(model, quality: float, params=None) -> dict:
     """Han et al.'s per-layer thresholds: ``quality * std(w)`` of each weight (use with
-    ``prune.magnitude(model, threshold=...)``)."""
+    ``prune.magnitude(model, threshold=...)``). Returns ``{param name: float}``.
+
+    Raises ValueError for a negative or NaN ``quality``.
+    """
+    if not quality >= 0:
+        raise ValueError(f"han_thresholds: expected a quality >= 0, got {quality}")
     return {name: float(quality * np.std(p.data)) for name, p in prunable(model, params).items()}
