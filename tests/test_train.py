@@ -162,3 +162,15 @@ def test_checkpoint_without_meta_is_refused(tmp_path):
     train.save_model(model, tmp_path / "m.npz")
     with pytest.raises(ValueError, match="has no 'meta' entry"):
         train.load_checkpoint(tmp_path / "m.npz", model, optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_a_mask_of_the_wrong_shape_is_refused_when_loading():
+    from tinyapprox import prune
+
+    model = models.lenet_300_100()
+    prune.magnitude(model, amount=0.5)
+    state = model.state_dict()
+    key = "1.weight.transform0.PruneMask.mask"
+    state[key] = np.ones((3, 3), dtype=state[key].dtype)
+    with pytest.raises(ValueError, match=r"load_state_dict: the transforms of 1.weight do not fit its shape \(300, 784\)"):
+        models.lenet_300_100().load_state_dict(state)

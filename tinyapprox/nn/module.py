@@ -250,6 +250,7 @@ class Module:
                 raise ValueError(f"load_state_dict: {name} expected shape {p.data.shape}, got {arr.shape}")
             p.data = np.ascontiguousarray(arr.astype(p.data.dtype))
             p.transforms = _rebuild_transforms(name, state)
+            _check_transforms_fit(name, p)
         for name, (m, bname) in buffers.items():
             if name in state:
                 old = np.asarray(getattr(m, bname))
@@ -310,6 +311,20 @@ def _tracing():
         yield _trace
     finally:
         _trace = previous
+
+
+def _check_transforms_fit(name: str, p: "Parameter") -> None:
+    """Raise unless ``p``'s transforms map its array to one of the same shape (a loaded mask
+    of the wrong shape would otherwise fail only at the first forward pass)."""
+    if not p.transforms:
+        return
+    try:
+        with no_grad():
+            shape = p.effective().shape
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ValueError(f"load_state_dict: the transforms of {name} do not fit its shape {p.shape}: {exc}") from None
+    if shape != p.shape:
+        raise ValueError(f"load_state_dict: the transforms of {name} turn shape {p.shape} into {shape}")
 
 
 def _rebuild_transforms(name: str, state: dict) -> list:
