@@ -18,7 +18,7 @@ import sys
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["dispatch.c", "csr.c", "gemm_int8.c", "xnor.c"]
+SOURCES = ["dispatch.c", "parallel.c", "csr.c", "gemm_int8.c", "xnor.c"]
 
 HEADER = "ta_kernels.h"
 
@@ -52,13 +52,13 @@ def cdef_from_header(path=os.path.join(HERE, HEADER)):
 def _compile_args():
     if sys.platform == "win32":
         return ["/O2"], []
-    args = ["-std=c99", "-O3", "-fno-strict-aliasing"]
-    link = []
+    args = ["-std=c99", "-O3", "-fno-strict-aliasing", "-pthread"]
+    link = ["-pthread"]
     if os.environ.get("TINYAPPROX_SANITIZE") == "1":
         san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                "-fno-omit-frame-pointer", "-g"]
-        args = ["-std=c99", "-O1", "-fno-strict-aliasing"] + san
-        link = san
+        args = ["-std=c99", "-O1", "-fno-strict-aliasing", "-pthread"] + san
+        link = san + ["-pthread"]
     return args, link
 
 

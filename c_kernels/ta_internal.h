@@ -47,4 +47,20 @@ static inline int ta_resolve_isa(int kernel, int isa, int *out) {
     return TA_OK;
 }
 
+/* ---- threads (parallel.c) ---- */
+
+/* A piece of a kernel's work: process tasks [begin, end) of the kernel's context. */
+typedef void (*ta_range_fn)(void *ctx, int64_t begin, int64_t end);
+
+/* Run fn over [0, ntasks) split into `threads` contiguous chunks, one per thread
+ * (the caller runs the first). Chunk boundaries depend only on ntasks and threads;
+ * each task is processed by exactly one thread, so a kernel whose tasks write
+ * disjoint outputs gives the same bits for any thread count. */
+void ta_parallel_for(int threads, int64_t ntasks, ta_range_fn fn, void *ctx);
+
+/* Threads worth using: at most `threads` (clamped to 1..TA_MAX_THREADS), at most
+ * ntasks, and at most (ntasks * work_per_task) / min_work so that each thread gets
+ * at least min_work units of work (a thread start costs ~20-50 us). */
+int ta_threads_for(int threads, int64_t ntasks, int64_t work_per_task, int64_t min_work);
+
 #endif

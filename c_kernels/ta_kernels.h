@@ -26,6 +26,10 @@
 #define TA_ERR_PADDING 7    /* XNOR operand has nonzero bits beyond K */
 #define TA_ERR_NULL 8       /* NULL pointer for a non-empty array */
 #define TA_ERR_ALIGN 9      /* pointer not aligned for its element type */
+#define TA_ERR_THREADS 10   /* thread count < 1 or > TA_MAX_THREADS */
+
+/* Most threads one kernel call may use. */
+#define TA_MAX_THREADS 64
 
 #define TA_ISA_AUTO (-1)
 #define TA_ISA_SCALAR 0
@@ -45,6 +49,9 @@
 #define TA_INT8_LAYOUT_K2W 2  /* int16, groups of 2 consecutive k per column */
 
 int ta_abi_version(void);
+
+/* 1 if this build can split a kernel over threads (pthreads), else 0. */
+int ta_threads_supported(void);
 
 /* Best path of `kernel` (TA_KERNEL_*) on this CPU and build: TA_ISA_*. */
 int ta_best_isa(int kernel);
