@@ -21,6 +21,7 @@ Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 :func:`c_paths`). :func:`info` tells which path each kernel uses. The C calls
 release the GIL.
 """
+import os
 import threading
 
 import numpy as np
@@ -30,7 +31,7 @@ from .reference import INT8_MAX_K
 
 __all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
            "Int8Weights", "gemm_int8_requant", "xnor_gemm", "pack_bits", "unpack_bits",
-           "reference", "INT8_MAX_K"]
+           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads"]
 
 _INT32_MAX = 2**31 - 1
 _KERNEL_IDS = {"csr_matmul": 0, "gemm_int8": 1, "xnor_gemm": 2}
@@ -51,7 +52,10 @@ _C_ERRORS = {
     7: (ValueError, "nonzero bits beyond K in a packed operand"),
     8: (ValueError, "NULL pointer for a non-empty array"),
     9: (ValueError, "array not aligned for its dtype"),
+    10: (ValueError, "thread count out of range"),
 }
+
+MAX_THREADS = 64
 
 
 # ----------------------------------------------------------------- introspection
@@ -194,6 +198,33 @@ def _check_int(op, name, value, lo, hi):
     if not lo <= int(value) <= hi:
         raise ValueError(f"{op}: {name} must be in [{lo}, {hi}], got {value}")
     return int(value)
+
+
+def default_threads():
+    """Threads a kernel uses when ``threads=None``: ``TINYAPPROX_NUM_THREADS`` if set, else
+    the number of cores this process may run on (``os.sched_getaffinity``), capped at
+    MAX_THREADS. Raises ValueError naming the variable if it is not an int in [1, MAX_THREADS]."""
+    env = os.environ.get("TINYAPPROX_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"TINYAPPROX_NUM_THREADS must be an int in [1, {MAX_THREADS}], got {env!r}") from None
+        if not 1 <= n <= MAX_THREADS:
+            raise ValueError(f"TINYAPPROX_NUM_THREADS must be an int in [1, {MAX_THREADS}], got {n}")
+        return n
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_THREADS))
+
+
+def _threads(op, threads):
+    """The thread count for one call: ``default_threads()`` for None, else an int in [1, MAX_THREADS]."""
+    if threads is None:
+        return default_threads()
+    return _check_int(op, "threads", threads, 1, MAX_THREADS)
 
 
 # ----------------------------------------------------------------- CSR x dense
