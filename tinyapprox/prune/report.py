@@ -100,9 +100,7 @@ class PruneReport:
 
     def plot(self, path, title: str = "pruning report"):
         """Write a PNG: per-layer Weights%, FLOP% and Act% bars, totals in the title."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # a display-less machine falls back to the Agg backend
 
         names = [r["name"] for r in self.rows]
         x = np.arange(len(names))
