@@ -145,6 +145,16 @@ def test_batchnorm2d_normalises_per_channel_and_saves_buffers():
     np.testing.assert_array_equal(fresh.running_var, bn.running_var)
 
 
+def test_reassigned_buffer_is_saved_and_a_parameter_can_replace_it():
+    bn = nn.BatchNorm1d(2)
+    bn.running_mean = np.array([3.0, -1.0], np.float32)
+    state = bn.state_dict()
+    np.testing.assert_array_equal(state["running_mean"], [3.0, -1.0])
+    np.testing.assert_array_equal(nn.BatchNorm1d(2).load_state_dict(state).running_mean, [3.0, -1.0])
+    bn.running_mean = nn.Parameter(np.zeros(2))
+    assert "running_mean" in dict(bn.named_parameters()) and "running_mean" not in bn._buffers
+
+
 def test_dropout_determinism_and_eval():
     x = ta.tensor(np.ones((50, 40), dtype=np.float32))
     a, b = nn.Dropout(0.3, seed=5), nn.Dropout(0.3, seed=5)

@@ -133,18 +133,39 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        for table in (self._parameters, self._modules, self._buffers):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+        if isinstance(value, (Parameter, Module)):
+            for table in (self._parameters, self._modules, self._buffers):
+                table.pop(name, None)
+            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+        elif name in self._buffers:
+            value = self._buffer_value(name, value)
+        else:
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, array: np.ndarray):
-        """Register state that is saved but not trained (e.g. running means)."""
-        object.__setattr__(self, name, array)
+        """Register state that is saved but not trained (e.g. running means, a calibrated range).
+
+        Assigning to ``name`` later (``self.qrange = new_range``) keeps it a buffer, so the
+        new value is what ``state_dict`` saves.
+        """
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"register_buffer: expected a non-empty name without dots, got {name!r}")
+        for table in (self._parameters, self._modules):
+            table.pop(name, None)
         self._buffers[name] = True
+        object.__setattr__(self, name, self._buffer_value(name, array))
+
+    def _buffer_value(self, name, value):
+        if isinstance(value, Tensor):
+            raise TypeError(f"{type(self).__name__}.{name} is a buffer: expected an array, got a "
+                            f"{type(value).__name__} (buffers are saved, not trained)")
+        try:
+            return np.asarray(value)
+        except Exception as exc:
+            raise TypeError(f"{type(self).__name__}.{name} is a buffer: expected an array, got "
+                            f"{type(value).__name__}: {exc}") from None
 
     # ----- calling ------------------------------------------------------------------
     def forward(self, *args, **kwargs):

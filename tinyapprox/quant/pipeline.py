@@ -236,12 +236,15 @@ def evaluate(model, images, labels, batch_size=1000):
 
 
 def finetune(qmodel, train_images, train_labels, epochs=1, lr=0.01, momentum=0.9, batch_size=128, seed=0,
-             track_acts=False, val=None, verbose=False):
+             track_acts=False, val=None, verbose=False, checkpoint=None, resume=False):
     """Train a quantized model: quantized forward, full-precision shadow weights, STE gradients.
 
     With ``track_acts`` the activation ranges follow the training batches (their observers,
     e.g. moving averages); otherwise the calibrated ranges stay fixed. Biases' int32 grids
-    are refreshed at the end (``finalize``). Returns the ``train.fit`` history.
+    are refreshed at the end (``finalize``). ``checkpoint``/``resume`` are ``train.fit``'s:
+    a run resumed into a freshly ``prepare``d model continues bit for bit (activation
+    ranges and modes are buffers, quantizer states are saved with their parameters).
+    Returns the ``train.fit`` history.
     """
     from .. import data, optim, train
     from .. import functional as F
@@ -250,7 +253,8 @@ def finetune(qmodel, train_images, train_labels, epochs=1, lr=0.01, momentum=0.9
         aq.track = bool(track_acts)
     loader = data.DataLoader(train_images, train_labels, batch_size=batch_size, shuffle=True, seed=seed)
     opt = optim.SGD(qmodel.parameters(), lr=lr, momentum=momentum)
-    hist = train.fit(qmodel, loader, F.cross_entropy, opt, epochs, val=val, verbose=verbose)
+    hist = train.fit(qmodel, loader, F.cross_entropy, opt, epochs, val=val, verbose=verbose,
+                     checkpoint=checkpoint, resume=resume)
     for _, aq in act_quants(qmodel):
         aq.track = False
     finalize(qmodel)
@@ -267,9 +271,7 @@ def qat(model, scheme, weight_bits, act_bits, train_images, train_labels, epochs
     q = prepare(model, scheme, weight_bits, act_bits, observer="minmax", **kwargs)
     calibrate(q, train_images, n_calib)
     for _, aq in act_quants(q):
-        obs = MovingAverageMinMaxObserver(momentum_obs)
-        obs.low, obs.high = aq.qrange
-        aq.observer = obs
+        aq.observer = MovingAverageMinMaxObserver(momentum_obs)   # starts from the calibrated qrange
     hist = finetune(q, train_images, train_labels, epochs, lr, seed=seed, track_acts=True, verbose=verbose)
     return q, hist
 
