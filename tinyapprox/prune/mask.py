@@ -45,6 +45,8 @@ class PruneMask(ParamTransform):
         revivable: see the module docstring.
     """
 
+    order = ParamTransform.MASK
+
     def __init__(self, mask, revivable: bool = False):
         self.mask = np.asarray(mask).astype(bool)
         self.revivable = bool(revivable)
@@ -120,18 +122,16 @@ def prunable(model, params=None) -> dict:
 def apply_mask(param: Parameter, mask, revivable: bool = False) -> PruneMask:
     """Attach (or replace) the ``PruneMask`` of ``param`` and zero the pruned entries of ``data``.
 
-    A replaced mask keeps its place in the transform chain (before any quantizer).
+    The mask goes first in the transform chain (``PruneMask.order`` is ``MASK``), in front
+    of any quantizer, replacing an earlier mask.
     Raises ValueError when the mask shape differs from the parameter's.
     """
     mask = np.asarray(mask).astype(bool)
     if mask.shape != param.shape:
         raise ValueError(f"apply_mask: expected a mask of shape {param.shape}, got {mask.shape}")
     new = PruneMask(mask, revivable)
-    old = param.find_transform(PruneMask)
-    if old is None:
-        param.transforms.insert(0, new)
-    else:
-        param.transforms[param.transforms.index(old)] = new
+    param.remove_transform(PruneMask)
+    param.add_transform(new)
     if not revivable:
         param.data[~mask] = 0
     return new
@@ -170,10 +170,7 @@ def remove(model, name: str | None = None) -> Module:
             raise KeyError(f"prune.remove: unknown parameter {name!r}; the model has {list(named)}")
         named = {name: named[name]}
     for p in named.values():
-        t = p.find_transform(PruneMask)
-        if t is not None:
-            p.data[~t.mask] = 0
-            p.transforms.remove(t)
+        p.bake(PruneMask)
     return model
 
 

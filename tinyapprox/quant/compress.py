@@ -96,6 +96,8 @@ class KMeansQuant(ParamTransform):
     cluster index of every non-zero weight (row-major order).
     """
 
+    order = ParamTransform.QUANTIZE
+
     def __init__(self, bits=5, centroids=None, init="linear", seed=0):
         self.bits, self.init, self.seed = int(bits), init, seed
         self.centroids = None if centroids is None else np.asarray(centroids, dtype=np.float64)

@@ -141,6 +141,8 @@ class WeightQuant(ParamTransform):
     integer codes that an export stores.
     """
 
+    order = ParamTransform.QUANTIZE
+
     def __init__(self, scheme="int8", bits=8, per_channel=False, dynamic=True, rounding="nearest", seed=None,
                  fmt=None, **options):
         if scheme not in SCHEMES:
@@ -198,6 +200,8 @@ class AccumulatorBias(ParamTransform):
     ``scale`` is ``input_scale * weight_scale`` (scalar, or (out,) per output channel); the
     integer layer adds these int32 codes to its int32 accumulator. Gradient: straight through.
     """
+
+    order = ParamTransform.QUANTIZE
 
     def __init__(self, scale):
         scale = np.asarray(scale, dtype=np.float64)

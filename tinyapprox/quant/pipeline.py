@@ -175,7 +175,7 @@ def finalize(qmodel):
         s_in = _act_step(aq.fmt)
         fmt = wq.calibrate(layer.weight.data) if wq.dynamic or wq.fmt is None else wq.fmt
         s_w = fmt.scale if isinstance(fmt, Affine) else 2.0 ** fmt.min_exp
-        bias.transforms = [t for t in bias.transforms if not isinstance(t, AccumulatorBias)]
+        bias.remove_transform(AccumulatorBias)
         bias.add_transform(AccumulatorBias(s_in * np.asarray(s_w, dtype=np.float64)))
     return qmodel
 
@@ -432,7 +432,7 @@ def load_npz(path, qmodel):
         if wq is not None:
             wq.fmt, wq.dynamic = fmt, False
         else:
-            p.transforms = [t for t in p.transforms if not isinstance(t, AccumulatorBias)]
+            p.remove_transform(AccumulatorBias)
             p.add_transform(AccumulatorBias(fmt.scale))
     for name, aq in act_quants(qmodel):
         if f"{name}.qrange" in arrays:
