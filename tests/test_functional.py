@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tinyapprox as ta
 from tinyapprox import functional as F
@@ -293,6 +294,43 @@ def test_square_log_hinge_losses():
 def test_zero_one_loss():
     z = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0]])
     assert F.zero_one_loss(z, np.array([0, 1, 1])) == pytest.approx(1 / 3)
+
+
+def test_zero_one_loss_counts_ties_as_wrong_like_metrics():
+    from tinyapprox import metrics
+
+    tied = np.array([[1.0, 1.0, 0.0], [3.0, 0.0, 0.0]])
+    y = np.array([0, 0])
+    assert F.zero_one_loss(tied, y) == metrics.zero_one_loss(tied, y) == 0.5
+    assert F.topk_correct(tied, y, 2).tolist() == [True, True]
+    with pytest.raises(ValueError, match="topk_correct: the scores contain NaN"):
+        F.topk_correct(np.array([[np.nan, 1.0]]), np.array([0]))
+    with pytest.raises(ValueError, match="topk_correct: expected k to be an int >= 1, got 0"):
+        F.topk_correct(tied, y, 0)
+
+
+def _topk_correct_loop(s, y, k):
+    """Plain reference of the tie rule: count the other classes scoring >= the true class."""
+    out = []
+    for row, label in zip(s, y):
+        others = sum(1 for c, v in enumerate(row) if c != label and v >= row[label])
+        out.append(others < k)
+    return np.array(out, dtype=bool)
+
+
+@given(st.integers(1, 6).flatmap(lambda c: st.tuples(
+    hnp.arrays(np.float32, st.tuples(st.integers(0, 7), st.just(c)), elements=st.integers(-2, 2).map(float)),
+    st.integers(1, c))), st.data())
+def test_topk_correct_matches_a_loop_and_metrics_on_tie_heavy_scores(case, data):
+    from tinyapprox import metrics
+
+    s, k = case
+    y = data.draw(hnp.arrays(np.int64, len(s), elements=st.integers(0, s.shape[1] - 1)))
+    got = F.topk_correct(ta.tensor(s), y, k)
+    np.testing.assert_array_equal(got, _topk_correct_loop(s, y, k))
+    if len(s):
+        assert metrics.topk_accuracy(s, y, k) == float(np.mean(got))
+        assert F.zero_one_loss(s, y) == metrics.zero_one_loss(s, y)
 
 
 def test_same_shape_losses_name_both_shapes():

@@ -976,11 +976,43 @@ def hinge_loss(scores, labels, margin=1.0, squared=False, reduction="mean"):
     return _reduce(sum(h, axis=1), reduction, "hinge_loss")
 
 
+def topk_correct(scores, labels, k=1) -> np.ndarray:
+    """Is each sample correct at top-k? The library's one tie rule, used by ``train.fit``,
+    ``metrics`` and ``zero_one_loss``.
+
+    Ties count against the sample: it is correct only if fewer than ``k`` *other* classes
+    score greater than or equal to its true class, ``#{c != y : s[c] >= s[y]} < k``. So
+    all-equal scores (a network pruned to zero) are wrong at top-1, not right by luck of
+    ``argmax``'s lowest-index rule.
+
+    Args:
+        scores: (N, C) real logits or probabilities (Tensor or array), no NaN.
+        labels: (N,) integers in [0, C).
+        k: int >= 1.
+
+    Returns:
+        bool (N,).
+
+    Raises:
+        ValueError: ``scores`` not 2-D or holding NaN (it cannot be ranked), labels of the
+            wrong shape, dtype or range, k < 1.
+    """
+    y = _check_labels("topk_correct", scores, labels)
+    s = scores.data if isinstance(scores, Tensor) else np.asarray(scores)
+    if s.dtype.kind == "f" and np.isnan(s).any():
+        raise ValueError("topk_correct: the scores contain NaN; a NaN score cannot be ranked")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"topk_correct: expected k to be an int >= 1, got {k!r}")
+    true_score = s[np.arange(len(y)), y][:, None]
+    rank = np.count_nonzero(s >= true_score, axis=1) - 1    # other classes tying or beating the label
+    return rank < k
+
+
 def zero_one_loss(logits, labels):
-    """Fraction of samples whose arg-max prediction is wrong. A metric: not differentiable."""
-    y = _check_labels("zero_one_loss", logits, labels)
-    z = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
-    return float(np.mean(z.argmax(axis=1) != y)) if len(y) else 0.0
+    """Fraction of samples wrong at top-1 under ``topk_correct``'s tie rule (ties count as
+    wrong); 0.0 for no samples. A metric: not differentiable."""
+    wrong = ~topk_correct(logits, labels, 1)
+    return float(np.mean(wrong)) if wrong.size else 0.0
 
 
 _SPATIAL = ("conv2d", "max_pool2d", "avg_pool2d", "im2col", "col2im")
