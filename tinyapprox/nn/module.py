@@ -408,6 +408,20 @@ class Module:
         return rows
 
 
+def is_weight_layer(module) -> bool:
+    """True for a leaf module (no sub-modules) whose ``weight`` Parameter is 2-D (a linear
+    layer, (out, in)) or 4-D (a convolution, (out, in, kh, kw)): the layers that pruning,
+    quantization and the cost model act on. Batch-norm scales (1-D) are not weight layers."""
+    w = module._parameters.get("weight") if isinstance(module, Module) else None
+    return w is not None and not module._modules and w.ndim in (2, 4)
+
+
+def weight_layers(model) -> list:
+    """[(dotted name, module)] of every weight layer of ``model`` (``is_weight_layer``),
+    in registration order -- the one place that decides which layers carry weights."""
+    return [(name, m) for name, m in model.named_modules() if is_weight_layer(m)]
+
+
 @contextlib.contextmanager
 def _tracing():
     global _trace

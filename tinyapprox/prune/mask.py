@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn.module import Module, Parameter, ParamTransform
+from ..nn.module import Module, Parameter, ParamTransform, weight_layers
 from ..tensor import Function, Tensor, no_grad
 
 __all__ = ["PruneMask", "apply_mask", "apply_masks", "get_masks", "prunable", "remove", "sparsity",
@@ -111,12 +111,7 @@ def prunable(model, params=None) -> dict:
         if unknown:
             raise KeyError(f"prune: unknown parameters {unknown}; the model has {list(named)}")
         return {p: named[p] for p in params}
-    out = {}
-    for mname, mod in model.named_modules():
-        w = mod._parameters.get("weight")
-        if w is not None and not mod._modules and w.ndim in (2, 4):
-            out[f"{mname}.weight" if mname else "weight"] = w
-    return out
+    return {f"{mname}.weight" if mname else "weight": mod.weight for mname, mod in weight_layers(model)}
 
 
 def apply_mask(param: Parameter, mask, revivable: bool = False) -> PruneMask:

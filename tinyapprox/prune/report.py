@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from ..cost import effective_weight, model_bytes, trace_layers
+from ..nn import is_weight_layer
 from ..tensor import Tensor, no_grad
 from .convert import to_sparse
 
@@ -146,8 +147,7 @@ def report(model, data=None, input_shape=None, measure: bool = True, batch_size:
     """
     x_act, note = _as_batch(data, act_samples, input_shape)
     records = trace_layers(model, x_act)
-    weight_recs = [(i, r) for i, r in enumerate(records) if effective_weight(r[1]) is not None
-                   and effective_weight(r[1]).ndim in (2, 4)]
+    weight_recs = [(i, r) for i, r in enumerate(records) if is_weight_layer(r[1])]
     rows = []
     for k, (i, (name, mod, x, y)) in enumerate(weight_recs):
         w = effective_weight(mod)

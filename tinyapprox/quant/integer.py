@@ -254,7 +254,7 @@ class IntegerModel:
                     steps.pop()
                 steps.append(("quant" if scale is None else "requant", m.fmt, scale, s, lo, hi, relu))
                 scale, in_max = s, max(abs(lo), abs(hi))
-            elif m._parameters.get("weight") is not None and m.weight.ndim in (2, 4):
+            elif nn.is_weight_layer(m):
                 if not isinstance(scale, float):
                     raise ValueError(f"IntegerModel: weight layer {m!r} is not preceded by an ActQuant")
                 layer = _Layer(m, scale, in_max, acc_bits, backend)

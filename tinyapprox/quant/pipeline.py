@@ -32,6 +32,8 @@ import math
 import numpy as np
 
 from .. import nn
+from ..cost import model_bytes
+from ..nn import weight_layers  # noqa: F401  (re-exported: quant.weight_layers)
 from ..tensor import Tensor, no_grad
 from .fake import SCHEMES, AccumulatorBias, ActQuant, WeightQuant
 from .formats import Affine, DynamicFixedPoint
@@ -41,16 +43,6 @@ __all__ = ["weight_layers", "prepare", "calibrate", "finalize", "ptq", "finetune
            "images_to_float"]
 
 _ACC_BIAS = ("int8", "affine", "pow2")
-
-
-def weight_layers(model):
-    """[(name, module)] of the leaf modules with a 2-D (linear) or 4-D (conv) ``weight`` Parameter."""
-    out = []
-    for name, m in model.named_modules():
-        w = m._parameters.get("weight")
-        if w is not None and w.ndim in (2, 4):
-            out.append((name, m))
-    return out
 
 
 def act_quants(model):
@@ -67,8 +59,7 @@ def layer_pairs(model):
     leaves = _leaves(model)
     pairs = []
     for i, m in enumerate(leaves):
-        w = m._parameters.get("weight")
-        if w is not None and w.ndim in (2, 4):
+        if nn.is_weight_layer(m):
             prev = leaves[i - 1] if i > 0 else None
             pairs.append((prev if isinstance(prev, ActQuant) else None, m))
     return pairs
@@ -359,11 +350,11 @@ def model_size(qmodel) -> dict:
     information (scales and zero points 4 bytes each per tensor or channel, a DFP fractional
     length or minifloat bias 1 byte, a power-of-two exponent range 2 bytes); float
     parameters 4 bytes per value. Every activation quantizer adds its side information.
-    ``fp32_bytes`` is the float32 size of the same parameters.
+    ``fp32_bytes`` is the float32 size of the same parameters (``cost.model_bytes``).
 
     Returns ``{"bytes", "fp32_bytes", "compression", "layers": [{name, n, code_bits, bytes}]}``.
     """
-    rows, total, fp32 = [], 0, 0
+    rows, total, fp32 = [], 0, model_bytes(qmodel)
     for name, p, fmt in _param_formats(qmodel):
         n = int(p.size)
         bits = fmt.code_bits if fmt is not None else 32
@@ -371,7 +362,6 @@ def model_size(qmodel) -> dict:
         b = math.ceil(n * bits / 8) + side
         rows.append({"name": name, "n": n, "code_bits": bits, "side_bytes": side, "bytes": b})
         total += b
-        fp32 += 4 * n
     for name, aq in act_quants(qmodel):
         if aq.mode == "quantize":
             side = aq.fmt.side_bytes
