@@ -9,8 +9,8 @@ Only NumPy is needed here.
 from .datasets import (CLASS_NAMES, DATASETS, ENV_VAR, FILE_NAMES, bundled_data_dir, candidate_dirs,
                        clear_cache, data_dir, load)
 from .idx import IDX_DTYPES, IDXError, read_idx, write_idx
-from .loader import DataLoader
+from .loader import DataLoader, images_to_float
 
-__all__ = ["read_idx", "write_idx", "IDXError", "IDX_DTYPES", "load", "DataLoader", "CLASS_NAMES",
+__all__ = ["read_idx", "write_idx", "IDXError", "IDX_DTYPES", "load", "DataLoader", "images_to_float", "CLASS_NAMES",
            "DATASETS", "FILE_NAMES", "ENV_VAR", "data_dir", "bundled_data_dir", "candidate_dirs",
            "clear_cache"]

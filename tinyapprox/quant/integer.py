@@ -283,7 +283,7 @@ class IntegerModel:
                 for i, L in enumerate(self.layers())]
 
     def __call__(self, images, batch_size=1000):
-        from .pipeline import images_to_float
+        from ..data import images_to_float
         x_all = images_to_float(images)
         outs = []
         for i in range(0, len(x_all), batch_size):
