@@ -222,17 +222,14 @@ def _pair(v):
 class IntegerModel:
     """A calibrated fake-quant Sequential, compiled to integer steps (see the module docstring).
 
-    Args:
-        qmodel: output of ``quant.ptq`` / ``calibrate`` (int8/affine symmetric, dfp or pow2
-            weights; symmetric int8 or dfp activations; an ``ActQuant`` in front of every
-            weight layer; biases on their accumulator grid).
-        acc_bits: accumulator width (32; 16 shows overflow by wrap-around; 64 = no wrap).
-        backend: kernel backend for the int8 GEMM (None = best available).
+    Build it with ``IntegerModel.from_fake(qmodel)``. ``model(images) -> logits`` (float64
+    (N, classes)); ``check()`` lists per-layer bounds.
 
-    ``model(images) -> logits`` (float64 (N, classes)); ``check()`` lists per-layer bounds.
-
-    Raises:
-        ValueError: a structure or format the integer path cannot run.
+    Attributes:
+        steps: the compiled steps in order, tuples led by their kind: ``("quant" | "requant",
+            fmt, out_scale, lo, hi, relu)``, ``("layer", _Layer)``, ``("relu",)``,
+            ``("maxpool", module)``, ``("flatten",)``.
+        acc_bits: accumulator width the layers wrap to.
     """
 
     def __init__(self, steps, acc_bits=32):
@@ -240,6 +237,21 @@ class IntegerModel:
 
     @classmethod
     def from_fake(cls, qmodel, acc_bits=32, backend=None):
+        """Compile a calibrated fake-quant model into integer steps.
+
+        Args:
+            qmodel: output of ``quant.ptq`` / ``calibrate`` (int8/affine symmetric, dfp or pow2
+                weights; symmetric int8 or dfp activations; an ``ActQuant`` in front of every
+                weight layer; biases on their accumulator grid).
+            acc_bits: accumulator width (32; 16 shows overflow by wrap-around; 64 = no wrap).
+            backend: kernel backend for the int8 GEMM (None = best available).
+
+        Returns an ``IntegerModel``.
+
+        Raises:
+            ValueError: a structure or format the integer path cannot run (an uncalibrated
+                ``ActQuant``, a weight layer without one in front, an unsupported layer).
+        """
         leaves = [m for _, m in qmodel.named_modules() if not m._modules]
         steps = []
         scale = None            # current scale: None = float input, scalar = codes, array = per-channel acc
@@ -252,7 +264,7 @@ class IntegerModel:
                 relu = bool(steps) and steps[-1][0] == "relu"
                 if relu:
                     steps.pop()
-                steps.append(("quant" if scale is None else "requant", m.fmt, scale, s, lo, hi, relu))
+                steps.append(("quant" if scale is None else "requant", m.fmt, s, lo, hi, relu))
                 scale, in_max = s, max(abs(lo), abs(hi))
             elif nn.is_weight_layer(m):
                 if not isinstance(scale, float):
@@ -296,9 +308,9 @@ class IntegerModel:
             kind = step[0]
             if kind == "quant":
                 fmt = step[1]
-                x, scale = fmt.quantize(x), step[3]
+                x, scale = fmt.quantize(x), step[2]
             elif kind == "requant":
-                _, _, _, s, lo, hi, relu = step
+                _, _, s, lo, hi, relu = step
                 x = requantize(x, np.asarray(scale) / s, lo, hi, relu, channel_axis=1)
                 scale = s
             elif kind == "layer":

@@ -320,7 +320,9 @@ def sensitivity(model, calib_images, val_images, val_labels, scheme="dfp", bits=
 
 # ----------------------------------------------------------------------- size and export
 def _param_formats(qmodel):
-    """[(name, Parameter, format or None, code_bits)] for every parameter."""
+    """[(name, Parameter, format or None)] for every parameter, in ``named_parameters`` order:
+    the format its codes are stored in (a weight's ``WeightQuant`` format, calibrated now if
+    dynamic; a bias's int32 ``AccumulatorBias`` grid), None for a parameter left in float."""
     out = []
     for name, p in qmodel.named_parameters():
         fmt = None
