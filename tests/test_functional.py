@@ -345,3 +345,41 @@ def test_float32_stays_float32(x):
     y = F.log_softmax(F.relu(t) * 2.0 + 1.0).sum()
     y.backward()
     assert y.dtype == np.float32 and t.grad.dtype == np.float32
+
+
+def _op_classes():
+    """(file, class node) for every Function subclass defined in the package."""
+    import ast
+    import pathlib
+
+    import tinyapprox
+
+    for path in sorted(pathlib.Path(tinyapprox.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", None) == "Function" for b in node.bases):
+                yield path.name, node
+
+
+def test_every_op_says_what_it_computes_and_has_static_forward_and_backward():
+    import ast
+
+    found = list(_op_classes())
+    assert len(found) > 30
+    for fname, node in found:
+        assert ast.get_docstring(node), f"{fname}: op {node.name} has no docstring"
+        methods = {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
+        for name in ("forward", "backward"):
+            assert name in methods, f"{fname}: op {node.name} does not define {name}"
+            decorators = [getattr(d, "id", None) for d in methods[name].decorator_list]
+            assert decorators == ["staticmethod"], f"{fname}: {node.name}.{name} is not a staticmethod"
+
+
+def test_functional_never_calls_its_own_builtin_shadowing_names_unqualified():
+    import ast
+    import inspect
+
+    shadowing = {"sum", "max", "min", "abs", "round", "pow"}
+    tree = ast.parse(inspect.getsource(F))
+    calls = [(n.func.id, n.lineno) for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in shadowing]
+    assert calls == []

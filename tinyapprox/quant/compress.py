@@ -75,6 +75,8 @@ def _assign(v, c):
 
 
 class _Shared(Function):
+    """Weight sharing: each non-zero weight becomes its nearest centroid (zeros stay zero)."""
+
     @staticmethod
     def forward(ctx, w, centroids=None):
         nz = w != 0
