@@ -241,6 +241,8 @@ def test_reassigned_buffer_stays_a_buffer():
     assert other.mode == "quantize" and other.qrange.tolist() == [-1.0, 2.0]
     with pytest.raises(TypeError, match="ActQuant.qrange is a buffer"):
         aq.qrange = ta.tensor([0.0, 1.0])
+    with pytest.raises(TypeError, match="ActQuant.qrange is a buffer: expected a numeric array, got NoneType"):
+        aq.qrange = None
     with pytest.raises(ValueError, match="ActQuant: unknown mode 'quantise'"):
         aq.mode = "quantise"
 

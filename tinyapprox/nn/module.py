@@ -239,11 +239,11 @@ class Module:
         if isinstance(value, Tensor):
             raise TypeError(f"{type(self).__name__}.{name} is a buffer: expected an array, got a "
                             f"{type(value).__name__} (buffers are saved, not trained)")
-        try:
-            return np.asarray(value)
-        except Exception as exc:
-            raise TypeError(f"{type(self).__name__}.{name} is a buffer: expected an array, got "
-                            f"{type(value).__name__}: {exc}") from None
+        arr = np.asarray(value) if value is not None else None
+        if arr is None or arr.dtype.kind not in "biufcU":
+            raise TypeError(f"{type(self).__name__}.{name} is a buffer: expected a numeric array, got "
+                            f"{type(value).__name__}{'' if arr is None else f' of dtype {arr.dtype}'}")
+        return arr
 
     # ----- calling ------------------------------------------------------------------
     def forward(self, *args, **kwargs):
