@@ -82,7 +82,8 @@ static double int8_chain_scalar(int64_t iters, int32_t *sink) {
 }
 
 #if TA_X86
-#define TA_INT8_CHAINS 10
+#define TA_INT8_CHAINS 10     /* AVX2: 16 ymm registers */
+#define TA_INT8_CHAINS_512 16 /* AVX-512: 32 zmm registers */
 
 TA_TARGET_AVX2 static double int8_chain_avx2(int64_t iters, int32_t *sink) {
     __m256i a[TA_INT8_CHAINS];
@@ -102,20 +103,20 @@ TA_TARGET_AVX2 static double int8_chain_avx2(int64_t iters, int32_t *sink) {
 }
 
 TA_TARGET_AVX512 static double int8_chain_avx512(int64_t iters, int32_t *sink) {
-    __m512i a[TA_INT8_CHAINS];
+    __m512i a[TA_INT8_CHAINS_512];
     const __m512i b = _mm512_set1_epi8(3), ones = _mm512_set1_epi16(1);
     int32_t tmp[16];
     int64_t it;
     int j;
-    for (j = 0; j < TA_INT8_CHAINS; j++) a[j] = _mm512_set1_epi32(j + 1);
+    for (j = 0; j < TA_INT8_CHAINS_512; j++) a[j] = _mm512_set1_epi32(j + 1);
     for (it = 0; it < iters; it++) {
-        for (j = 0; j < TA_INT8_CHAINS; j++)
+        for (j = 0; j < TA_INT8_CHAINS_512; j++)
             a[j] = _mm512_add_epi32(a[j], _mm512_madd_epi16(_mm512_maddubs_epi16(a[j], b), ones));
     }
-    for (j = 1; j < TA_INT8_CHAINS; j++) a[0] = _mm512_xor_si512(a[0], a[j]);
+    for (j = 1; j < TA_INT8_CHAINS_512; j++) a[0] = _mm512_xor_si512(a[0], a[j]);
     _mm512_storeu_si512((void *)tmp, a[0]);
     *sink = tmp[0] ^ tmp[15];
-    return (double)iters * TA_INT8_CHAINS * 64.0 * 2.0;
+    return (double)iters * TA_INT8_CHAINS_512 * 64.0 * 2.0;
 }
 #endif
 
