@@ -14,6 +14,11 @@
 #define __mmask8 simde__mmask8
 #define __mmask16 simde__mmask16
 
+/* Rounding-mode flags: 0.7.4 aliases _MM_FROUND_TO_NEAREST_INT but not these. */
+#if !defined(_MM_FROUND_NO_EXC)
+#define _MM_FROUND_NO_EXC SIMDE_MM_FROUND_NO_EXC
+#endif
+
 /* 0.7.4 aliases _mm512_madd_epi16 with the four arguments of its masked form. */
 #undef _mm512_madd_epi16
 #define _mm512_madd_epi16(a, b) simde_mm512_madd_epi16(a, b)

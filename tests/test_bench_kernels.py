@@ -45,6 +45,7 @@ def _check_report(result, threads):
             assert row["peers"], f"{kernel}: no peer measured"
             for name, peer in row["peers"].items():
                 assert peer["seconds"] > 0 and peer["ratio"] > 0 and peer["cpu_ratio"] > 0, name
+                assert peer["threads"] == (1 if name == "scipy.sparse" else threads), name
             assert row["peak"]["fraction"] is None or row["peak"]["fraction"] > 0
             assert (row["peak"]["fraction"] is None) == (row["peak"]["per_thread"] is None)
     try:

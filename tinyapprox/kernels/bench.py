@@ -24,8 +24,8 @@ time (best of a few runs), so it is the ceiling of that instruction on one core.
 Loops the loaded extension does not have are reported as missing.
 
 Threads: every kernel, peer and the BLAS behind NumPy get the same thread count
-(``threads``, default 1); a kernel without a ``threads=`` argument runs on one thread,
-and its row says so. The report names the CPU (``/proc/cpuinfo``), its SIMD features,
+(``threads``, default 1), except scipy.sparse, which has none; a kernel without a
+``threads=`` argument runs on one thread. Each row and peer records its threads. The report names the CPU (``/proc/cpuinfo``), its SIMD features,
 the live kernel paths (:func:`tinyapprox.kernels.info`) and the OpenBLAS kernel NumPy
 runs (threadpoolctl, if installed). It warns when ``OPENBLAS_CORETYPE`` (or the BLAS
 build) makes NumPy run an older kernel than the CPU supports: the float32 baseline is
@@ -238,11 +238,12 @@ def _timed(fn, budget=0.4, min_repeats=5, max_repeats=200):
     return float(np.median(wall)), float(np.median(cpu))
 
 
-def _peer(kernel_times, fn, budget, min_repeats=5):
-    """{seconds, ratio, cpu_ratio} of peer fn() against the kernel's (wall, cpu) times."""
+def _peer(kernel_times, fn, threads, budget, min_repeats=5):
+    """{seconds, ratio, cpu_ratio, threads} of peer fn() (run on `threads` threads) against
+    the kernel's (wall, cpu) times."""
     wall, cpu = _timed(fn, budget, min_repeats)
     return {"seconds": wall, "ratio": wall / kernel_times[0],
-            "cpu_ratio": cpu / max(kernel_times[1], 1e-12)}
+            "cpu_ratio": cpu / max(kernel_times[1], 1e-12), "threads": threads}
 
 
 # ----------------------------------------------------------------- peaks of the instructions
@@ -398,8 +399,8 @@ def _bench_csr(rng, shapes, threads, peaks, budget, scipy_sparse, out):
                "peers": {}}
         if scipy_sparse is not None:
             S = scipy_sparse.csr_matrix((data, indices, indptr), shape=(M, K))
-            row["peers"]["scipy.sparse"] = _peer(times, lambda: S @ X, budget)
-        row["peers"]["numpy fp32 dense"] = _peer(times, lambda: dense @ X, budget)
+            row["peers"]["scipy.sparse"] = _peer(times, lambda: S @ X, 1, budget)  # no threads
+        row["peers"]["numpy fp32 dense"] = _peer(times, lambda: dense @ X, threads, budget)
         row["peak"] = _peak_entry(peaks, "csr_matmul", rate, used)
         out.append(row)
         print(f"  {M}x{K} @ {K}x{N} at {s:.0%} zeros: {times[0] * 1e3:.3f} ms, {rate:.1f} GFLOP/s, "
@@ -470,13 +471,13 @@ def _bench_int8(rng, shapes, threads, peaks, budget, out):
         call, extra = _torch_fbgemm(A, B, threads)
         if call is not None:
             try:
-                row["peers"]["torch fbgemm quantized.Linear"] = _peer(times, call, budget, 3)
+                row["peers"]["torch fbgemm quantized.Linear"] = _peer(times, call, threads, budget, 3)
             finally:
                 extra()
         else:
             row["peers_missing"] = {"torch fbgemm quantized.Linear": extra}
         Af, Bf = A.astype(np.float32), B.astype(np.float32)
-        row["peers"]["numpy fp32"] = _peer(times, lambda: Af @ Bf, budget, 3)
+        row["peers"]["numpy fp32"] = _peer(times, lambda: Af @ Bf, threads, budget, 3)
         row["peak"] = _peak_entry(peaks, "gemm_int8", rate, used)
         out.append(row)
         print(f"  {M}x{K}x{N} [{path}]: {times[0] * 1e3:.2f} ms, {rate:.0f} GOP/s, {used} thread(s); "
@@ -509,7 +510,7 @@ def _bench_xnor(rng, shapes, threads, peaks, budget, out):
         if float(M) * N * K <= _XNOR_NUMPY_LIMIT:
             Sa = unpack_bits(A_bits, K)
             SbT = np.ascontiguousarray(unpack_bits(B_bits, K).T)
-            row["peers"]["numpy fp32 (+-1)"] = _peer(times, lambda: Sa @ SbT, budget, 3)
+            row["peers"]["numpy fp32 (+-1)"] = _peer(times, lambda: Sa @ SbT, threads, budget, 3)
             del Sa, SbT
         else:
             row["peers_missing"] = {"numpy fp32 (+-1)": "skipped above 4096^3 (seconds per call)"}
