@@ -374,7 +374,9 @@ def _random_csr(rng, M, K, sparsity):
 
 
 def _fmt_peers(row):
-    return "  ".join(f"{name} {p['ratio']:.2f}x" for name, p in row["peers"].items())
+    shown = [f"{name} {p['ratio']:.2f}x" for name, p in row["peers"].items()]
+    shown += [f"{name}: {why}" for name, why in row.get("peers_missing", {}).items()]
+    return "  ".join(shown)
 
 
 def _fmt_peak(row):
@@ -481,8 +483,7 @@ def _bench_int8(rng, shapes, threads, peaks, budget, out):
         row["peak"] = _peak_entry(peaks, "gemm_int8", rate, used)
         out.append(row)
         print(f"  {M}x{K}x{N} [{path}]: {times[0] * 1e3:.2f} ms, {rate:.0f} GOP/s, {used} thread(s); "
-              f"vs {_fmt_peers(row)}; {_fmt_peak(row)}"
-              + (f"; ({extra})" if call is None else ""))
+              f"vs {_fmt_peers(row)}; {_fmt_peak(row)}")
 
 
 def _random_bits(rng, rows, K):
@@ -517,7 +518,7 @@ def _bench_xnor(rng, shapes, threads, peaks, budget, out):
         row["peak"] = _peak_entry(peaks, "xnor_gemm", rate, used)
         out.append(row)
         print(f"  {M}x{N}x{K}: {times[0] * 1e3:.1f} ms, {rate:.0f} G bit-MAC/s, {used} thread(s); "
-              f"vs {_fmt_peers(row) or '-'}; {_fmt_peak(row)}")
+              f"vs {_fmt_peers(row)}; {_fmt_peak(row)}")
 
 
 # ----------------------------------------------------------------- the report
