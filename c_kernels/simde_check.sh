@@ -59,7 +59,7 @@ info = kernels.info()
 if not info.get("simd_emulated"):
     sys.exit(f"simde_check: {so} is not the SIMDe build")
 live = {k: info[k] for k in ("csr_matmul", "gemm_int8", "xnor_gemm")}
-if any(path.split("-")[0] != level for path in live.values()) or kernels.c_paths()[-1] != "c-" + level:
+if any(not path.startswith(level) for path in live.values()) or kernels.c_paths()[-1] != "c-" + level:
     sys.exit(f"simde_check: forced level {level!r} is not live: {live}, c_paths {kernels.c_paths()}")
 print(f"live paths: {live}")
 EOF

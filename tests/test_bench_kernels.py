@@ -88,6 +88,15 @@ def test_cli_bench_kernels_json(tmp_path, monkeypatch, capsys):
     assert "CPU:" in out and "numpy BLAS:" in out and "peak" in out
 
 
+def test_run_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="threads must be an int"):
+        bench.run(threads=0)
+    with pytest.raises(ValueError, match="threads must be an int"):
+        bench.run(threads=True)
+    with pytest.raises(ValueError, match="unknown shape groups"):
+        bench.run(shapes={"conv": []})
+
+
 def test_coretype_warning_only_for_an_older_blas_kernel():
     warn = bench.coretype_warning
     assert "OPENBLAS_CORETYPE=Haswell forces it" in warn(AVX512, "Haswell", "Haswell")

@@ -25,9 +25,11 @@ Loops the loaded extension does not have are reported as missing.
 
 Threads: every kernel, peer and the BLAS behind NumPy get the same thread count
 (``threads``, default 1), except scipy.sparse, which has none; a kernel without a
-``threads=`` argument runs on one thread. Each row and peer records its threads. The report names the CPU (``/proc/cpuinfo``), its SIMD features,
-the live kernel paths (:func:`tinyapprox.kernels.info`) and the OpenBLAS kernel NumPy
-runs (threadpoolctl, if installed). It warns when ``OPENBLAS_CORETYPE`` (or the BLAS
+``threads=`` argument runs on one thread. Each row and peer records its threads.
+
+The report names the CPU (``/proc/cpuinfo``), its SIMD features, the live kernel
+paths (:func:`tinyapprox.kernels.info`) and the OpenBLAS kernel NumPy runs
+(threadpoolctl, if installed). It warns when ``OPENBLAS_CORETYPE`` (or the BLAS
 build) makes NumPy run an older kernel than the CPU supports: the float32 baseline is
 then slower than it should be and every ratio against it flattered. It never changes
 an environment variable (importing threadpoolctl sets ``KMP_DUPLICATE_LIB_OK`` if
@@ -526,9 +528,9 @@ def _bench_xnor(rng, shapes, threads, peaks, budget, out):
 def machine_report(threads=1, peak_seconds=0.05):
     """The machine section of the report: CPU, features, kernel paths, BLAS, peaks, warnings.
 
-    Measures the peak of every calibration loop the extension has (single thread,
-    see :func:`measure_peak`); the int8 chain is measured on the level the int8 GEMM
-    runs. Returns a dict of plain values (JSON-ready).
+    Measures, on one thread, the peak of the instruction sequence each kernel's live
+    path relies on (see :func:`peak_for`, :func:`measure_peak`) and of the AVX2 int8
+    chain. Returns a dict of plain values (JSON-ready).
     """
     kinfo = info()
     flags = cpu_flags()
@@ -572,8 +574,15 @@ def run(json_path=None, quick=False, threads=1, shapes=None, budget=None, peak_s
     seconds per calibration run.
     Keys: ``machine`` (see :func:`machine_report`), ``csr``, ``int8``, ``xnor`` (one
     dict per shape: kernel, shape, path, threads, seconds, rate, unit, peers {name:
-    {seconds, ratio, cpu_ratio}}, peak {loop, instruction, per_thread, fraction}).
+    {seconds, ratio, cpu_ratio, threads}}, peak {loop, instruction, per_thread, fraction}).
+    Raises ValueError for a thread count outside [1, 64] or an unknown shape group.
     """
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64:
+        raise ValueError(f"bench kernels: threads must be an int in [1, 64], got {threads!r}")
+    unknown = set(shapes or {}) - set(SHAPES)
+    if unknown:
+        raise ValueError(f"bench kernels: unknown shape groups {sorted(unknown)}; "
+                         f"expected some of {sorted(SHAPES)}")
     try:
         import scipy.sparse as scipy_sparse
     except ImportError:
