@@ -31,6 +31,7 @@ def _check_report(result, threads):
     assert set(machine["kernels"]) >= {"csr_matmul", "gemm_int8", "xnor_gemm", "extension_loaded"}
     assert set(machine["blas"]) >= {"library", "architecture", "version", "source", "threads"}
     assert machine["threads"] == threads and isinstance(machine["warnings"], list)
+    assert machine["usable_cores"] >= 1
     for kernel, peak in machine["peaks_per_thread"].items():
         assert peak["per_thread"] is None or peak["per_thread"] > 0, kernel
     if kernels.info()["extension_loaded"]:
@@ -41,6 +42,7 @@ def _check_report(result, threads):
         for row in result[group]:
             assert row["kernel"] == kernel and row["path"] == kernels.info()[kernel]
             assert row["threads"] == (threads if takes_threads else 1)
+            assert row["threads_requested"] == threads
             assert row["seconds"] > 0 and row["rate"] > 0 and row["unit"]
             assert row["peers"], f"{kernel}: no peer measured"
             for name, peer in row["peers"].items():
@@ -77,6 +79,17 @@ def test_run_reports_every_kernel_and_writes_json(tmp_path, threads):
     assert json.loads(path.read_text()) == json.loads(json.dumps(result, default=str))
 
 
+def test_run_over_several_thread_counts_reports_scaling():
+    result = bench.run(threads="1,2", shapes={"csr": TINY["csr"][:1], "int8": TINY["int8"],
+                                               "xnor": TINY["xnor"]}, budget=0.002, peak_seconds=0.002)
+    assert result["machine"]["threads"] == [1, 2]
+    for group in ("csr", "int8", "xnor"):
+        rows = result[group]
+        assert [r["threads_requested"] for r in rows] == [1, 2]
+        assert rows[0]["scaling"] == 1.0 and rows[1]["scaling"] > 0
+        assert rows[0]["shape"] == rows[1]["shape"]
+
+
 def test_cli_bench_kernels_json(tmp_path, monkeypatch, capsys):
     for group, shapes in TINY.items():
         monkeypatch.setitem(bench.QUICK_SHAPES, group, shapes)
@@ -93,6 +106,8 @@ def test_run_rejects_bad_arguments():
         bench.run(threads=0)
     with pytest.raises(ValueError, match="threads must be an int"):
         bench.run(threads=True)
+    with pytest.raises(ValueError, match="threads must be an int"):
+        bench.run(threads="1,x")
     with pytest.raises(ValueError, match="unknown shape groups"):
         bench.run(shapes={"conv": []})
 

@@ -119,8 +119,9 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks printing ratios against a baseline from the same run")
     p.add_argument("what", choices=["autograd", "training", "kernels", "all"])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads (default: kernels 1, for the kernels, their peers and BLAS; training 2)")
+    p.add_argument("--threads", default=None,
+                   help="kernels: threads for the kernels, their peers and BLAS (default 1; "
+                        "a list like 1,2 measures each and the scaling)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench)
 

@@ -36,8 +36,8 @@ an environment variable (importing threadpoolctl sets ``KMP_DUPLICATE_LIB_OK`` i
 unset; that is threadpoolctl's doing); to measure without such a setting, start the
 command under ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE``.
 
-Command line: ``tinyapprox bench kernels [--json FILE] [--quick] [--threads N]`` or
-``python -m tinyapprox.kernels.bench [--json FILE] [--quick] [--threads N]``.
+Command line: ``tinyapprox bench kernels [--json FILE] [--quick] [--threads N[,N...]]`` or
+``python -m tinyapprox.kernels.bench [--json FILE] [--quick] [--threads N[,N...]]``.
 """
 import ctypes
 import inspect
@@ -399,8 +399,8 @@ def _bench_csr(rng, shapes, threads, peaks, budget, scipy_sparse, out):
         rate = 2.0 * data.size * N / times[0] / 1e9
         row = {"kernel": "csr_matmul", "shape": {"M": M, "K": K, "N": N}, "sparsity": s,
                "nnz": int(data.size), "path": info()["csr_matmul"], "threads": used,
-               "seconds": times[0], "cpu_seconds": times[1], "rate": rate, "unit": "GFLOP/s",
-               "peers": {}}
+               "threads_requested": threads, "seconds": times[0], "cpu_seconds": times[1],
+               "rate": rate, "unit": "GFLOP/s", "peers": {}}
         if scipy_sparse is not None:
             S = scipy_sparse.csr_matrix((data, indices, indptr), shape=(M, K))
             row["peers"]["scipy.sparse"] = _peer(times, lambda: S @ X, 1, budget)  # no threads
@@ -470,8 +470,8 @@ def _bench_int8(rng, shapes, threads, peaks, budget, out):
         times = _timed(lambda: kernel(A, weights), budget, min_repeats=3)
         rate = 2.0 * M * K * N / times[0] / 1e9
         row = {"kernel": "gemm_int8", "shape": {"M": M, "K": K, "N": N}, "weights": "prepacked",
-               "path": path, "threads": used, "seconds": times[0], "cpu_seconds": times[1],
-               "rate": rate, "unit": "GOP/s", "peers": {}}
+               "path": path, "threads": used, "threads_requested": threads, "seconds": times[0],
+               "cpu_seconds": times[1], "rate": rate, "unit": "GOP/s", "peers": {}}
         call, extra = _torch_fbgemm(A, B, threads)
         if call is not None:
             try:
@@ -508,8 +508,8 @@ def _bench_xnor(rng, shapes, threads, peaks, budget, out):
         times = _timed(lambda: kernel(A_bits, B_bits, K), budget, min_repeats=3)
         rate = float(M) * N * K / times[0] / 1e9
         row = {"kernel": "xnor_gemm", "shape": {"M": M, "N": N, "K": K}, "path": info()["xnor_gemm"],
-               "threads": used, "seconds": times[0], "cpu_seconds": times[1], "rate": rate,
-               "unit": "G bit-MAC/s", "peers": {}}
+               "threads": used, "threads_requested": threads, "seconds": times[0],
+               "cpu_seconds": times[1], "rate": rate, "unit": "G bit-MAC/s", "peers": {}}
         if float(M) * N * K <= _XNOR_NUMPY_LIMIT:
             Sa = unpack_bits(A_bits, K)
             SbT = np.ascontiguousarray(unpack_bits(B_bits, K).T)
@@ -528,13 +528,14 @@ def _bench_xnor(rng, shapes, threads, peaks, budget, out):
 def machine_report(threads=1, peak_seconds=0.05):
     """The machine section of the report: CPU, features, kernel paths, BLAS, peaks, warnings.
 
+    threads: the thread count (or list of counts) the run uses, recorded as given.
     Measures, on one thread, the peak of the instruction sequence each kernel's live
     path relies on (see :func:`peak_for`, :func:`measure_peak`) and of the AVX2 int8
     chain. Returns a dict of plain values (JSON-ready).
     """
     kinfo = info()
     flags = cpu_flags()
-    with _BlasThreads(threads) as blas:
+    with _BlasThreads(threads[0] if isinstance(threads, list) else threads) as blas:
         blas_how, corename = blas.how, blas.corename
     blas_info = blas_kernel(corename)
     coretype = os.environ.get("OPENBLAS_CORETYPE")
@@ -563,12 +564,51 @@ def machine_report(threads=1, peak_seconds=0.05):
     }
 
 
+def _thread_counts(threads):
+    """[n, ...] from an int, a sequence of ints or a string like ``"1,2"``; ValueError if any
+    count is not an int in [1, 64]."""
+    items = threads.split(",") if isinstance(threads, str) else (
+        list(threads) if isinstance(threads, (list, tuple)) else [threads])
+    counts = []
+    for item in items:
+        try:
+            n = int(item.strip()) if isinstance(item, str) else item
+        except ValueError:
+            n = item
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+            raise ValueError(f"bench kernels: threads must be an int in [1, 64] or a list of them, "
+                             f"got {threads!r}")
+        counts.append(n)
+    if not counts:
+        raise ValueError("bench kernels: threads is empty")
+    return counts
+
+
+def _scaling(result, base):
+    """Add ``scaling`` = rate / rate at `base` threads to each row, and print it."""
+    print(f"\nscaling: rate / rate at {base} thread(s), same shapes, same run")
+    for group in ("csr", "int8", "xnor"):
+        rows = result[group]
+        ref = {json.dumps([r["shape"], r.get("sparsity")]): r["rate"]
+               for r in rows if r["threads_requested"] == base}
+        for row in rows:
+            key = json.dumps([row["shape"], row.get("sparsity")])
+            row["scaling"] = row["rate"] / ref[key] if key in ref else None
+            if row["threads_requested"] != base and row["scaling"] is not None:
+                extra = f" at {row['sparsity']:.0%} zeros" if "sparsity" in row else ""
+                print(f"  {row['kernel']} {'x'.join(str(v) for v in row['shape'].values())}{extra}: "
+                      f"{row['threads_requested']} threads {row['scaling']:.2f}x"
+                      + ("" if row["threads"] > 1 else " (the kernel ran on 1 thread)"))
+
+
 def run(json_path=None, quick=False, threads=1, shapes=None, budget=None, peak_seconds=0.05):
     """Run the kernel benchmark, print a report and return it as a dict.
 
     json_path: also write the dict there as JSON. quick: smaller shapes and fewer
     repeats (seconds instead of minutes). threads: threads for every kernel that takes
-    ``threads=``, for the peers and for the BLAS behind NumPy. shapes: replaces
+    ``threads=``, for the peers and for the BLAS behind NumPy; a list (or ``"1,2"``)
+    measures every shape at each count and adds ``scaling`` (rate / rate at the first
+    count) to the rows. shapes: replaces
     entries of :data:`SHAPES` (``{"csr": [(M, K, N, sparsity)], "int8": [(M, K, N)],
     "xnor": [(M, N, K)]}``). budget: seconds of repeats per timing. peak_seconds: CPU
     seconds per calibration run.
@@ -577,8 +617,7 @@ def run(json_path=None, quick=False, threads=1, shapes=None, budget=None, peak_s
     {seconds, ratio, cpu_ratio, threads}}, peak {loop, instruction, per_thread, fraction}).
     Raises ValueError for a thread count outside [1, 64] or an unknown shape group.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64:
-        raise ValueError(f"bench kernels: threads must be an int in [1, 64], got {threads!r}")
+    counts = _thread_counts(threads)
     unknown = set(shapes or {}) - set(SHAPES)
     if unknown:
         raise ValueError(f"bench kernels: unknown shape groups {sorted(unknown)}; "
@@ -591,13 +630,13 @@ def run(json_path=None, quick=False, threads=1, shapes=None, budget=None, peak_s
     chosen.update(shapes or {})
     if budget is None:
         budget = 0.2 if quick else 0.6
-    rng = np.random.default_rng(0)
-    result = {"machine": machine_report(threads, peak_seconds), "csr": [], "int8": [], "xnor": []}
+    result = {"machine": machine_report(counts[0] if len(counts) == 1 else counts, peak_seconds),
+              "csr": [], "int8": [], "xnor": []}
     machine = result["machine"]
     machine["quick"] = quick
     print(info())
-    print(f"  CPU: {machine['cpu']}; {threads} thread(s) for kernels, peers and BLAS "
-          f"({machine['usable_cores']} usable cores)")
+    print(f"  CPU: {machine['cpu']}; {', '.join(map(str, counts))} thread(s) for kernels, peers "
+          f"and BLAS ({machine['usable_cores']} usable cores)")
     print(f"  numpy BLAS: {machine['blas']['library']} {machine['blas']['version']}, kernel "
           f"{machine['blas']['architecture']} ({machine['blas']['source']}); "
           f"OPENBLAS_CORETYPE={machine['openblas_coretype_env']}")
@@ -610,10 +649,16 @@ def run(json_path=None, quick=False, threads=1, shapes=None, budget=None, peak_s
     for text in machine["warnings"]:
         print(f"  WARNING: {text}")
         warnings.warn(text, RuntimeWarning, stacklevel=2)
-    with _BlasThreads(threads):
-        _bench_csr(rng, chosen["csr"], threads, peaks, budget, scipy_sparse, result["csr"])
-        _bench_int8(rng, chosen["int8"], threads, peaks, budget, result["int8"])
-        _bench_xnor(rng, chosen["xnor"], threads, peaks, budget, result["xnor"])
+    for n in counts:
+        if len(counts) > 1:
+            print(f"\n=== {n} thread(s) ===")
+        rng = np.random.default_rng(0)  # the same problems for every thread count
+        with _BlasThreads(n):
+            _bench_csr(rng, chosen["csr"], n, peaks, budget, scipy_sparse, result["csr"])
+            _bench_int8(rng, chosen["int8"], n, peaks, budget, result["int8"])
+            _bench_xnor(rng, chosen["xnor"], n, peaks, budget, result["xnor"])
+    if len(counts) > 1:
+        _scaling(result, counts[0])
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2, default=str)
@@ -627,7 +672,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Benchmark the tinyapprox C kernels.")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for the kernels, their peers and the BLAS baseline")
+    parser.add_argument("--threads", default="1",
+                        help="threads for the kernels, their peers and the BLAS baseline; "
+                             "a list like 1,2 measures each and the scaling")
     ns = parser.parse_args()
     run(ns.json, ns.quick, ns.threads)
