@@ -531,14 +531,3 @@ def test_unloadable_extension_falls_back_with_one_warning(tmp_path):
     assert out.stdout.strip() == "['numpy'] 2"
     assert out.stderr.count("RuntimeWarning") == 1 and "NumPy twins" in out.stderr
 
-
-@pytest.mark.slow
-def test_bench_quick_runs_and_reports(tmp_path):
-    from tinyapprox.experiments import bench_kernels as bench
-
-    out = tmp_path / "bench.json"
-    result = bench.run(json_path=str(out), quick=True)
-    assert out.exists() and set(result) >= {"machine", "csr", "int8", "xnor"}
-    for row in result["csr"]:
-        assert row["csr_s"] > 0 and row["speedup_vs_dense"] > 0
-    assert all(row["speedup_vs_f32"] > 0 for row in result["int8"] + result["xnor"])

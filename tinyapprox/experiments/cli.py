@@ -135,10 +135,10 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks printing ratios against a baseline from the same run")
     p.add_argument("what", choices=["autograd", "training", "kernels", "all"])
     harness.add_quick_option(p, "smaller problems and fewer repeats: a smoke run; its figures are not meaningful")
-    p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads of the NumPy baseline in the kernel benchmark (default 1); the autograd "
-                        "and training benchmarks run with the BLAS threads of the environment "
-                        "(OPENBLAS_NUM_THREADS)")
+    p.add_argument("--threads", default=None,
+                   help="kernels: threads for the kernels, their peers and BLAS (default 1; "
+                        "a list like 1,2 measures each and the scaling); ignored by the autograd and "
+                        "training benchmarks, which run with the BLAS threads of the environment")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench)
 

@@ -70,6 +70,8 @@ class KernelInfo(dict):
                  f"  forced NumPy       : {self['forced_numpy']}"]
         if self.get("load_error"):
             lines.append(f"  load error         : {self['load_error']}")
+        if self.get("simd_emulated"):
+            lines.append("  SIMD paths         : emulated by SIMDe (test build, slow)")
         for name in _KERNEL_IDS:
             lines.append(f"  {name:<19}: {self[name]}")
         flags = [k for k, v in self["cpu"].items() if v]
@@ -89,14 +91,18 @@ def info():
     """Which backend and SIMD path each kernel uses, and what the CPU offers.
 
     Returns a :class:`KernelInfo` (a dict) with keys ``extension_loaded``,
-    ``forced_numpy``, ``extension_path``, ``load_error``, one key per kernel
+    ``forced_numpy``, ``extension_path``, ``load_error``, ``simd_emulated``
+    (True only for the test build whose SIMD paths SIMDe emulates in plain C,
+    see ``c_kernels/simde_check.sh``), one key per kernel
     (``"csr_matmul"``, ``"gemm_int8"``, ``"xnor_gemm"``) whose value is
     ``"numpy"``, ``"scalar"``, ``"avx2"``, ``"avx512"``, ``"avx512-vnni"`` or
     ``"avx512-vpopcntdq"``, and ``cpu``: {feature: bool} as seen at run time.
     """
     loaded = _ext.lib is not None
     out = KernelInfo(extension_loaded=loaded, forced_numpy=_ext.forced_numpy,
-                     extension_path=_ext.path, load_error=_ext.load_error)
+                     extension_path=_ext.path, load_error=_ext.load_error,
+                     simd_emulated=loaded and hasattr(_ext.lib, "ta_simd_emulated")
+                     and bool(_ext.lib.ta_simd_emulated()))
     for name in _KERNEL_IDS:
         out[name] = _PATH_NAMES[name][_best_level(name)] if loaded else "numpy"
     cpu = {flag: False for flag in _CPU_FLAGS}
