@@ -222,11 +222,11 @@ def cpu_flags():
 
 # ----------------------------------------------------------------- timing
 
-def _timed(fn, budget=0.4):
+def _timed(fn, budget=0.4, min_repeats=5):
     """(median wall seconds, median CPU seconds) of fn() after one warm-up call, with enough
-    repeats (at least 5) to fill about ``budget`` seconds. CPU time counts every thread of
-    the process, so for a multi-threaded call it exceeds the wall time."""
-    return median_wall_cpu(fn, repeat=5, warmup=1, budget=budget)
+    repeats (at least ``min_repeats``) to fill about ``budget`` seconds. CPU time counts
+    every thread of the process, so for a multi-threaded call it exceeds the wall time."""
+    return median_wall_cpu(fn, repeat=min_repeats, warmup=1, budget=budget)
 
 
 def _peer(kernel_times, fn, threads, budget, min_repeats=5):
