@@ -17,7 +17,7 @@ from tinyapprox.quant.formats import Affine
 
 pytestmark = pytest.mark.kernels
 
-BACKENDS = kernels.backends() + [p for p in kernels.c_paths() if p not in kernels.backends()]
+BACKENDS = kernels.backends() + [p for p in kernels.int8_c_paths() if p not in kernels.backends()]
 needs_c = pytest.mark.skipif(_ext.lib is None, reason="C extension not loaded")
 
 INT8_EXTREMES = st.sampled_from([-128, -127, -1, 0, 1, 126, 127]) | st.integers(-128, 127)
