@@ -53,7 +53,8 @@
 #define NV_MAX 3       /* panels per column tile of the AVX-512 kernels */
 #define KB_BYTES 24576 /* B micro-panel budget (L1) */
 #define MC_BYTES 262144 /* packed A block budget (L2) */
-#define MIN_MACS_PER_THREAD (1 << 21)
+#define MIN_MACS_PER_THREAD (1 << 23) /* a thread start costs ~10-50 us */
+#define UNITS_PER_THREAD 4
 #define QUANT_BLOCK 16384 /* elements per task of ta_quantize_int8 */
 
 enum { PATH_SCALAR, PATH_AVX2, PATH_BW, PATH_VNNI };
@@ -548,50 +549,71 @@ static void out_row_scalar(const out_stage *o, const int32_t *src, int64_t row, 
 }
 
 #if TA_X86
-/* 16 int8 outputs from 16 accumulators: even and odd columns are widened to int64
- * by vpmuldq (each multiplies the low dword of a qword), rounded with logical
- * shifts on v + 2^62 (nonnegative; 2^62 / 2^s is an integer, so the parity and the
- * ties are unchanged), clipped, and put back together. */
-TA_TARGET_AVX512 static __m128i requant16(__m512i acc, __m512i m, __m512i s, __m512i lo, __m512i hi) {
-    const __m512i low32 = _mm512_set1_epi64(0xffffffffLL), one = _mm512_set1_epi64(1);
-    const __m512i off = _mm512_set1_epi64((int64_t)1 << 62), s62 = _mm512_set1_epi64(62);
-    __m512i q[2];
-    int h;
-    for (h = 0; h < 2; h++) {
-        const __m512i a = h ? _mm512_srli_epi64(acc, 32) : acc;
-        const __m512i mm = h ? _mm512_srli_epi64(m, 32) : m;
-        const __m512i ss = h ? _mm512_srli_epi64(s, 32) : _mm512_and_si512(s, low32);
-        const __m512i pos = _mm512_min_epi64(ss, one);
-        const __m512i half = _mm512_sub_epi64(_mm512_srli_epi64(_mm512_sllv_epi64(one, ss), 1), pos);
-        const __m512i u = _mm512_add_epi64(_mm512_mul_epi32(a, mm), off);
-        const __m512i odd = _mm512_and_si512(_mm512_srlv_epi64(u, ss), pos);
-        __m512i r = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_add_epi64(u, half), odd), ss);
-        r = _mm512_sub_epi64(r, _mm512_sllv_epi64(one, _mm512_sub_epi64(s62, ss)));
-        q[h] = _mm512_min_epi64(_mm512_max_epi64(r, lo), hi);
-    }
-    return _mm512_cvtsepi32_epi8(_mm512_or_si512(_mm512_and_si512(q[0], low32), _mm512_slli_epi64(q[1], 32)));
+/* int8 requantization of 16 accumulators. vpmuldq multiplies the low dwords of the
+ * qwords, so even and odd columns are two halves of 8 int64 products v (|v| < 2^62).
+ * The rounding shift uses logical shifts on u = v + 2^63 (nonnegative, < 2^64):
+ * 2^63 / 2^s is an even integer for s <= 62, so floor parity and ties are those of v,
+ * and q = round(u / 2^s) - 2^(63 - s). rq_consts holds what depends on s only. */
+typedef struct {
+    __m512i s, pos, half, offs; /* shift, s > 0, 2^(s-1) - (s > 0), 2^(63-s) */
+} rq_consts;
+
+TA_TARGET_AVX512 static inline rq_consts rq_prepare(__m512i s) {
+    const __m512i one = _mm512_set1_epi64(1);
+    rq_consts c;
+    c.s = s;
+    c.pos = _mm512_min_epi64(s, one);
+    c.half = _mm512_sub_epi64(_mm512_srli_epi64(_mm512_sllv_epi64(one, s), 1), c.pos);
+    c.offs = _mm512_sllv_epi64(one, _mm512_sub_epi64(_mm512_set1_epi64(63), s));
+    return c;
+}
+
+TA_TARGET_AVX512 static inline __m512i rq_half(__m512i a, __m512i m, const rq_consts *c, __m512i lo,
+                                               __m512i hi) {
+    const __m512i u = _mm512_add_epi64(_mm512_mul_epi32(a, m), _mm512_set1_epi64(INT64_MIN));
+    const __m512i odd = _mm512_and_si512(_mm512_srlv_epi64(u, c->s), c->pos);
+    __m512i r = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_add_epi64(u, c->half), odd), c->s);
+    r = _mm512_sub_epi64(r, c->offs);
+    return _mm512_min_epi64(_mm512_max_epi64(r, lo), hi);
+}
+
+/* even/odd halves back into 16 int8 (values already in [-128, 127]) */
+TA_TARGET_AVX512 static inline __m128i rq_join(__m512i qe, __m512i qo) {
+    const __m512i low32 = _mm512_set1_epi64(0xffffffffLL);
+    return _mm512_cvtsepi32_epi8(_mm512_or_si512(_mm512_and_si512(qe, low32), _mm512_slli_epi64(qo, 32)));
 }
 
 TA_TARGET_AVX512 static void out_row_avx512(const out_stage *o, const int32_t *src, int64_t row,
                                             int64_t col0, int cols) {
     const __m512i lo = _mm512_set1_epi64(o->lo), hi = _mm512_set1_epi64(o->hi);
-    const __m512i zero = _mm512_setzero_si512();
-    __m512i m1 = zero, s1 = zero;
+    const __m512i zero = _mm512_setzero_si512(), low32 = _mm512_set1_epi64(0xffffffffLL);
+    __m512i m1 = zero;
+    rq_consts ce, co;
     __m256d sc1 = _mm256_setzero_pd();
     int j = 0;
-    if (o->per_tensor) {
-        m1 = _mm512_set1_epi32(o->kind == TA_INT8_OUT_INT8 ? o->mult[0] : 0);
-        s1 = _mm512_set1_epi32(o->kind == TA_INT8_OUT_INT8 ? o->shift[0] : 0);
-        sc1 = _mm256_set1_pd(o->kind == TA_INT8_OUT_F32 ? o->scale[0] : 0.0);
+    if (o->kind == TA_INT8_OUT_INT8 && o->per_tensor) {
+        m1 = _mm512_set1_epi64(o->mult[0]);
+        ce = rq_prepare(_mm512_set1_epi64(o->shift[0]));
+        co = ce;
     }
+    if (o->kind == TA_INT8_OUT_F32 && o->per_tensor) sc1 = _mm256_set1_pd(o->scale[0]);
     for (; j + 16 <= cols; j += 16) {
         const int64_t c = col0 + j;
         __m512i acc = _mm512_loadu_si512((const void *)(src + j));
         if (o->bias) acc = _mm512_add_epi32(acc, _mm512_loadu_si512((const void *)(o->bias + c)));
         if (o->kind == TA_INT8_OUT_INT8) {
-            const __m512i m = o->per_tensor ? m1 : _mm512_loadu_si512((const void *)(o->mult + c));
-            const __m512i s = o->per_tensor ? s1 : _mm512_loadu_si512((const void *)(o->shift + c));
-            _mm_storeu_si128((__m128i *)((int8_t *)o->Y + row * o->N + c), requant16(acc, m, s, lo, hi));
+            __m128i q;
+            if (o->per_tensor) {
+                q = rq_join(rq_half(acc, m1, &ce, lo, hi), rq_half(_mm512_srli_epi64(acc, 32), m1, &co, lo, hi));
+            } else {
+                const __m512i m = _mm512_loadu_si512((const void *)(o->mult + c));
+                const __m512i sv = _mm512_loadu_si512((const void *)(o->shift + c));
+                const rq_consts pe = rq_prepare(_mm512_and_si512(sv, low32));
+                const rq_consts po = rq_prepare(_mm512_srli_epi64(sv, 32));
+                q = rq_join(rq_half(acc, m, &pe, lo, hi),
+                            rq_half(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(m, 32), &po, lo, hi));
+            }
+            _mm_storeu_si128((__m128i *)((int8_t *)o->Y + row * o->N + c), q);
             continue;
         }
         if (o->relu) acc = _mm512_max_epi32(acc, zero);
@@ -637,14 +659,16 @@ static void out_block(const out_stage *o, int use_avx512, const int32_t *src, in
 typedef struct {
     int path, layout, mr, nvmax, use_avx512_out;
     int64_t M, K, N, ng, np, kbg, mc_tiles;
-    int64_t row_tiles, col_tiles, nrc, ncc;
+    int64_t row_tiles, col_tiles, nru, ncu; /* work units: nru row groups x ncu column groups */
     const int8_t *A;
     const uint8_t *Bp;
     int64_t pstride;
     const int32_t *corr;       /* VNNI: -128 * colsum, np * 16 */
-    uint8_t *abuf;             /* per task: mc_tiles * mr * ng * 4 bytes */
-    int32_t *sbuf;             /* per task: mc_tiles * mr * nvmax * 16 int32 */
+    uint8_t *abuf;             /* per thread: mc_tiles * mr * ng * 4 bytes */
+    int32_t *sbuf;             /* per thread: mc_tiles * mr * nvmax * 16 int32 */
     int direct;                /* int32 output straight into Y for full tiles */
+    int64_t next_unit;         /* shared counter of the units handed out (threads > 1) */
+    int nthreads_static;       /* without atomics: thread t takes units t, t + n, ... */
     out_stage out;
 } gemm_job;
 
@@ -672,12 +696,13 @@ static void run_tile(const gemm_job *jb, int64_t ngb, const uint8_t *ap, const u
     }
 }
 
-/* One task: row tiles [rt0, rt1) x column tiles [ct0, ct1). */
-static void gemm_task(const gemm_job *jb, int64_t task, int64_t rt0, int64_t rt1, int64_t ct0,
+/* One unit of work on thread `tid`: row tiles [rt0, rt1) x column tiles [ct0, ct1),
+ * every output element of it complete (all of K, then the output stage). */
+static void gemm_unit(const gemm_job *jb, int64_t tid, int64_t rt0, int64_t rt1, int64_t ct0,
                       int64_t ct1) {
     const int mr = jb->mr, ncols = jb->nvmax * NR;
-    uint8_t *abuf = jb->abuf + task * jb->mc_tiles * mr * jb->ng * 4;
-    int32_t *sbuf = jb->sbuf + task * jb->mc_tiles * mr * ncols;
+    uint8_t *abuf = jb->abuf + tid * jb->mc_tiles * mr * jb->ng * 4;
+    int32_t *sbuf = jb->sbuf + tid * jb->mc_tiles * mr * ncols;
     int64_t mt0, ct, kb, rt;
     for (mt0 = rt0; mt0 < rt1; mt0 += jb->mc_tiles) {
         const int64_t mt1 = (rt1 - mt0) < jb->mc_tiles ? rt1 : mt0 + jb->mc_tiles;
@@ -718,14 +743,24 @@ static void gemm_task(const gemm_job *jb, int64_t task, int64_t rt0, int64_t rt1
     }
 }
 
-static void gemm_range(void *ctx, int64_t begin, int64_t end) {
-    const gemm_job *jb = (const gemm_job *)ctx;
-    int64_t t;
-    for (t = begin; t < end; t++) {
-        const int64_t rc = t / jb->ncc, cc = t % jb->ncc;
-        gemm_task(jb, t, jb->row_tiles * rc / jb->nrc, jb->row_tiles * (rc + 1) / jb->nrc,
-                  jb->col_tiles * cc / jb->ncc, jb->col_tiles * (cc + 1) / jb->ncc);
-    }
+static void run_unit(const gemm_job *jb, int64_t tid, int64_t u) {
+    const int64_t ru = u / jb->ncu, cu = u % jb->ncu;
+    gemm_unit(jb, tid, jb->row_tiles * ru / jb->nru, jb->row_tiles * (ru + 1) / jb->nru,
+              jb->col_tiles * cu / jb->ncu, jb->col_tiles * (cu + 1) / jb->ncu);
+}
+
+/* Thread `begin` (one task per thread) takes units from the shared counter until none
+ * is left, so a thread that starts late (a busy machine) just takes fewer. */
+static void gemm_thread(void *ctx, int64_t begin, int64_t end) {
+    gemm_job *jb = (gemm_job *)ctx;
+    const int64_t units = jb->nru * jb->ncu;
+    int64_t u;
+    (void)end;
+#if defined(__GNUC__) || defined(__clang__)
+    while ((u = __atomic_fetch_add(&jb->next_unit, 1, __ATOMIC_RELAXED)) < units) run_unit(jb, begin, u);
+#else
+    for (u = begin; u < units; u += jb->nthreads_static) run_unit(jb, begin, u);
+#endif
 }
 
 /* Everything checked; M, N, K > 0. Plans, allocates and runs the product + output stage. */
@@ -734,7 +769,7 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
                     out_stage *out) {
     gemm_job jb;
     int32_t flags[4];
-    int64_t work, mc_rows, task_tiles;
+    int64_t work, mc_rows, unit_tiles;
     int nt;
     void *araw, *sraw;
     memset(&jb, 0, sizeof(jb));
@@ -757,15 +792,21 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
     jb.out = *out;
     jb.direct = out->kind == TA_INT8_OUT_INT32;
 
-    /* threads: rows first; few row tiles -> split the column tiles too */
+    /* units: one per thread's share of the rows, cut UNITS_PER_THREAD times finer so
+     * that threads that start late take fewer; few row tiles -> cut the columns */
     work = (int64_t)jb.mr * jb.nvmax * NR * K; /* MACs per tile */
     nt = ta_threads_for(threads, jb.row_tiles * jb.col_tiles, work, MIN_MACS_PER_THREAD);
-    jb.nrc = jb.row_tiles < nt ? jb.row_tiles : nt;
-    jb.ncc = nt / jb.nrc;
-    if (jb.ncc > jb.col_tiles) jb.ncc = jb.col_tiles;
-    nt = (int)(jb.nrc * jb.ncc);
-    task_tiles = (jb.row_tiles + jb.nrc - 1) / jb.nrc;
-    if (task_tiles < jb.mc_tiles) jb.mc_tiles = task_tiles;
+    if (nt == 1) {
+        jb.nru = jb.ncu = 1;
+    } else if (jb.row_tiles >= 2 * (int64_t)nt) {
+        jb.nru = jb.row_tiles < UNITS_PER_THREAD * nt ? jb.row_tiles : UNITS_PER_THREAD * nt;
+        jb.ncu = 1;
+    } else {
+        jb.nru = 1;
+        jb.ncu = jb.col_tiles < UNITS_PER_THREAD * nt ? jb.col_tiles : UNITS_PER_THREAD * nt;
+    }
+    unit_tiles = (jb.row_tiles + jb.nru - 1) / jb.nru;
+    if (unit_tiles < jb.mc_tiles) jb.mc_tiles = unit_tiles;
 
     araw = malloc((size_t)(nt * jb.mc_tiles * jb.mr * jb.ng * 4 + 64));
     sraw = malloc((size_t)(nt * jb.mc_tiles * jb.mr * jb.nvmax * NR) * sizeof(int32_t) + 64);
@@ -782,7 +823,8 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
         memcpy(corr, Bp + db, sizeof(int32_t) * (size_t)(np * NR));
         for (j = 0; j < np * NR; j++) corr[j] = (int32_t)(0u - 128u * (uint32_t)corr[j]);
     }
-    ta_parallel_for(nt, nt, gemm_range, &jb);
+    jb.nthreads_static = nt;
+    ta_parallel_for(nt, nt, gemm_thread, &jb);
     free(araw), free(sraw), free((void *)jb.corr);
     return TA_OK;
 }

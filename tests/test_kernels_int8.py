@@ -392,3 +392,25 @@ def test_c_quantize_and_vnni_loop_refuse_bad_arguments():
     assert lib.ta_vnni_loop(lib.TA_ISA_AVX512 | lib.TA_INT8_NO_VNNI, 10, sink) == -1
     expected = 10 * 16 * 64 * 2 if kernels.info()["gemm_int8"] == "avx512-vnni" else -1
     assert lib.ta_vnni_loop(-1, 10, sink) == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shift", [0, 1, 2, 30, 31, 61, 62])
+def test_int8_linear_ties_at_every_shift(backend, shift):
+    # acc * m exactly halfway between two integers after the shift, next to the largest and
+    # smallest accumulators; bias sets acc (x @ B = 0)
+    ks = np.arange(-4, 4, dtype=np.int64)
+    if shift == 0:
+        m, acc = 3, ks
+    elif shift <= 31:
+        m, acc = 2 ** (shift - 1), 2 * ks + 1                 # acc * m = (2k + 1) 2^(s-1)
+    else:
+        m, acc = 2**30, (2 * ks + 1) * 2 ** (shift - 31)
+        acc = acc[np.abs(acc) < 2**31]                          # the int32 ones
+    acc = np.concatenate([acc, [-(2**31), 2**31 - 1, -(2**31) + 1]])
+    acc = np.resize(np.concatenate([acc, acc[::-1]]), 50)  # past 16 columns: the vector path
+    x = np.zeros((2, 1), np.int8)
+    w = kernels.prepare_int8(np.zeros((1, acc.size), np.int8))
+    got = kernels.int8_linear(x, w, acc.astype(np.int32), m, shift, backend=backend)
+    expected = np.clip(integer.round_shift(acc * m, shift), -128, 127)
+    np.testing.assert_array_equal(got, np.broadcast_to(expected, (2, acc.size)))
