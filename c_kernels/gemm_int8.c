@@ -200,18 +200,55 @@ int ta_int8_choose_layout(int isa, int b_has_min) {
 
 /* ---------------------------------------------------------------- A packing */
 
+#if TA_X86
+/* K4 packing of 8 full rows, 8 k-groups (32 bytes of each row) at a time: an 8 x 8
+ * transpose of dwords; returns the number of groups done (the rest is scalar). */
+TA_TARGET_AVX2 static int64_t pack_a8_k4_avx2(const int8_t *src, int64_t K, uint8_t flip, uint8_t *d) {
+    const __m256i f = _mm256_set1_epi8((char)flip);
+    int64_t g;
+    for (g = 0; 4 * (g + 8) <= K; g += 8) {
+        __m256i r[8], t[8], u[8];
+        int i;
+        for (i = 0; i < 8; i++)
+            r[i] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + i * K + 4 * g)), f);
+        for (i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+            t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+        }
+        for (i = 0; i < 8; i += 4) {
+            u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+            u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+            u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+            u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+        }
+        for (i = 0; i < 4; i++) {
+            _mm256_storeu_si256((__m256i *)(d + (g + i) * 32), _mm256_permute2x128_si256(u[i], u[i + 4], 0x20));
+            _mm256_storeu_si256((__m256i *)(d + (g + i + 4) * 32), _mm256_permute2x128_si256(u[i], u[i + 4], 0x31));
+        }
+    }
+    return g;
+}
+#endif
+
 /* Rows [0, rows) of A (row stride K) into tiles of mr rows: tile t, group g, row r is
  * dword (t * ng + g) * mr + r of dst. K4: the 4 bytes A[r, 4g..4g+3], XORed with
  * `flip` (0x80 turns int8 a into unsigned a + 128); K2W: A[r, 2g], A[r, 2g+1] as
  * int16. Rows and k beyond A are 0 (0 ^ flip for K4); they meet zero weights or
  * land in output rows that are never stored. */
 static void pack_a(const int8_t *A, int64_t K, int64_t rows, int64_t ng, int mr, int layout,
-                   uint8_t flip, uint8_t *dst) {
+                   uint8_t flip, int simd, uint8_t *dst) {
     const int64_t tiles = (rows + mr - 1) / mr;
-    int64_t t, g;
+    int64_t t, g, g0;
     int r;
     for (t = 0; t < tiles; t++) {
         uint8_t *tile = dst + t * ng * mr * 4;
+        g0 = 0;
+#if TA_X86
+        if (simd && mr == 8 && layout == TA_INT8_LAYOUT_K4 && (t + 1) * mr <= rows)
+            g0 = pack_a8_k4_avx2(A + t * mr * K, K, flip, tile);
+#else
+        (void)simd;
+#endif
         for (r = 0; r < mr; r++) {
             const int64_t i = t * mr + r;
             uint8_t *d = tile + r * 4;
@@ -223,7 +260,7 @@ static void pack_a(const int8_t *A, int64_t K, int64_t rows, int64_t ng, int mr,
                 const int8_t *src = A + i * K;
                 const int64_t full = K / 4;
                 const uint32_t f32 = 0x01010101u * flip;
-                for (g = 0; g < full; g++) {
+                for (g = g0; g < full; g++) {
                     uint32_t w;
                     memcpy(&w, src + 4 * g, 4);
                     w ^= f32;
@@ -709,7 +746,7 @@ static void gemm_unit(const gemm_job *jb, int64_t tid, int64_t rt0, int64_t rt1,
         const int64_t row_lo = mt0 * mr;
         const int64_t rows_blk = ((mt1 * mr) < jb->M ? mt1 * mr : jb->M) - row_lo;
         pack_a(jb->A + row_lo * jb->K, jb->K, rows_blk, jb->ng, mr, jb->layout,
-               jb->path == PATH_VNNI ? 0x80 : 0, abuf);
+               jb->path == PATH_VNNI ? 0x80 : 0, jb->path >= PATH_AVX2, abuf);
         for (ct = ct0; ct < ct1; ct++) {
             const int64_t p0 = ct * jb->nvmax, col0 = p0 * NR;
             const int nv = (int)((jb->np - p0) < jb->nvmax ? jb->np - p0 : jb->nvmax);

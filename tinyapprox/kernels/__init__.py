@@ -6,7 +6,9 @@ the same name in :mod:`tinyapprox.kernels.reference`:
 * :func:`csr_matmul` -- float32 CSR sparse (M, K) times dense (K, N) (pruned layers);
 * :func:`gemm_int8` -- exact int8 x int8 -> int32 product (quantized layers), with a
   prepacked-weight form (:func:`prepare_int8`) and a requantizing companion
-  (:func:`gemm_int8_requant`);
+  (:func:`gemm_int8_requant`); :func:`int8_linear` is the fused integer layer
+  (bias, integer requantization with round-half-even, ReLU, int8 / int32 / float32
+  output) and :func:`quantize_int8` turns a float activation into int8 codes;
 * :func:`xnor_gemm` -- +-1 products of bit-packed matrices by XOR and popcount
   (binarized layers), with :func:`pack_bits` / :func:`unpack_bits`.
 
@@ -18,8 +20,10 @@ never runs an instruction the CPU lacks.
 Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 ``"numpy"`` forces the twin; ``"c"`` forces C (``RuntimeError`` if absent);
 ``"c-scalar"``, ``"c-avx2"``, ``"c-avx512"`` cap the SIMD level of the C path (see
-:func:`c_paths`). :func:`info` tells which path each kernel uses. The C calls
-release the GIL.
+:func:`c_paths`); the int8 kernels also take ``"c-avx512bw"`` (the AVX-512BW kernel
+even on a VNNI CPU, see :func:`int8_c_paths`). :func:`info` tells which path each
+kernel uses. The C calls release the GIL. Kernels that take ``threads=`` split their
+work in C (``None``: :func:`default_threads`); the results never depend on it.
 """
 import os
 import threading
