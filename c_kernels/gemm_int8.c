@@ -975,6 +975,7 @@ typedef struct {
     int8_t *out;
     int64_t n;
     double scale;
+    double inv;        /* 1 / scale when that is exact (scale a power of two), else 0 */
     int lo, hi, simd;
     uint8_t *nan_seen; /* one flag per task */
 } quant_job;
@@ -989,7 +990,7 @@ static int quant_scalar(const quant_job *q, int64_t i0, int64_t i1) {
     int64_t i;
     int nan = 0;
     for (i = i0; i < i1; i++) {
-        double v = (double)q->x[i] / q->scale;
+        double v = q->inv != 0.0 ? (double)q->x[i] * q->inv : (double)q->x[i] / q->scale;
         if (v != v) {
             nan = 1;
             q->out[i] = 0;
@@ -1004,13 +1005,17 @@ static int quant_scalar(const quant_job *q, int64_t i0, int64_t i1) {
 
 #if TA_X86
 TA_TARGET_AVX2 static int quant_avx2(const quant_job *q, int64_t i0, int64_t i1) {
-    const __m256d sc = _mm256_set1_pd(q->scale), lo = _mm256_set1_pd(q->lo), hi = _mm256_set1_pd(q->hi);
+    const __m256d sc = _mm256_set1_pd(q->scale), inv = _mm256_set1_pd(q->inv);
+    const __m256d lo = _mm256_set1_pd(q->lo), hi = _mm256_set1_pd(q->hi);
+    const int by_mul = q->inv != 0.0;
     __m256d bad = _mm256_setzero_pd();
     int64_t i = i0;
     for (; i + 8 <= i1; i += 8) {
         const __m256 x = _mm256_loadu_ps(q->x + i);
-        const __m256d v0 = _mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), sc);
-        const __m256d v1 = _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), sc);
+        const __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+        const __m256d x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+        const __m256d v0 = by_mul ? _mm256_mul_pd(x0, inv) : _mm256_div_pd(x0, sc);
+        const __m256d v1 = by_mul ? _mm256_mul_pd(x1, inv) : _mm256_div_pd(x1, sc);
         const __m256d r0 = _mm256_round_pd(_mm256_min_pd(_mm256_max_pd(v0, lo), hi),
                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m256d r1 = _mm256_round_pd(_mm256_min_pd(_mm256_max_pd(v1, lo), hi),
@@ -1055,6 +1060,14 @@ int ta_quantize_int8(int isa, int threads, const float *x, int64_t n, double sca
     ntasks = (n + QUANT_BLOCK - 1) / QUANT_BLOCK;
     q.x = x, q.out = out, q.n = n, q.scale = scale, q.lo = lo, q.hi = hi;
     q.simd = level >= TA_ISA_AVX2;
+    q.inv = 0.0;
+    { /* a power of two in the normal range: x * (1 / scale) is x / scale exactly */
+        const double inv = 1.0 / scale;
+        uint64_t bits;
+        memcpy(&bits, &scale, 8);
+        if ((bits & 0x000fffffffffffffULL) == 0 && inv < 8.98846567431158e307 && inv > 2.2250738585072014e-308)
+            q.inv = inv;
+    }
     q.nan_seen = (uint8_t *)malloc((size_t)ntasks);
     if (q.nan_seen == NULL) return TA_ERR_NOMEM;
     nt = ta_threads_for(threads, ntasks, QUANT_BLOCK, 4 * QUANT_BLOCK);

@@ -167,7 +167,8 @@ def test_int8_linear_matches_reference(backend, problem, out, prepared):
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, max_side=70),
                   elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.5, -1.5, np.inf, -np.inf])),
-       st.floats(1e-3, 100.0), st.integers(-128, 127), st.integers(0, 255))
+       st.floats(1e-3, 100.0) | st.sampled_from([2.0**-7, 0.5, 1.0, 4.0, 2.0**40]),
+       st.integers(-128, 127), st.integers(0, 255))
 def test_quantize_int8_matches_reference(backend, x, scale, lo, width):
     hi = min(127, lo + width)
     got = kernels.quantize_int8(x, scale, lo, hi, threads=2, backend=backend)
