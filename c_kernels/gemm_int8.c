@@ -51,10 +51,16 @@
 
 #define NR 16          /* columns of B per packed panel */
 #define NV_MAX 3       /* panels per column tile of the AVX-512 kernels */
+#ifndef KB_BYTES
 #define KB_BYTES 24576 /* B micro-panel budget (L1) */
+#endif
+#ifndef MC_BYTES
 #define MC_BYTES 262144 /* packed A block budget (L2) */
+#endif
 #define MIN_MACS_PER_THREAD (1 << 23) /* a thread start costs ~10-50 us */
+#ifndef UNITS_PER_THREAD
 #define UNITS_PER_THREAD 4
+#endif
 #define QUANT_BLOCK 16384 /* elements per task of ta_quantize_int8 */
 
 enum { PATH_SCALAR, PATH_AVX2, PATH_BW, PATH_VNNI };
@@ -705,6 +711,7 @@ typedef struct {
     int32_t *sbuf;             /* per thread: mc_tiles * mr * nvmax * 16 int32 */
     int direct;                /* int32 output straight into Y for full tiles */
     int64_t next_unit;         /* shared counter of the units handed out (threads > 1) */
+    int64_t *packed_rows;      /* per thread: first and end row tile now in its abuf (or -1) */
     int nthreads_static;       /* without atomics: thread t takes units t, t + n, ... */
     out_stage out;
 } gemm_job;
@@ -745,8 +752,12 @@ static void gemm_unit(const gemm_job *jb, int64_t tid, int64_t rt0, int64_t rt1,
         const int64_t mt1 = (rt1 - mt0) < jb->mc_tiles ? rt1 : mt0 + jb->mc_tiles;
         const int64_t row_lo = mt0 * mr;
         const int64_t rows_blk = ((mt1 * mr) < jb->M ? mt1 * mr : jb->M) - row_lo;
-        pack_a(jb->A + row_lo * jb->K, jb->K, rows_blk, jb->ng, mr, jb->layout,
-               jb->path == PATH_VNNI ? 0x80 : 0, jb->path >= PATH_AVX2, abuf);
+        int64_t *have = jb->packed_rows + 2 * tid;
+        if (have[0] != mt0 || have[1] != mt1) { /* a unit of the same row block reuses it */
+            pack_a(jb->A + row_lo * jb->K, jb->K, rows_blk, jb->ng, mr, jb->layout,
+                   jb->path == PATH_VNNI ? 0x80 : 0, jb->path >= PATH_AVX2, abuf);
+            have[0] = mt0, have[1] = mt1;
+        }
         for (ct = ct0; ct < ct1; ct++) {
             const int64_t p0 = ct * jb->nvmax, col0 = p0 * NR;
             const int nv = (int)((jb->np - p0) < jb->nvmax ? jb->np - p0 : jb->nvmax);
@@ -829,18 +840,20 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
     jb.out = *out;
     jb.direct = out->kind == TA_INT8_OUT_INT32;
 
-    /* units: one per thread's share of the rows, cut UNITS_PER_THREAD times finer so
-     * that threads that start late take fewer; few row tiles -> cut the columns */
+    /* Units of work, about UNITS_PER_THREAD per thread so that a thread that starts
+     * late takes fewer: the row blocks of packed A (MC rows) times chunks of column
+     * tiles. A thread packs a row block once and keeps it for its next units of the
+     * same block, and each unit reads only its columns of B. With too few of those
+     * units (few columns), the rows are cut finer instead. */
     work = (int64_t)jb.mr * jb.nvmax * NR * K; /* MACs per tile */
     nt = ta_threads_for(threads, jb.row_tiles * jb.col_tiles, work, MIN_MACS_PER_THREAD);
-    if (nt == 1) {
-        jb.nru = jb.ncu = 1;
-    } else if (jb.row_tiles >= 2 * (int64_t)nt) {
+    jb.nru = (jb.row_tiles + jb.mc_tiles - 1) / jb.mc_tiles;
+    jb.ncu = 1;
+    if (nt > 1 && jb.nru * jb.col_tiles >= 2 * (int64_t)nt) {
+        const int64_t want = (UNITS_PER_THREAD * (int64_t)nt + jb.nru - 1) / jb.nru;
+        jb.ncu = jb.col_tiles < want ? jb.col_tiles : want;
+    } else if (nt > 1) {
         jb.nru = jb.row_tiles < UNITS_PER_THREAD * nt ? jb.row_tiles : UNITS_PER_THREAD * nt;
-        jb.ncu = 1;
-    } else {
-        jb.nru = 1;
-        jb.ncu = jb.col_tiles < UNITS_PER_THREAD * nt ? jb.col_tiles : UNITS_PER_THREAD * nt;
     }
     unit_tiles = (jb.row_tiles + jb.nru - 1) / jb.nru;
     if (unit_tiles < jb.mc_tiles) jb.mc_tiles = unit_tiles;
@@ -860,8 +873,14 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
         memcpy(corr, Bp + db, sizeof(int32_t) * (size_t)(np * NR));
         for (j = 0; j < np * NR; j++) corr[j] = (int32_t)(0u - 128u * (uint32_t)corr[j]);
     }
-    jb.nthreads_static = nt;
-    ta_parallel_for(nt, nt, gemm_thread, &jb);
+    {
+        int64_t have[2 * TA_MAX_THREADS];
+        int i;
+        for (i = 0; i < 2 * nt; i++) have[i] = -1;
+        jb.packed_rows = have;
+        jb.nthreads_static = nt;
+        ta_parallel_for(nt, nt, gemm_thread, &jb);
+    }
     free(araw), free(sraw), free((void *)jb.corr);
     return TA_OK;
 }
