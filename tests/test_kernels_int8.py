@@ -292,10 +292,11 @@ def test_gemm_int8_rejects_bad_threads(backend):
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
-@pytest.mark.parametrize("shape", [(300, 1500, 117), (3, 2000, 500), (17, 4, 49)])
+@pytest.mark.parametrize("shape", [(300, 1500, 117), (3, 2000, 500), (256, 2048, 40), (17, 4, 49)])
 def test_int8_blocks_tiles_and_thread_splits(backend, shape):
-    # (300, 1500, 117): several row blocks of packed A, three k blocks, 48/32/16-wide and
-    # ragged column tiles; (3, 2000, 500): one row tile, so threads split the columns
+    # (300, 1500, 117): two row blocks of packed A, three k blocks, 48/32/16-wide and
+    # ragged column tiles, threads share row blocks; (3, 2000, 500): one row tile, threads
+    # split the columns; (256, 2048, 40): one column tile, threads split the rows finer
     M, K, N = shape
     rng = np.random.default_rng(M + K + N)
     x = rng.integers(-128, 128, (M, K), dtype=np.int8)
