@@ -4,6 +4,8 @@ The NumPy twins are pinned by hand and against the project's own quantizer and
 requantizer (quant.formats.Affine, quant.integer); every backend is held to the
 twins over drawn shapes, and every thread count gives the same bits.
 """
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -416,3 +418,25 @@ def test_int8_linear_ties_at_every_shift(backend, shift):
     got = kernels.int8_linear(x, w, acc.astype(np.int32), m, shift, backend=backend)
     expected = np.clip(integer.round_shift(acc * m, shift), -128, 127)
     np.testing.assert_array_equal(got, np.broadcast_to(expected, (2, acc.size)))
+
+
+@needs_c
+def test_int8_linear_from_concurrent_python_threads():
+    # the C calls release the GIL and share no state: four Python threads at once, each
+    # splitting its call over two C threads, all get the exact answer
+    rng = np.random.default_rng(9)
+    w = kernels.prepare_int8(rng.integers(-128, 128, (300, 90), dtype=np.int8))
+    xs = [rng.integers(-128, 128, (100 + 7 * i, 300), dtype=np.int8) for i in range(4)]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = [kernels.int8_linear(xs[i], w, out="int32", threads=2) for _ in range(5)]
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    for x, got in zip(xs, results):
+        for g in got:
+            np.testing.assert_array_equal(g, x.astype(np.int64) @ w.B)

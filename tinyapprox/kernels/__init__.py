@@ -379,7 +379,9 @@ class Int8Weights:
         if layout not in self._packed:
             size = ffi.new("int64_t *")
             _check_rc("prepare_int8", lib.ta_int8_packed_size(layout, self.K, self.N, size))
-            buf = np.empty(int(size[0]), dtype=np.uint8)
+            raw = np.empty(int(size[0]) + 64, dtype=np.uint8)  # 64-byte aligned: whole-line loads
+            start = -raw.ctypes.data % 64
+            buf = raw[start:start + int(size[0])]
             _check_rc("prepare_int8", lib.ta_int8_pack(layout, _ptr("int8_t", self.B), self.K,
                                                        self.N, _ptr("uint8_t", buf), buf.size))
             self._packed[layout] = buf
