@@ -32,10 +32,12 @@
  * Scalar, 4 x 16 tile, either layout.
  * int32 accumulation is exact for K <= TA_INT8_MAX_K (K * 128 * 128 < 2^31).
  *
- * Threads: the rows (or, for few rows, the column tiles) are split into one
- * contiguous chunk per thread with ta_parallel_for; every output element is
- * computed by one thread with the same integer operations, so the result does
- * not depend on the thread count.
+ * Threads (ta_parallel_for, one call per thread): the work is cut into units (a
+ * row block of packed A times a chunk of column tiles, or finer row chunks when
+ * there are few columns), about four per thread, handed out by an atomic counter
+ * so that a thread that starts late on a busy machine takes fewer. Every output
+ * element is computed whole by one unit with the same integer operations, so the
+ * result does not depend on the thread count or on who took which unit.
  *
  * Output stage (per element, column j; acc an int32 with wrapping addition):
  *   acc = (A B)[i, j] + bias[j]
@@ -887,8 +889,8 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
 
 /* Checks shared by the GEMM entry points; fills the packed geometry. */
 static int check_gemm(int isa, int threads, const int8_t *A, int64_t M, int64_t K, int64_t N,
-                      int layout, const uint8_t *Bp, int64_t nbytes, const void *C, int *level,
-                      int *no_vnni, int64_t *kp, int64_t *np, int64_t *db) {
+                      int layout, const uint8_t *Bp, int64_t nbytes, const void *C, int c_align,
+                      int *level, int *no_vnni, int64_t *kp, int64_t *np, int64_t *db) {
     int64_t total, prod;
     int rc;
     if (M < 0 || K < 0 || N < 0) return TA_ERR_SIZE;
@@ -904,7 +906,7 @@ static int check_gemm(int isa, int threads, const int8_t *A, int64_t M, int64_t 
     if (threads < 1 || threads > TA_MAX_THREADS) return TA_ERR_THREADS;
     if (Bp == NULL || (M > 0 && N > 0 && C == NULL) || (M > 0 && K > 0 && A == NULL))
         return TA_ERR_NULL;
-    if (!TA_ALIGNED(Bp, 4) || !TA_ALIGNED(C, 4)) return TA_ERR_ALIGN;
+    if (!TA_ALIGNED(Bp, 4) || !TA_ALIGNED(C, c_align)) return TA_ERR_ALIGN;
     return TA_OK;
 }
 
@@ -918,7 +920,8 @@ int ta_int8_linear(int isa, int threads, const int8_t *A, int64_t M, int64_t K, 
     out_stage o;
     int32_t *mbuf = NULL, *sbuf = NULL;
     double *cbuf = NULL;
-    rc = check_gemm(isa, threads, A, M, K, N, layout, Bp, nbytes, Y, &level, &no_vnni, &kp, &np, &db);
+    rc = check_gemm(isa, threads, A, M, K, N, layout, Bp, nbytes, Y, out_kind == TA_INT8_OUT_INT8 ? 1 : 4,
+                    &level, &no_vnni, &kp, &np, &db);
     if (rc != TA_OK) return rc;
     if (out_kind != TA_INT8_OUT_INT8 && out_kind != TA_INT8_OUT_INT32 && out_kind != TA_INT8_OUT_F32)
         return TA_ERR_VALUE;
@@ -936,7 +939,7 @@ int ta_int8_linear(int isa, int threads, const int8_t *A, int64_t M, int64_t K, 
             if (!(scale[j] > 0.0 && scale[j] <= 1.7976931348623157e308)) return TA_ERR_VALUE;
     }
     if (!TA_ALIGNED(bias, 4) || !TA_ALIGNED(multiplier, 4) || !TA_ALIGNED(shift, 4) ||
-        !TA_ALIGNED(scale, 8) || (out_kind == TA_INT8_OUT_F32 && !TA_ALIGNED(Y, 4)))
+        !TA_ALIGNED(scale, 8))
         return TA_ERR_ALIGN;
     if (M == 0 || N == 0) return TA_OK;
 

@@ -362,6 +362,11 @@ def test_c_int8_linear_refuses_bad_arguments():
         (dict(A=ffi.NULL), lib.TA_ERR_NULL), (dict(Y=ffi.NULL), lib.TA_ERR_NULL), (dict(Bp=ffi.NULL), lib.TA_ERR_NULL),
     ]:
         assert call(**change) == code, change
+    odd = np.zeros(64, np.int8)  # int8 output needs no alignment, int32 output does
+    assert call(Y=ffi.from_buffer("int8_t[]", odd[1:])) == lib.TA_OK and np.all(odd[1:9] == 3)
+    assert call(Y=ffi.from_buffer("int8_t[]", odd[1:]), kind=lib.TA_INT8_OUT_INT32) == lib.TA_ERR_ALIGN
+    unaligned_bias = ffi.from_buffer("int8_t[]", odd[1:])
+    assert call(bias=ffi.cast("int32_t *", unaligned_bias)) == lib.TA_ERR_ALIGN
     # arrays an output kind does not read may be NULL
     assert call(kind=lib.TA_INT8_OUT_INT32, mult=ffi.NULL, shift=ffi.NULL, scale=ffi.NULL) == lib.TA_OK
     assert np.all(keep["Y"] == 3)
