@@ -32,10 +32,10 @@
  * Scalar, 4 x 16 tile, either layout.
  * int32 accumulation is exact for K <= TA_INT8_MAX_K (K * 128 * 128 < 2^31).
  *
- * Threads (ta_parallel_for, one call per thread): the work is cut into units (a
- * row block of packed A times a chunk of column tiles, or finer row chunks when
- * there are few columns), about four per thread, handed out by an atomic counter
- * so that a thread that starts late on a busy machine takes fewer. Every output
+ * Threads: the work is cut into units (a row block of packed A times one column
+ * tile, or row chunks when there are few columns) handed out by an atomic counter
+ * to the caller and detached helper threads, so that a thread that starts late on a
+ * busy machine takes fewer (see run_units). Every output
  * element is computed whole by one unit with the same integer operations, so the
  * result does not depend on the thread count or on who took which unit.
  *
@@ -932,18 +932,17 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
     jb.out = *out;
     jb.direct = out->kind == TA_INT8_OUT_INT32;
 
-    /* Units of work, about UNITS_PER_THREAD per thread so that a thread that starts
-     * late takes fewer: the row blocks of packed A (MC rows) times chunks of column
-     * tiles. A thread packs a row block once and keeps it for its next units of the
-     * same block, and each unit reads only its columns of B. With too few of those
-     * units (few columns), the rows are cut finer instead. */
+    /* Units of work, small enough that the last one taken adds little: a row block of
+     * packed A (MC rows) times one column tile. A thread packs a row block once and
+     * keeps it for its next units of the same block, and each unit reads only its
+     * columns of B. With too few such units (few columns), the rows are cut into
+     * UNITS_PER_THREAD chunks per thread instead. */
     work = (int64_t)jb.mr * jb.nvmax * NR * K; /* MACs per tile */
     nt = ta_threads_for(threads, jb.row_tiles * jb.col_tiles, work, MIN_MACS_PER_THREAD);
     jb.nru = (jb.row_tiles + jb.mc_tiles - 1) / jb.mc_tiles;
     jb.ncu = 1;
     if (nt > 1 && jb.nru * jb.col_tiles >= 2 * (int64_t)nt) {
-        const int64_t want = (UNITS_PER_THREAD * (int64_t)nt + jb.nru - 1) / jb.nru;
-        jb.ncu = jb.col_tiles < want ? jb.col_tiles : want;
+        jb.ncu = jb.col_tiles;
     } else if (nt > 1) {
         jb.nru = jb.row_tiles < UNITS_PER_THREAD * nt ? jb.row_tiles : UNITS_PER_THREAD * nt;
     }
