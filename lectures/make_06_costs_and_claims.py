@@ -96,12 +96,12 @@ for name, net in (("LeNet-300-100", dense_mlp), ("LeNet-5", lenet5)):
     print(f"{name:<14} synapses (weights) {synapses:>8,}  fc neurons {neurons:>4}  conv filters {maps:>3}  "
           f"parameters {params:>8,}")
 
-# one neuron by hand: hidden unit j of the first layer on one image
+# one neuron by hand: the most active hidden unit j of the first layer on one image
 x = data.images_to_float(test_x[:1]).reshape(1, -1)
-j = 7
+records = cost.trace_layers(dense_mlp, x)            # (name, module, input, output) per layer call
+j = int(records[2][3][0].argmax())                   # records[2]: the ReLU after the first Linear
 first = dense_mlp[1]
 by_hand = max(0.0, float(first.weight.data[j] @ x[0] + first.bias.data[j]))
-records = cost.trace_layers(dense_mlp, x)            # (name, module, input, output) per layer call
 print(f"neuron {j}: relu(weight[{j}] . x + bias[{j}]) = {by_hand:.5f}; the model's activation: "
       f"{records[2][3][0, j]:.5f}")
 """)
@@ -318,7 +318,8 @@ among themselves how much each loses. On LeNet-5 at 90% overall, the fully conne
 give up almost everything and the convolutions keep much more. Two reasons, both visible
 below: the conv layers have small fan-in (25 and 500 inputs per output against 800), so their
 weights are larger; and each conv weight is used at every output position (576 and 64 times
-per image), so it matters more to the output. The fc layers hold most of the parameters but
+per image), so it matters more to the output. The small output layer (500 inputs, 10 outputs)
+keeps more than the big fc layer for the same fan-in reason. The fc layers hold most of the parameters but
 few of the FLOPs — pruning them shrinks the model, while the FLOPs sit in the convolutions:
 removing 90% of the weights removes only about two thirds of the FLOPs (section 5).
 """)
@@ -337,8 +338,8 @@ plt.figure(figsize=(7, 3.6))
 plt.bar(x - 0.27, density, 0.27, label="density after 90% global pruning")
 plt.bar(x, param_share, 0.27, label="share of the weights")
 plt.bar(x + 0.27, flop_share, 0.27, label="share of the FLOPs")
-plt.xticks(x, names); plt.xlabel("LeNet-5 layer"); plt.ylabel("fraction"); plt.ylim(0, 1.05)
-plt.title("which layers global pruning empties"); plt.legend(fontsize=8); plt.show()
+plt.xticks(x, names); plt.xlabel("LeNet-5 layer"); plt.ylabel("fraction"); plt.ylim(0, 1.3)
+plt.title("which layers global pruning empties"); plt.legend(fontsize=8, ncol=2, loc="upper center"); plt.show()
 """)
 
 md("""

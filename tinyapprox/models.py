@@ -89,7 +89,10 @@ def mlp_of_size(n_params: int, seed: int = 0, ratio: int = 3, num_classes: int =
     """
     if ratio < 1:
         raise ValueError(f"models.mlp_of_size: expected ratio >= 1, got {ratio}")
-    size = lambda h: mlp_param_count((ratio * h, h), num_classes, in_features)  # noqa: E731
+
+    def size(h):
+        return mlp_param_count((ratio * h, h), num_classes, in_features)
+
     if n_params < size(1):
         raise ValueError(f"models.mlp_of_size: expected n_params >= {size(1):,} (h = 1), got {n_params:,}")
     lo, hi = 1, 2
