@@ -10,6 +10,7 @@ Quick tour::
     print(prune.report(model, data=test_images))            # Weights, FLOP, Act%, Weights%, FLOP%
     fast = prune.to_sparse(model)                           # CSR inference on the C kernel
     prune.remove(model)                                     # bake the masks in
+    prune.interpolation_path(dense, pruned, x, y)           # loss on the line dense -> pruned
 
 Definitions: sparsity = zeros / total, density = 1 - sparsity; compression ratio =
 original size / compressed size (> 1 means smaller), by parameter count or by bytes with
@@ -18,7 +19,7 @@ indices counted; theoretical speedup = FLOP ratio; measured speedup = wall-clock
 from .convert import remove_filters, to_sparse
 from .criteria import GRANULARITIES, expand_group_mask, group_scores, group_shape, magnitude, prune_by_scores, random
 from .mask import PruneMask, apply_mask, apply_masks, count_zeros, get_masks, l0, prunable, remove, sparsity
-from .report import PruneReport, report, time_inference
+from .report import PruneReport, interpolation_path, report, time_inference
 from .schedules import (GradualPruning, agp_sparsity, han_thresholds, iterative, oneshot, round_sparsities,
                         transfer_masks)
 
@@ -26,4 +27,4 @@ __all__ = ["PruneMask", "apply_mask", "apply_masks", "get_masks", "prunable", "r
            "l0", "GRANULARITIES", "magnitude", "random", "prune_by_scores", "group_shape", "group_scores",
            "expand_group_mask", "oneshot", "iterative", "agp_sparsity", "GradualPruning", "transfer_masks",
            "han_thresholds", "round_sparsities", "report", "PruneReport", "time_inference", "to_sparse",
-           "remove_filters"]
+           "remove_filters", "interpolation_path"]
