@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .nn.module import weight_layers
 from .tensor import Tensor, no_grad
 
 __all__ = ["ENERGY_PJ_45NM", "ENERGY_SOURCE", "EnergyReport", "energy", "inference_energy", "layer_costs",
@@ -215,8 +216,9 @@ def format_layer_costs(rows) -> str:
 
 
 # ------------------------------------------------------------------ bytes
-def _is_weight(name: str, arr: np.ndarray) -> bool:
-    return name.rsplit(".", 1)[-1] == "weight" and arr.ndim >= 2
+def _weight_names(model) -> set:
+    """Dotted names of the weights of ``nn.weight_layers(model)`` (the one weight-layer rule)."""
+    return {f"{name}.weight" if name else "weight" for name, _ in weight_layers(model)}
 
 
 def _check_bits(op: str, **widths) -> None:
@@ -230,7 +232,7 @@ def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto
                 indptr_bits: int = 64) -> dict:
     """Storage of each parameter in bytes: ``{name: {"bytes", "format", "nnz", "size"}}``.
 
-    Weights (parameters named ``weight`` with >= 2 dims) take ``weight_bits`` per value;
+    Weights (of the weight layers, ``nn.weight_layers``) take ``weight_bits`` per value;
     every other parameter (biases, batch-norm scales) ``other_bits``. A weight stored
     sparse is CSR of its (rows, rest) reshape: nnz * (weight_bits + index_bits) bits plus
     (rows + 1) * indptr_bits bits (int32 column indices and int64 row pointers by
@@ -244,13 +246,13 @@ def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto
         raise ValueError(f"param_bytes: expected sparse True, False or 'auto', got {sparse!r}")
     _check_bits("param_bytes", weight_bits=weight_bits, other_bits=other_bits, index_bits=index_bits,
                 indptr_bits=indptr_bits)
-    out = {}
+    out, weights = {}, _weight_names(model)
     for name, p in model.named_parameters():
         with no_grad():
             eff = p.effective() if hasattr(p, "effective") else p
         arr = np.asarray(eff.data)
         nnz = int(np.count_nonzero(arr))
-        if _is_weight(name, arr):
+        if name in weights:
             dense_bits = arr.size * weight_bits
             csr_bits = nnz * (weight_bits + index_bits) + (arr.shape[0] + 1) * indptr_bits
             use_csr = sparse is True or (sparse == "auto" and csr_bits < dense_bits)
@@ -366,9 +368,9 @@ def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 
     rows = layer_costs(model, input_shape)
     macs = sum(r["nonzero_macs"] if sparse else r["macs"] for r in rows)
     wkey, akey = mems[weight_memory.lower()], mems[act_memory.lower()]
-    weight_words = 0.0
+    weight_words, weights = 0.0, _weight_names(model)
     for name, info in param_bytes(model, sparse=False).items():
-        arr_is_weight = name.rsplit(".", 1)[-1] == "weight"
+        arr_is_weight = name in weights
         if arr_is_weight and sparse and info["nnz"] < info["size"]:
             weight_words += info["nnz"] * (weight_bits + index_bits) / 32
         elif arr_is_weight:

@@ -129,8 +129,9 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
         resume: continue from ``checkpoint`` if it exists.
 
     Returns:
-        ``History`` with, per epoch: loss and top1 (training, measured on the fly with the
-        weights of each step; arg-max top-1), val_loss, val_top1, val_top5 (when ``val``),
+        ``History`` with, per epoch (top-1 by ``functional.topk_correct``'s tie rule, the same
+        for training and validation): loss and top1 (training, measured on the fly with the
+        weights of each step), val_loss, val_top1, val_top5 (when ``val``),
         lr, seconds.
 
     Raises:
@@ -167,7 +168,7 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
             n_seen += n
             loss_sum += value * n
             if np.ndim(y) == 1:
-                hits += int(np.count_nonzero(logits.data.argmax(axis=1) == y))
+                hits += int(np.count_nonzero(F.topk_correct(logits.data, y, 1)))
             if interactive and (i % 20 == 0 or i + 1 == steps):
                 _progress(epoch, epochs, i + 1, steps, value, started)
         logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_seen, 1), "top1": hits / max(n_seen, 1),

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-__all__ = ["DataLoader"]
+__all__ = ["DataLoader", "images_to_float"]
 
 
 def _check_int(name, value, minimum):
@@ -34,8 +34,8 @@ class DataLoader:
             (readable afterwards as ``loader.seed``, so the run can still be repeated).
         drop_last: if True, drop the final batch when it is smaller than ``batch_size``.
         flatten: if True, each x is (B, C*H*W) (or (B, H*W), (B, D)) instead of NCHW.
-        scale: if True, uint8 images are divided by 255 into [0, 1]. Other dtypes are only
-            cast to float32.
+        scale: if True, uint8 images are divided by 255 into [0, 1] (``images_to_float``).
+            Other dtypes are only cast to float32.
 
     Yields:
         ``x``: float32, (B, 1, H, W) for (N, H, W) input, (B, C, H, W) for (N, C, H, W),

@@ -449,11 +449,12 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
     ints in [-128, 127]); bias: None or (N,) real-valued floats, added after
     dequantization; output per tensor (out_scale, out_zero).
 
-    acc = sum_k (A - a_zero)(B - b_zero) is exact (int64, from the int32 GEMM);
-    out = clip(round_half_to_even((a_scale * b_scale * acc + bias) / out_scale)
-    + out_zero, -128, 127); with relu=True values below out_zero are raised to it.
-    The epilogue is :func:`reference.requantize` for every backend, so results
-    are identical to ``reference.gemm_int8_requant``.
+    acc = sum_k (A - a_zero)(B - b_zero) is exact (int64, from the int32 GEMM); the
+    bias is rounded (half to even) onto the accumulator grid a_scale * b_scale[j] and
+    added; then out = clip(round(acc * M_j) + out_zero, -128, 127) with
+    M_j = a_scale * b_scale[j] / out_scale, by :func:`reference.requantize` -- the
+    library's one requantizer (integer multiplier and shift, round half to even) -- for
+    every backend. With relu=True values below out_zero are raised to it.
     """
     op = "gemm_int8_requant"
     C = gemm_int8(A, B, backend=backend)
@@ -483,7 +484,14 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
             raise ValueError(f"{op}: bias must be None or ({N},) finite floats, got shape {bias.shape}")
     colsum = B.colsum if isinstance(B, Int8Weights) else B.sum(axis=0, dtype=np.int64)
     acc = reference.zero_point_accumulators(C, A, colsum, a_zero, bz)
-    return reference.requantize(acc, a_scale, bs, out_scale, out_zero, bias, bool(relu))
+    if bias is not None:
+        b_q = np.rint(bias / (a_scale * bs))
+        if np.any(np.abs(b_q) > _INT32_MAX):
+            raise ValueError(f"{op}: bias / (a_scale * b_scale) must fit an int32 accumulator, "
+                             f"got magnitudes up to {np.abs(b_q).max():.3g}")
+        acc = acc + b_q.astype(np.int64)
+    q = reference.requantize(acc, a_scale * bs / out_scale, -128 - out_zero, 127 - out_zero, bool(relu))
+    return (q + out_zero).astype(np.int8)
 
 
 # ----------------------------------------------------------------- XNOR / popcount

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..cost import effective_weight, model_bytes, trace_layers
 from ..data import images_to_float
+from ..nn import is_weight_layer
 from ..tensor import Tensor, no_grad
 from .convert import to_sparse
 
@@ -47,7 +48,7 @@ def _as_batch(data, n, input_shape, seed=0):
         return np.random.default_rng(seed).random(shape, dtype=np.float32), "random U[0,1) inputs"
     x = data[0] if isinstance(data, tuple) else data
     x = images_to_float(np.asarray(x.data if isinstance(x, Tensor) else x)[:n])
-    return x, f"{len(x)} real inputs"
+    return np.ascontiguousarray(x), f"{len(x)} real inputs"
 
 
 def time_inference(model, x, repeats: int = 20, other=None):
@@ -141,8 +142,7 @@ def report(model, data=None, input_shape=None, measure: bool = True, batch_size:
     """
     x_act, note = _as_batch(data, act_samples, input_shape)
     records = trace_layers(model, x_act)
-    weight_recs = [(i, r) for i, r in enumerate(records) if effective_weight(r[1]) is not None
-                   and effective_weight(r[1]).ndim in (2, 4)]
+    weight_recs = [(i, r) for i, r in enumerate(records) if is_weight_layer(r[1])]
     rows = []
     for k, (i, (name, mod, x, y)) in enumerate(weight_recs):
         w = effective_weight(mod)

@@ -32,7 +32,9 @@ import math
 import numpy as np
 
 from .. import nn
-from ..data import images_to_float
+from ..cost import model_bytes
+from ..data import images_to_float  # noqa: F401  (re-exported: quant.pipeline.images_to_float)
+from ..nn import weight_layers  # noqa: F401  (re-exported: quant.weight_layers)
 from ..tensor import Tensor, no_grad
 from .fake import SCHEMES, AccumulatorBias, ActQuant, WeightQuant
 from .formats import Affine, DynamicFixedPoint
@@ -42,16 +44,6 @@ __all__ = ["weight_layers", "prepare", "calibrate", "finalize", "ptq", "finetune
            "images_to_float"]
 
 _ACC_BIAS = ("int8", "affine", "pow2")
-
-
-def weight_layers(model):
-    """[(name, module)] of the leaf modules with a 2-D (linear) or 4-D (conv) ``weight`` Parameter."""
-    out = []
-    for name, m in model.named_modules():
-        w = m._parameters.get("weight")
-        if w is not None and w.ndim in (2, 4):
-            out.append((name, m))
-    return out
 
 
 def act_quants(model):
@@ -68,8 +60,7 @@ def layer_pairs(model):
     leaves = _leaves(model)
     pairs = []
     for i, m in enumerate(leaves):
-        w = m._parameters.get("weight")
-        if w is not None and w.ndim in (2, 4):
+        if nn.is_weight_layer(m):
             prev = leaves[i - 1] if i > 0 else None
             pairs.append((prev if isinstance(prev, ActQuant) else None, m))
     return pairs
@@ -166,7 +157,7 @@ def finalize(qmodel):
         s_in = _act_step(aq.fmt)
         fmt = wq.calibrate(layer.weight.data) if wq.dynamic or wq.fmt is None else wq.fmt
         s_w = fmt.scale if isinstance(fmt, Affine) else 2.0 ** fmt.min_exp
-        bias.transforms = [t for t in bias.transforms if not isinstance(t, AccumulatorBias)]
+        bias.remove_transform(AccumulatorBias)
         bias.add_transform(AccumulatorBias(s_in * np.asarray(s_w, dtype=np.float64)))
     return qmodel
 
@@ -227,12 +218,15 @@ def evaluate(model, images, labels, batch_size=1000):
 
 
 def finetune(qmodel, train_images, train_labels, epochs=1, lr=0.01, momentum=0.9, batch_size=128, seed=0,
-             track_acts=False, val=None, verbose=False):
+             track_acts=False, val=None, verbose=False, checkpoint=None, resume=False):
     """Train a quantized model: quantized forward, full-precision shadow weights, STE gradients.
 
     With ``track_acts`` the activation ranges follow the training batches (their observers,
     e.g. moving averages); otherwise the calibrated ranges stay fixed. Biases' int32 grids
-    are refreshed at the end (``finalize``). Returns the ``train.fit`` history.
+    are refreshed at the end (``finalize``). ``checkpoint``/``resume`` are ``train.fit``'s:
+    a run resumed into a freshly ``prepare``d model continues bit for bit (activation
+    ranges and modes are buffers, quantizer states are saved with their parameters).
+    Returns the ``train.fit`` history.
     """
     from .. import data, optim, train
     from .. import functional as F
@@ -241,7 +235,8 @@ def finetune(qmodel, train_images, train_labels, epochs=1, lr=0.01, momentum=0.9
         aq.track = bool(track_acts)
     loader = data.DataLoader(train_images, train_labels, batch_size=batch_size, shuffle=True, seed=seed)
     opt = optim.SGD(qmodel.parameters(), lr=lr, momentum=momentum)
-    hist = train.fit(qmodel, loader, F.cross_entropy, opt, epochs, val=val, verbose=verbose)
+    hist = train.fit(qmodel, loader, F.cross_entropy, opt, epochs, val=val, verbose=verbose,
+                     checkpoint=checkpoint, resume=resume)
     for _, aq in act_quants(qmodel):
         aq.track = False
     finalize(qmodel)
@@ -258,9 +253,7 @@ def qat(model, scheme, weight_bits, act_bits, train_images, train_labels, epochs
     q = prepare(model, scheme, weight_bits, act_bits, observer="minmax", **kwargs)
     calibrate(q, train_images, n_calib)
     for _, aq in act_quants(q):
-        obs = MovingAverageMinMaxObserver(momentum_obs)
-        obs.low, obs.high = aq.qrange
-        aq.observer = obs
+        aq.observer = MovingAverageMinMaxObserver(momentum_obs)   # starts from the calibrated qrange
     hist = finetune(q, train_images, train_labels, epochs, lr, seed=seed, track_acts=True, verbose=verbose)
     return q, hist
 
@@ -352,7 +345,9 @@ def sensitivity(model, calib_images, val_images, val_labels, scheme="dfp", bits=
 
 # ----------------------------------------------------------------------- size and export
 def _param_formats(qmodel):
-    """[(name, Parameter, format or None, code_bits)] for every parameter."""
+    """[(name, Parameter, format or None)] for every parameter, in ``named_parameters`` order:
+    the format its codes are stored in (a weight's ``WeightQuant`` format, calibrated now if
+    dynamic; a bias's int32 ``AccumulatorBias`` grid), None for a parameter left in float."""
     out = []
     for name, p in qmodel.named_parameters():
         fmt = None
@@ -373,11 +368,11 @@ def model_size(qmodel) -> dict:
     information (scales and zero points 4 bytes each per tensor or channel, a DFP fractional
     length or minifloat bias 1 byte, a power-of-two exponent range 2 bytes); float
     parameters 4 bytes per value. Every activation quantizer adds its side information.
-    ``fp32_bytes`` is the float32 size of the same parameters.
+    ``fp32_bytes`` is the float32 size of the same parameters (``cost.model_bytes``).
 
     Returns ``{"bytes", "fp32_bytes", "compression", "layers": [{name, n, code_bits, bytes}]}``.
     """
-    rows, total, fp32 = [], 0, 0
+    rows, total, fp32 = [], 0, model_bytes(qmodel)
     for name, p, fmt in _param_formats(qmodel):
         n = int(p.size)
         bits = fmt.code_bits if fmt is not None else 32
@@ -385,7 +380,6 @@ def model_size(qmodel) -> dict:
         b = math.ceil(n * bits / 8) + side
         rows.append({"name": name, "n": n, "code_bits": bits, "side_bytes": side, "bytes": b})
         total += b
-        fp32 += 4 * n
     for name, aq in act_quants(qmodel):
         if aq.mode == "quantize":
             side = aq.fmt.side_bytes
@@ -446,7 +440,7 @@ def load_npz(path, qmodel):
         if wq is not None:
             wq.fmt, wq.dynamic = fmt, False
         else:
-            p.transforms = [t for t in p.transforms if not isinstance(t, AccumulatorBias)]
+            p.remove_transform(AccumulatorBias)
             p.add_transform(AccumulatorBias(fmt.scale))
     for name, aq in act_quants(qmodel):
         if f"{name}.qrange" in arrays:
