@@ -20,10 +20,10 @@ from .compress import KMeansQuant, deep_compression, kmeans_1d, sparse_size
 from .integer import IntegerModel, accumulator_bound, pow2_matmul, requantize, round_shift
 from .pipeline import (calibrate, evaluate, export_npz, finalize, finetune, load_npz, model_size, prepare, ptq, qat,
                   search_bitwidths, sensitivity)
-from .lowprec import StoredLowPrecision, apply_variant
+from .lowprec import LossScaler, LowPrecisionTensors, StoredLowPrecision, TensorRounding, apply_variant, round_tensors
 from .observers import MinMaxObserver, MovingAverageMinMaxObserver, Observer, PercentileObserver, get_observer
 
-__all__ = ["SCHEMES", "AccumulatorBias", "ActQuant", "FakeQuant", "WeightQuant", "fake_quant", "make_format",
+__all__ = ["LossScaler", "LowPrecisionTensors", "TensorRounding", "round_tensors", "SCHEMES", "AccumulatorBias", "ActQuant", "FakeQuant", "WeightQuant", "fake_quant", "make_format",
            "FP16", "Affine", "DynamicFixedPoint", "FP16OverflowError", "FP16OverflowWarning", "Format", "Minifloat",
            "PowerOfTwo", "get_format", "round_values", "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer",
            "PercentileObserver", "get_observer", "IntegerModel", "accumulator_bound", "pow2_matmul", "requantize",
