@@ -122,15 +122,17 @@ def add_arguments(parser):
     parser.add_argument("--model", default="lenet-300-100", choices=["lenet-300-100", "lenet5", "small-convnet"])
     parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT images of each split")
     parser.add_argument("--lowprec", action="store_true",
-                        help="run the low-precision training experiment (fp16 / 8-bit fixed point) instead")
+                        help="run the low-precision training experiments instead: weights stored in fp16 / 8-bit "
+                             "fixed point, then activations and gradients rounded (with loss scaling)")
     harness.add_run_options(parser, "runs/hogwild")
     add_executor_options(parser, workers_flag="--seed-workers")
 
 
 def run_lowprec(args, quick, epochs, seed, out) -> int:
-    """``--lowprec``: the low-precision training curves, their plot and JSON."""
+    """``--lowprec``: the low-precision training curves (weights, then activations and gradients),
+    their plots and JSON."""
     from ..quant.lowprec import VARIANTS
-    from .lowprec import plot_lowprec, train_lowprec
+    from .lowprec import TENSOR_VARIANTS, plot_lowprec, train_lowprec, train_lowprec_tensors
 
     train, test = harness.load_dataset(quick, args.limit)
     print(f"low-precision training: LeNet-300-100, SGD lr {args.lr}, batch {args.batch_size}, {epochs} epochs, "
@@ -140,6 +142,13 @@ def run_lowprec(args, quick, epochs, seed, out) -> int:
     plot_lowprec(curves, out / "lowprec.png")
     harness.write_json(out / "lowprec.json", curves)
     print(f"wrote {out / 'lowprec.png'}, {out / 'lowprec.json'}")
+    print("activations and gradients in low precision (float32 master weights):")
+    tensors = train_lowprec_tensors(tuple(TENSOR_VARIANTS), epochs=epochs, lr=args.lr, batch_size=args.batch_size,
+                                    seed=seed, train=train, test=test, verbose=True)
+    plot_lowprec(tensors, out / "lowprec_tensors.png",
+                 title="LeNet-300-100, SGD with low-precision activations and gradients")
+    harness.write_json(out / "lowprec_tensors.json", tensors)
+    print(f"wrote {out / 'lowprec_tensors.png'}, {out / 'lowprec_tensors.json'}")
     return 0
 
 
