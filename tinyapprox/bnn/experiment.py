@@ -17,7 +17,6 @@ one epoch, a small MLP, a 512-wide product; seconds, for tests and smoke runs.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -212,8 +211,8 @@ def run(args) -> int:
 
     if not args.no_speed:
         results["speed"] = _speed(args, quick, out, packed, bnn_model, x_test, vy)
-    with open(out / "results.json", "w") as fh:
-        json.dump(results, fh, indent=2, default=float)
+    from ..fileio import atomic_write_json
+    atomic_write_json(out / "results.json", results, default=float)
     print(f"\nwrote {out / 'fig1_training.png'}, {out / 'results.json'}" +
           ("" if args.no_speed else f", {out / 'fig3_speed.png'}"))
     return 0

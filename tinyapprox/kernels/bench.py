@@ -23,7 +23,6 @@ Command line: ``tinyapprox bench kernels [--json FILE] [--quick]`` or
 ``python -m tinyapprox.kernels.bench [--json FILE] [--quick]``.
 """
 import ctypes
-import json
 import os
 import platform
 import time
@@ -283,8 +282,8 @@ def run(json_path=None, quick=False, threads=1):
         _bench_int8(rng, quick, peak, result["int8"])
         _bench_xnor(rng, quick, peak, result["xnor"])
     if json_path:
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2, default=str)
+        from ..fileio import atomic_write_json
+        atomic_write_json(json_path, result, default=str)
         print(f"\nwrote {json_path}")
     return result
 

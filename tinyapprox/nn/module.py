@@ -227,12 +227,24 @@ class Module:
     def load_state_dict(self, state, strict: bool = True):
         """Copy arrays from ``state`` into this model (shapes must match).
 
-        Transforms found in ``state`` replace the ones attached to each parameter.
+        Everything is checked before anything is assigned, so a failed load leaves the
+        model exactly as it was. Parameters take floating-point arrays only (float16/32/64,
+        cast to the parameter's dtype); a buffer takes an array of its own kind (float for
+        float, integer for integer, bool for bool). Transforms found in ``state`` replace
+        the ones attached to each parameter.
 
         Raises:
             KeyError: with ``strict``, missing or unexpected keys.
-            ValueError: a shape mismatch, naming the key and both shapes.
+            ValueError: a shape mismatch, a non-float weight, a buffer of another kind, or a
+                transform that cannot be rebuilt; the message names the key.
         """
+        self._apply_load(self._check_load(state, strict))
+        return self
+
+    def _check_load(self, state, strict: bool = True) -> list:
+        """Validate ``state`` against this model; return the assignments ``_apply_load`` makes."""
+        if not hasattr(state, "items"):
+            raise TypeError(f"load_state_dict: expected a mapping of names to arrays, got {type(state).__name__}")
         state = dict(state)
         params = dict(self.named_parameters())
         buffers = {name: (m, b) for name, m, b in self.named_buffers()}
@@ -242,23 +254,46 @@ class Module:
         unexpected = sorted(set(state) - expected - transform_keys)
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        plan = []
         for name, p in params.items():
             if name not in state:
                 continue
             arr = np.asarray(state[name])
+            if arr.dtype.kind != "f":
+                raise ValueError(f"load_state_dict: {name} expected a floating-point array, got dtype {arr.dtype}")
             if arr.shape != p.data.shape:
                 raise ValueError(f"load_state_dict: {name} expected shape {p.data.shape}, got {arr.shape}")
-            p.data = np.ascontiguousarray(arr.astype(p.data.dtype))
-            p.transforms = _rebuild_transforms(name, state)
-            _check_transforms_fit(name, p)
+            probe = Parameter(np.ascontiguousarray(arr.astype(p.data.dtype)), requires_grad=False)
+            try:
+                probe.transforms = _rebuild_transforms(name, state)
+            except (KeyError, TypeError, IndexError, AttributeError) as exc:
+                raise ValueError(f"load_state_dict: the transforms of {name} cannot be rebuilt: "
+                                 f"{type(exc).__name__}: {exc}") from None
+            _check_transforms_fit(name, probe)
+            plan.append((p, probe.data, probe.transforms))
         for name, (m, bname) in buffers.items():
-            if name in state:
-                old = np.asarray(getattr(m, bname))
-                arr = np.asarray(state[name])
-                if arr.shape != old.shape:
-                    raise ValueError(f"load_state_dict: {name} expected shape {old.shape}, got {arr.shape}")
-                object.__setattr__(m, bname, arr.astype(old.dtype).copy())
-        return self
+            if name not in state:
+                continue
+            old = np.asarray(getattr(m, bname))
+            arr = np.asarray(state[name])
+            if arr.shape != old.shape:
+                raise ValueError(f"load_state_dict: {name} expected shape {old.shape}, got {arr.shape}")
+            kinds = {"f": "f", "i": "iu", "u": "iu", "b": "b"}.get(old.dtype.kind, old.dtype.kind)
+            if arr.dtype.kind not in kinds:
+                raise ValueError(f"load_state_dict: buffer {name} expected dtype {old.dtype} (or of its kind), "
+                                 f"got {arr.dtype}")
+            plan.append((m, bname, arr.astype(old.dtype).copy()))
+        return plan
+
+    @staticmethod
+    def _apply_load(plan) -> None:
+        for item in plan:
+            if len(item) == 3 and isinstance(item[0], Parameter):
+                p, data, transforms = item
+                p.data, p.transforms = data, transforms
+            else:
+                m, bname, arr = item
+                object.__setattr__(m, bname, arr)
 
     # ----- introspection ------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -333,7 +368,10 @@ def _rebuild_transforms(name: str, state: dict) -> list:
     for key, val in state.items():
         if not key.startswith(prefix):
             continue
-        index, cls_name, field = key[len(prefix):].split(".", 2)
+        parts = key[len(prefix):].split(".", 2)
+        if len(parts) != 3 or not parts[0].isdigit():
+            raise ValueError(f"load_state_dict: {key!r} is not a transform key (<param>.transform<i>.<Class>.<field>)")
+        index, cls_name, field = parts
         found.setdefault(int(index), (cls_name, {}))[1][field] = val
     out = []
     for i in sorted(found):

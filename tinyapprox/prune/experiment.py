@@ -21,7 +21,6 @@ default, spread over layers by global magnitude ranking (``--scope global``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
@@ -240,7 +239,8 @@ def run(args) -> int:
           f"[compress] speedup: theoretical {t['theoretical_speedup']:.2f}x (FLOPs), measured "
           f"{t['measured_speedup']:.2f}x (batch 256, CSR kernel vs dense NumPy, median of {repeats}; "
           f"1-min load average {_load():.1f} on {os.cpu_count()} CPUs)", flush=True)
-    (out / "results.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    from ..fileio import atomic_write_json
+    atomic_write_json(out / "results.json", summary, default=_json_default)
     rep.plot(out / "report.png", title=f"{args.model} pruned ({args.schedule})")
     _plots(out, dense, model, comparison, timing, dense_acc, args.model)
     if deep["both"]:

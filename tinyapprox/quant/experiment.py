@@ -23,7 +23,6 @@ one epoch, a short sweep.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -302,8 +301,8 @@ def run(args) -> int:
                                                         base, prune, compress, train)
     _print_table(rows)
     results["rows"] = rows
-    with open(out / "results.json", "w") as f:
-        json.dump(results, f, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    from ..fileio import atomic_write_json
+    atomic_write_json(out / "results.json", results, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     written = [out / n for n in ("results.json", "accuracy_vs_bits.png", "weight_histogram.png", "sensitivity.png")
                if (out / n).exists()]
     print("wrote " + ", ".join(str(p) for p in written))
