@@ -331,3 +331,56 @@ def test_bundled_checksums_are_verified(monkeypatch):
     monkeypatch.setattr(datasets, "BUNDLED_SHA256", table)
     with pytest.raises(datasets.ChecksumError, match="t10k-labels-idx1-ubyte.gz is damaged"):
         datasets._check_bundled(path)
+
+
+# ------------------------------------------------------------------ validated formats and kernel handles
+@pytest.mark.parametrize("bits", [0, -1, 17, 40, 64, True, 2.5, "5", None])
+def test_kmeans_quant_bits_are_checked(bits):
+    from tinyapprox.quant.compress import KMeansQuant
+
+    with pytest.raises(ValueError, match=r"KMeansQuant: bits must be an int in \[1, 16\]"):
+        KMeansQuant(bits)
+    with pytest.raises(ValueError, match="KMeansQuant: bits"):
+        KMeansQuant.from_state({"bits": np.array(40), "centroids": np.zeros(4)})
+
+
+def test_kmeans_quant_sorts_centroids_from_the_constructor_and_from_a_file():
+    from tinyapprox.quant.compress import KMeansQuant
+    from tinyapprox.tensor import Tensor
+
+    w = Tensor(np.array([0.9, -0.9, 0.0, 0.1, -0.1], dtype=np.float32))
+    shuffled = np.array([0.9, -0.9, 0.1, -0.1])
+    expected = np.array([0.9, -0.9, 0.0, 0.1, -0.1], dtype=np.float32)
+    for t in (KMeansQuant(2, centroids=shuffled), KMeansQuant.from_state({"bits": np.array(2), "centroids": shuffled})):
+        np.testing.assert_array_equal(t(w).data, expected)
+        assert np.all(np.diff(t.centroids) >= 0)
+    with pytest.raises(ValueError, match="expected 4 centroids for bits=2"):
+        KMeansQuant(2, centroids=[0.1, 0.2])
+    with pytest.raises(ValueError, match="finite"):
+        KMeansQuant(1, centroids=[0.1, np.nan])
+
+
+def test_int8_weights_handles_are_read_only_and_backends_cannot_disagree():
+    from tinyapprox import kernels
+
+    rng = np.random.default_rng(0)
+    B = rng.integers(-128, 128, (40, 24), dtype=np.int8)
+    A = rng.integers(-128, 128, (5, 40), dtype=np.int8)
+    w = kernels.prepare_int8(B)
+    backends = ["numpy"] + (["c"] if kernels._ext.lib is not None else [])
+    before = {b: kernels.gemm_int8(A, w, backend=b) for b in backends}
+    for attr, value in (("B", B[:2].copy()), ("B", np.zeros_like(B)), ("K", 1), ("N", 1000), ("has_min", False)):
+        with pytest.raises(AttributeError):
+            setattr(w, attr, value)
+    with pytest.raises(ValueError):
+        w.B[0, 0] = 1
+    with pytest.raises(ValueError):
+        w.B.setflags(write=True)
+    with pytest.raises(ValueError):
+        w.B.view().setflags(write=True)
+    B[...] = 0                                           # the caller's array: w keeps its own copy
+    for b in backends:
+        np.testing.assert_array_equal(kernels.gemm_int8(A, w, backend=b), before[b])
+    np.testing.assert_array_equal(before["numpy"], A.astype(np.int32) @ w.B.astype(np.int32))
+    if "c" in backends:
+        np.testing.assert_array_equal(before["c"], before["numpy"])
