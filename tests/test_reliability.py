@@ -384,3 +384,47 @@ def test_int8_weights_handles_are_read_only_and_backends_cannot_disagree():
     np.testing.assert_array_equal(before["numpy"], A.astype(np.int32) @ w.B.astype(np.int32))
     if "c" in backends:
         np.testing.assert_array_equal(before["c"], before["numpy"])
+
+
+# ------------------------------------------------------------------ IDX: bounded decompression
+def test_an_idx_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    import gzip
+    import time
+
+    from tinyapprox.data import IDXError, read_idx
+
+    header = bytes([0, 0, 0x08, 1]) + (10).to_bytes(4, "big")
+    body = header + bytes(10) + bytes(200 * 2**20)          # 200 MiB of zeros after a 10-byte payload
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(body, compresslevel=9))
+    assert path.stat().st_size < 1 << 20
+    t0 = time.process_time()
+    with pytest.raises(IDXError, match=r"bomb.gz .*longer than its header says"):
+        read_idx(path)
+    assert time.process_time() - t0 < 5          # only a bounded prefix was inflated (generous bound)
+    big = bytes([0, 0, 0x08, 2]) + (10**5).to_bytes(4, "big") * 2     # declares 10 GB in a tiny file
+    path.write_bytes(gzip.compress(big + bytes(100)))
+    with pytest.raises(IDXError, match=r"bomb.gz .*can hold at most"):
+        read_idx(path)
+    path.write_bytes(big + bytes(100))
+    with pytest.raises(IDXError, match=r"bomb.gz: header says shape \(100000, 100000\).*truncated"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("ndim", [65, 200, 255])
+def test_idx_with_too_many_dimensions_is_refused_clearly(tmp_path, ndim):
+    from tinyapprox.data import IDXError, read_idx
+
+    path = tmp_path / "deep"
+    path.write_bytes(bytes([0, 0, 0x08, ndim]) + (1).to_bytes(4, "big") * ndim + b"\0")
+    with pytest.raises(IDXError, match=rf"deep: the header declares {ndim} dimensions; NumPy arrays have at most 64"):
+        read_idx(path)
+
+
+def test_idx_with_an_overflowing_shape_is_refused_clearly(tmp_path):
+    from tinyapprox.data import IDXError, read_idx
+
+    path = tmp_path / "wide"
+    path.write_bytes(bytes([0, 0, 0x0E, 8]) + (2**32 - 1).to_bytes(4, "big") * 8 + bytes(16))
+    with pytest.raises(IDXError, match=r"wide: header says shape \(4294967295,.*truncated"):
+        read_idx(path)
