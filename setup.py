@@ -47,6 +47,6 @@ setup(
     setup_requires=["cffi>=1.15"],
     cffi_modules=["c_kernels/build_ckernels.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
-    entry_points={"console_scripts": ["tinyapprox=tinyapprox.cli:main"]},
+    entry_points={"console_scripts": ["tinyapprox=tinyapprox.experiments.cli:main"]},
     zip_safe=False,
 )

@@ -511,7 +511,7 @@ def test_unloadable_extension_falls_back_with_one_warning(tmp_path):
 
 @pytest.mark.slow
 def test_bench_quick_runs_and_reports(tmp_path):
-    from tinyapprox.kernels import bench
+    from tinyapprox.experiments import bench_kernels as bench
 
     out = tmp_path / "bench.json"
     result = bench.run(json_path=str(out), quick=True)

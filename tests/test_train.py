@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import tinyapprox as ta
-from tinyapprox import cli, data, models, nn, optim, train
+from tinyapprox import data, models, nn, optim, train
+from tinyapprox.experiments import cli
 from tinyapprox import functional as F
 
 pytestmark = pytest.mark.training

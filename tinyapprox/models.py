@@ -51,29 +51,16 @@ def small_convnet(seed: int = 0, num_classes: int = 10) -> nn.Sequential:
     )
 
 
-def bnn_mlp(*args, **kwargs):
-    """The binarized MLP of Courbariaux et al. (see ``tinyapprox.bnn.models.bnn_mlp``)."""
-    from .bnn.models import bnn_mlp as build
-    return build(*args, **kwargs)
-
-
-def bnn_conv(*args, **kwargs):
-    """A small binarized ConvNet (see ``tinyapprox.bnn.models.bnn_conv``)."""
-    from .bnn.models import bnn_conv as build
-    return build(*args, **kwargs)
-
-
 MODELS = {
     "lenet-300-100": lenet_300_100,
     "lenet5": lenet5,
     "small-convnet": small_convnet,
-    "bnn-mlp": bnn_mlp,
-    "bnn-conv": bnn_conv,
 }
 
 
 def get(name: str, seed: int = 0, **kwargs):
-    """Build a model by its command-line name (one of ``MODELS``)."""
+    """Build a model by its command-line name (one of ``MODELS``; the binarized networks are
+    built by ``bnn.bnn_mlp`` / ``bnn.bnn_conv``)."""
     if name not in MODELS:
         raise ValueError(f"models.get: unknown model {name!r}; expected one of {sorted(MODELS)}")
     return MODELS[name](seed=seed, **kwargs)

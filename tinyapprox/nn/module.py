@@ -385,7 +385,7 @@ def _rebuild_transforms(name: str, state: dict) -> list:
     return out
 
 
-_TRANSFORM_MODULES = ("tinyapprox.prune", "tinyapprox.quant", "tinyapprox.bnn", "tinyapprox.optim.lowprec")
+_TRANSFORM_MODULES = ("tinyapprox.prune", "tinyapprox.quant", "tinyapprox.bnn", "tinyapprox.quant.lowprec")
 
 
 def _import_transform_modules():

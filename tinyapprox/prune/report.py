@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from ..cost import effective_weight, model_bytes, trace_layers
+from ..data import images_to_float
 from ..tensor import Tensor, no_grad
 from .convert import to_sparse
 
@@ -45,12 +46,8 @@ def _as_batch(data, n, input_shape, seed=0):
         shape = (n,) + tuple(input_shape)[1:]
         return np.random.default_rng(seed).random(shape, dtype=np.float32), "random U[0,1) inputs"
     x = data[0] if isinstance(data, tuple) else data
-    x = np.asarray(x.data if isinstance(x, Tensor) else x)[:n]
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    if x.ndim == 3:
-        x = x[:, None]
-    return np.ascontiguousarray(x, dtype=np.float32), f"{len(x)} real inputs"
+    x = images_to_float(np.asarray(x.data if isinstance(x, Tensor) else x)[:n])
+    return x, f"{len(x)} real inputs"
 
 
 def time_inference(model, x, repeats: int = 20, other=None):

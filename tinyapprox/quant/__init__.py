@@ -10,6 +10,8 @@
 * ``integer``: integer inference on the int8 GEMM kernel (and shift-add power-of-two layers),
   requantization in integers, accumulator-overflow checks.
 * ``compress``: Deep Compression's k-means weight sharing for pruned models.
+* ``lowprec``: ``StoredLowPrecision``, weights kept only on a format's grid while training
+  (against the shadow weights of QAT), and ``apply_variant`` for the low-precision recipes.
 """
 from .fake import SCHEMES, AccumulatorBias, ActQuant, FakeQuant, WeightQuant, fake_quant, make_format
 from .formats import (FP16, Affine, DynamicFixedPoint, FP16OverflowError, FP16OverflowWarning, Format, Minifloat,
@@ -18,6 +20,7 @@ from .compress import KMeansQuant, deep_compression, kmeans_1d, sparse_size
 from .integer import IntegerModel, accumulator_bound, pow2_matmul, requantize, round_shift
 from .pipeline import (calibrate, evaluate, export_npz, finalize, finetune, load_npz, model_size, prepare, ptq, qat,
                   search_bitwidths, sensitivity)
+from .lowprec import StoredLowPrecision, apply_variant
 from .observers import MinMaxObserver, MovingAverageMinMaxObserver, Observer, PercentileObserver, get_observer
 
 __all__ = ["SCHEMES", "AccumulatorBias", "ActQuant", "FakeQuant", "WeightQuant", "fake_quant", "make_format",
@@ -26,4 +29,4 @@ __all__ = ["SCHEMES", "AccumulatorBias", "ActQuant", "FakeQuant", "WeightQuant",
            "PercentileObserver", "get_observer", "IntegerModel", "accumulator_bound", "pow2_matmul", "requantize",
            "round_shift", "calibrate", "evaluate", "export_npz", "finalize", "finetune", "load_npz", "model_size",
            "prepare", "ptq", "qat", "search_bitwidths", "sensitivity", "KMeansQuant",
-           "deep_compression", "kmeans_1d", "sparse_size"]
+           "deep_compression", "kmeans_1d", "sparse_size", "StoredLowPrecision", "apply_variant"]

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from .. import nn
+from ..data import images_to_float
 from ..fileio import CorruptFileError, atomic_savez, read_npz
 from ..tensor import Tensor, no_grad
 from .fake import SCHEMES, AccumulatorBias, ActQuant, WeightQuant
@@ -144,16 +145,6 @@ def prepare(model, scheme="int8", weight_bits=8, act_bits=8, per_channel=False, 
                        else "mixed", "act_bits": act_bits if isinstance(act_bits, (int, type(None))) else "mixed",
                        "per_channel": per_channel, "quantize_bias": quantize_bias}
     return q
-
-
-def images_to_float(images):
-    """uint8 images (N, 28, 28) or (N, 1, 28, 28) -> float32 NCHW in [0, 1]; float input passes through."""
-    x = np.asarray(images)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    if x.ndim == 3:
-        x = x[:, None]
-    return x.astype(np.float32, copy=False)
 
 
 def _forward_batches(model, images, batch_size=500):

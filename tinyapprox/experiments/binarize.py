@@ -25,10 +25,10 @@ import numpy as np
 
 from .. import cost, data, metrics
 from ..train import evaluate, predict
-from . import bench
-from .models import bnn_conv, bnn_mlp, float_conv, float_mlp
-from .packing import KERNELS, pack
-from .training import RECIPE, train_bnn
+from ..bnn.models import bnn_conv, bnn_mlp, float_conv, float_mlp
+from ..bnn.packing import KERNELS, pack
+from ..bnn.training import RECIPE, train_bnn
+from . import bench_bnn as bench
 
 # 1-bit operations are not in Horowitz's table; priced as 1/8 of an 8-bit add (0.03 pJ).
 BINARY_ENERGIES = {"xnor1": 0.03 / 8, "popcount1": 0.03 / 8}

@@ -167,10 +167,10 @@ def _scheme_opts(scheme, exp_bits, per_channel):
 
 def run(args) -> int:
     from .. import data, prune, train
-    from ..bench import median_time
-    from . import compress, integer
-    from .fake import WeightQuant
-    from . import pipeline as ptq
+    from ..quant import compress, integer
+    from ..quant import pipeline as ptq
+    from ..quant.fake import WeightQuant
+    from .harness import median_time, train_baseline
 
     quick = bool(getattr(args, "quick", False)) or os.environ.get("TINYAPPROX_QUICK") == "1"
     out = Path(args.out)
@@ -185,7 +185,7 @@ def run(args) -> int:
     (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=limit)
     if quick:
         test_x, test_y = test_x[:1000], test_y[:1000]
-    model, _, _ = train.train_baseline(args.model, epochs=epochs, seed=args.seed, out_dir=out, limit=limit,
+    model, _, _ = train_baseline(args.model, epochs=epochs, seed=args.seed, out_dir=out, limit=limit,
                                        verbose=False)
     base = ptq.evaluate(model, test_x, test_y)
     t_fp32 = median_time(lambda: train.predict(model, test_x), repeat=3)

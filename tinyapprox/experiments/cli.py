@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 EXPERIMENTS = {
-    "compress": ("tinyapprox.prune.experiment", "train, prune iteratively to a target compression, report"),
-    "quantize": ("tinyapprox.quant.experiment", "quantize a trained model (PTQ / QAT) and measure it"),
-    "binarize": ("tinyapprox.bnn.experiment", "train a binarized network and run it on the XNOR kernel"),
-    "hogwild": ("tinyapprox.optim.hogwild", "Hogwild! parallel SGD and low-precision training"),
+    "compress": ("tinyapprox.experiments.compress", "train, prune iteratively to a target compression, report"),
+    "quantize": ("tinyapprox.experiments.quantize", "quantize a trained model (PTQ / QAT) and measure it"),
+    "binarize": ("tinyapprox.experiments.binarize", "train a binarized network and run it on the XNOR kernel"),
+    "hogwild": ("tinyapprox.experiments.hogwild", "Hogwild! parallel SGD and low-precision training"),
 }
 
 
@@ -47,6 +47,7 @@ def _train(args) -> int:
     import numpy as np
 
     from tinyapprox import data, models, optim, train
+    from tinyapprox.experiments import harness
     from tinyapprox import functional as F
 
     out = Path(args.out)
@@ -54,7 +55,7 @@ def _train(args) -> int:
     limit = 2000 if args.quick else None
     (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=limit)
     model = models.get(args.model, seed=args.seed)
-    recipe = train.RECIPES.get(args.model, {})
+    recipe = harness.RECIPES.get(args.model, {})
     lr = args.lr if args.lr is not None else recipe.get("lr", 0.1)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else recipe.get("epochs", 10))
     loader = data.DataLoader(train_x, train_y, batch_size=args.batch_size, shuffle=True, seed=args.seed)
@@ -67,7 +68,7 @@ def _train(args) -> int:
     result = train.evaluate(model, test_x, test_y)
     train.save_model(model, out / "model.npz")
     (out / "history.json").write_text(history.to_json())
-    train.plot_history(history, out / "training_curve.png", title=f"{args.model} on Fashion-MNIST")
+    harness.plot_history(history, out / "training_curve.png", title=f"{args.model} on Fashion-MNIST")
     seconds = np.median(history["seconds"]) if len(history) else float("nan")
     print(f"test top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  "
           f"median {seconds:.2f} s/epoch")
@@ -87,7 +88,7 @@ def _info(args) -> int:
 
 
 def _bench(args) -> int:
-    from tinyapprox import bench
+    from tinyapprox.experiments import bench
 
     result = bench.run(args.what, quick=args.quick, threads=args.threads)
     if args.json:

@@ -35,7 +35,7 @@ _MODELS = ("lenet-300-100", "lenet5")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``tinyapprox compress``."""
-    from .criteria import GRANULARITIES
+    from ..prune.criteria import GRANULARITIES
 
     parser.add_argument("--model", choices=_MODELS, default="lenet-300-100")
     parser.add_argument("--schedule", choices=("iterative", "oneshot", "gradual"), default="iterative",
@@ -77,16 +77,17 @@ def run(args) -> int:
     """Run the experiment described in the module docstring; returns 0 on success."""
     from .. import data, models, optim, train
     from .. import functional as F
-    from . import (GradualPruning, apply_masks, get_masks, iterative, magnitude, prunable, report,
+    from ..prune import (GradualPruning, apply_masks, get_masks, iterative, magnitude, prunable, report,
                    round_sparsities, sparsity, time_inference, to_sparse)
-    from .criteria import random as random_prune
+    from ..prune.criteria import random as random_prune
+    from .harness import RECIPES, train_baseline
 
     if args.target <= 1:
         raise ValueError(f"compress: expected --target > 1 (times fewer parameters), got {args.target}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    recipe = dict(train.RECIPES[args.model])
+    recipe = dict(RECIPES[args.model])
     limit = 1500 if args.quick else None
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else recipe["epochs"])
     retrain_epochs = 1 if args.quick and args.retrain_epochs == 3 else args.retrain_epochs
@@ -114,7 +115,7 @@ def run(args) -> int:
     # ---------------------------------------------------------------- dense model
     print(f"[compress] {args.model} on Fashion-MNIST{' (quick)' if args.quick else ''}: dense training, "
           f"{epochs} epochs (cached in {out})", flush=True)
-    dense, _, dense_metrics = train.train_baseline(args.model, epochs=epochs, seed=args.seed, out_dir=out,
+    dense, _, dense_metrics = train_baseline(args.model, epochs=epochs, seed=args.seed, out_dir=out,
                                                    limit=limit, verbose=False)
     dense_acc = accuracy(dense)
     params = prunable(dense)
@@ -337,7 +338,7 @@ def _plots(out, dense, pruned, comparison, timing, dense_acc, name):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .mask import prunable
+    from ..prune.mask import prunable
 
     if comparison is not None:
         fig, ax = plt.subplots(figsize=(6, 4))

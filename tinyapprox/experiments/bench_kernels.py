@@ -20,7 +20,7 @@ OpenBLAS's own ``set_num_threads``; failing both, set ``OPENBLAS_NUM_THREADS=1``
 and ``OMP_NUM_THREADS=1`` before starting Python).
 
 Command line: ``tinyapprox bench kernels [--json FILE] [--quick]`` or
-``python -m tinyapprox.kernels.bench [--json FILE] [--quick]``.
+``python -m tinyapprox.experiments.bench_kernels [--json FILE] [--quick]``.
 """
 import ctypes
 import os
@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from . import _ext, csr_matmul, gemm_int8, info, pack_bits, prepare_int8, xnor_gemm
+from ..kernels import _ext, csr_matmul, gemm_int8, info, pack_bits, prepare_int8, xnor_gemm
 
 _OPENBLAS_SET = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
                  "scipy_openblas_set_num_threads", "openblas_set_num_threads")

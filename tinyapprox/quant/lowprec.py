@@ -13,10 +13,10 @@ weights on a coarse grid (fp16, 8-bit fixed point):
   full-precision copy, the forward pass sees its rounded value; small updates accumulate
   in the shadow until they cross a rounding boundary.
 
-``train_lowprec`` trains LeNet-300-100 under each recipe with the same seed, data order
-and learning rate and records test accuracy during training; ``plot_lowprec`` draws the
-curves. ``StoredLowPrecision`` also counts vanished updates: coordinates with a non-zero
-gradient whose stored value did not change in a step.
+``apply_variant`` attaches one recipe of ``VARIANTS`` to every parameter of a model (the
+``tinyapprox hogwild --lowprec`` experiment trains LeNet-300-100 under each).
+``StoredLowPrecision`` also counts vanished updates: coordinates with a non-zero gradient
+whose stored value did not change in a step.
 """
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ import numpy as np
 
 from ..nn.module import ParamTransform
 from ..tensor import Tensor
+from .fake import WeightQuant, _format_from_state, _format_state
+from .formats import FP16, DynamicFixedPoint
 
-__all__ = ["StoredLowPrecision", "VARIANTS", "apply_variant", "train_lowprec", "plot_lowprec"]
+__all__ = ["StoredLowPrecision", "VARIANTS", "apply_variant"]
 
 
 class StoredLowPrecision(ParamTransform):
@@ -83,14 +85,12 @@ class StoredLowPrecision(ParamTransform):
         param.data[...] = new
 
     def state(self):
-        from ..quant.fake import _format_state
         out = {"rounding": np.array(self.rounding)}
         out.update(_format_state("fmt.", self.fmt))
         return out
 
     @classmethod
     def from_state(cls, s):
-        from ..quant.fake import _format_from_state
         return cls(_format_from_state("fmt.", s), str(s["rounding"]))
 
     def __repr__(self):
@@ -109,7 +109,6 @@ VARIANTS = {
 
 
 def _format_for(kind, w):
-    from ..quant import FP16, DynamicFixedPoint
     if kind == "fp16":
         return FP16(on_overflow="ignore")
     return DynamicFixedPoint.from_tensor(w, bits=8, signed=True)
@@ -125,7 +124,6 @@ def apply_variant(model, variant: str, seed: int = 0):
     Raises:
         ValueError: an unknown variant.
     """
-    from ..quant import WeightQuant
     if variant not in VARIANTS:
         raise ValueError(f"apply_variant: unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     kind, storage = VARIANTS[variant]
@@ -143,85 +141,3 @@ def apply_variant(model, variant: str, seed: int = 0):
             t.attach(p)
             stored.append(t)
     return stored
-
-
-def train_lowprec(variants=("fp32", "fp16-store", "fp16-shadow", "fixed8-store", "fixed8-shadow"), epochs: int = 3,
-                  lr: float = 0.05, batch_size: int = 32, seed: int = 0, train=None, test=None, limit=None,
-                  evals_per_epoch: int = 4, eval_limit=2000, verbose: bool = False) -> dict:
-    """Train LeNet-300-100 with plain SGD under each low-precision recipe, same data order.
-
-    Args:
-        variants: keys of ``VARIANTS``.
-        epochs, lr, batch_size, seed: the SGD run shared by all variants.
-        train, test: ``(images, labels)``; default Fashion-MNIST (``limit`` per split).
-        evals_per_epoch: test-accuracy points recorded per epoch (plus one at the start).
-        eval_limit: evaluate on the first ``eval_limit`` test images (None: all); the final
-            accuracy ``final_top1`` always uses the whole test set.
-
-    Returns:
-        ``{variant: {"epoch": [float], "test_top1": [float], "final_top1": float,
-        "vanished_fraction": float or None, "seconds": float}}`` where
-        ``vanished_fraction`` = vanished / attempted coordinate updates (store variants).
-    """
-    import time
-
-    from .. import data, models
-    from .. import functional as F
-    from ..train import evaluate, fit
-    from .sgd import SGD
-
-    if train is None or test is None:
-        (tx, ty), (vx, vy) = data.load("fashion-mnist", limit=limit)
-        train = train if train is not None else (tx, ty)
-        test = test if test is not None else (vx, vy)
-    small = (test[0][:eval_limit], test[1][:eval_limit]) if eval_limit else test
-    out = {}
-    for variant in variants:
-        model = models.lenet_300_100(seed=seed)
-        stored = apply_variant(model, variant, seed)
-        loader = data.DataLoader(*train, batch_size=batch_size, shuffle=True, seed=seed)
-        every = max(len(loader) // max(evals_per_epoch, 1), 1)
-        curve = {"epoch": [0.0], "test_top1": [evaluate(model, *small)["top1"]]}
-
-        class _Probe:
-            def on_step(self, m, step):
-                if step % every == 0:
-                    curve["epoch"].append(step / len(loader))
-                    curve["test_top1"].append(evaluate(m, *small)["top1"])
-
-        t0 = time.perf_counter()
-        fit(model, loader, F.cross_entropy, SGD(model.parameters(), lr=lr), epochs, callbacks=[_Probe()],
-            verbose=False)
-        seconds = time.perf_counter() - t0
-        attempted = sum(t.attempted for t in stored)
-        curve.update(final_top1=evaluate(model, *test)["top1"], seconds=seconds,
-                     vanished_fraction=(sum(t.vanished for t in stored) / attempted) if attempted else None)
-        out[variant] = curve
-        if verbose:
-            v = curve["vanished_fraction"]
-            print(f"  {variant:<16} test top-1 {curve['final_top1']:.4f}"
-                  + (f"   vanished updates {100 * v:5.1f}%" if v is not None else "") + f"   ({seconds:.1f} s)",
-                  flush=True)
-    return out
-
-
-def plot_lowprec(curves: dict, path, title: str = "LeNet-300-100, SGD with low-precision weights"):
-    """Write a PNG of test accuracy against epochs, one line per variant."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    styles = {"store": "--", "store-sr": ":", "shadow": "-"}
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, c in curves.items():
-        storage = VARIANTS.get(name, (None, None))[1]
-        ax.plot(c["epoch"], c["test_top1"], styles.get(storage, "-"), marker=".", label=name,
-                color="black" if name == "fp32" else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 (subset)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

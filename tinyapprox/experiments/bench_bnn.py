@@ -9,7 +9,7 @@
 
 All three produce the same integers, checked on every run. Times are medians of
 ``repeat`` runs, wall clock, on whatever threads the BLAS uses: run ``python -m
-tinyapprox.bnn.bench`` under ``OPENBLAS_NUM_THREADS=1`` (as ``single_thread`` does) for
+tinyapprox.experiments.bench_bnn`` under ``OPENBLAS_NUM_THREADS=1`` (as ``single_thread`` does) for
 single-thread figures.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ import sys
 import numpy as np
 
 from .. import kernels
-from ..bench import median_time as _median_seconds
-from .packing import int8_matmul, pack_bool
+from ..bnn.packing import int8_matmul, pack_bool
+from .harness import median_time as _median_seconds
 
 __all__ = ["median_time", "gemm_times", "layer_times", "single_thread"]
 
@@ -32,7 +32,7 @@ __all__ = ["median_time", "gemm_times", "layer_times", "single_thread"]
 def median_time(fn, repeat: int = 3):
     """(median seconds per call, result) of ``fn()``.
 
-    One untimed call produces the result (and warms caches); ``tinyapprox.bench.median_time``
+    One untimed call produces the result (and warms caches); ``harness.median_time``
     then times ``repeat`` further calls, so ``fn`` runs ``repeat + 1`` times in all.
     """
     out = fn()
@@ -91,7 +91,7 @@ def single_thread(task: dict, timeout: float = 1800) -> dict:
         RuntimeError: the child failed (its stderr is included).
     """
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "tinyapprox.bnn.bench", json.dumps(task)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "tinyapprox.experiments.bench_bnn", json.dumps(task)], env=env,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"single_thread: benchmark {task} failed:\n{proc.stderr[-2000:]}")
