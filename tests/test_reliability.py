@@ -428,3 +428,108 @@ def test_idx_with_an_overflowing_shape_is_refused_clearly(tmp_path):
     path.write_bytes(bytes([0, 0, 0x0E, 8]) + (2**32 - 1).to_bytes(4, "big") * 8 + bytes(16))
     with pytest.raises(IDXError, match=r"wide: header says shape \(4294967295,.*truncated"):
         read_idx(path)
+
+
+# ------------------------------------------------------------------ the command line
+BAD_COMMAND_LINES = [
+    (["train", "--seed", "-1"], "--seed"),
+    (["train", "--seed", "4294967296"], "--seed"),
+    (["train", "--epochs", "abc"], "--epochs"),
+    (["train", "--epochs", "-2"], "--epochs"),
+    (["train", "--lr", "-0.1"], "--lr"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--lr", "inf"], "--lr"),
+    (["train", "--momentum", "1.5"], "--momentum"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--model", "resnet"], "--model"),
+    (["train", "--out", ""], "--out"),
+    (["train", "--bogus"], "--bogus"),
+    (["compress", "--target", "nan"], "--target"),
+    (["compress", "--target", "0.5"], "--target"),
+    (["compress", "--quant-bits", "0"], "--quant-bits"),
+    (["compress", "--quant-bits", "33"], "--quant-bits"),
+    (["compress", "--rounds", "0"], "--rounds"),
+    (["compress", "--repeats", "0"], "--repeats"),
+    (["quantize", "--bits", "1", "--scheme", "int8"], "--bits"),
+    (["quantize", "--bits", "64"], "--bits"),
+    (["quantize", "--exp-bits", "0", "--scheme", "minifloat"], "--exp-bits"),
+    (["quantize", "--calib", "0"], "--calib"),
+    (["quantize", "--scheme", "int3"], "--scheme"),
+    (["binarize", "--quick", "--hidden", "abc"], "--hidden"),
+    (["binarize", "--hidden", "128,0"], "--hidden"),
+    (["binarize", "--gemm", "x"], "--gemm"),
+    (["binarize", "--lr-start", "0"], "--lr-start"),
+    (["hogwild", "--workers", "1"], "--workers"),
+    (["hogwild", "--seeds", "1", "-5"], "--seeds"),
+    (["hogwild", "--limit", "0"], "--limit"),
+    (["bench", "kernels", "--threads", "0"], "--threads"),
+    (["bench", "nothing"], "what"),
+    (["nosuch"], "command"),
+    ([], "command"),
+]
+
+
+@pytest.mark.parametrize("argv, option", BAD_COMMAND_LINES, ids=[" ".join(a) or "(none)" for a, _ in BAD_COMMAND_LINES])
+def test_bad_command_lines_get_one_line_naming_the_option(argv, option, capsys, tmp_path):
+    from tinyapprox.experiments import cli
+
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 2, captured
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert option in lines[0]
+    assert captured.out == ""                      # refused before any work
+
+
+def test_out_pointing_at_a_file_is_named(tmp_path, capsys):
+    from tinyapprox.experiments import cli
+
+    (tmp_path / "f").write_text("x")
+    for argv in (["train", "--out", str(tmp_path / "f")], ["train", "--out", str(tmp_path / "f" / "sub")],
+                 ["bench", "kernels", "--json", str(tmp_path)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(tmp_path) in err
+
+
+def test_train_refuses_a_stale_checkpoint_in_one_line_unless_resume(tmp_path, capsys):
+    from tinyapprox.experiments import cli
+
+    out = str(tmp_path)
+    assert cli.main(["train", "--quick", "--checkpoint", "--out", out]) == 0
+    first = capsys.readouterr()
+    assert "resumed" not in first.out
+    assert cli.main(["train", "--quick", "--checkpoint", "--lr", "0.01", "--epochs", "2", "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint.npz" in err and "lr 0.1 -> 0.01" in err and "--resume" in err
+    assert cli.main(["train", "--quick", "--checkpoint", "--seed", "3", "--out", out]) == 2
+    assert "seed 0 -> 3" in capsys.readouterr().err
+    assert cli.main(["train", "--quick", "--checkpoint", "--model", "lenet5", "--out", out]) == 2
+    assert "model 'lenet-300-100' -> 'lenet5'" in capsys.readouterr().err
+    assert cli.main(["train", "--quick", "--resume", "--epochs", "2", "--out", out]) == 0
+    resumed = capsys.readouterr().out
+    assert "resumed from" in resumed and "1 epoch(s) done" in resumed and "epochs 1 -> 2" in resumed
+    assert json.loads((tmp_path / "history.json").read_text())["epochs"][-1]["epoch"] == 2
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "tinyapprox.experiments.cli", "train", "--epochs", "50",
+                             "--out", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    banner = proc.stdout.readline()                 # printed once the command runs (after the imports)
+    assert banner.startswith(b"training"), banner
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode() and err.decode().strip().splitlines() == ["tinyapprox train: interrupted"]

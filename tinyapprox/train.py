@@ -26,6 +26,7 @@ class History:
 
     def __init__(self, epochs=None):
         self.epochs = list(epochs or [])
+        self.config = None
 
     def __getitem__(self, key):
         return [e.get(key) for e in self.epochs]
@@ -136,8 +137,9 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
         resume: continue from ``checkpoint`` if it exists (saying so when ``verbose``).
         config: a JSON-able dict describing the run (model, seed, lr, batch size, epochs...),
             stored in every checkpoint and compared when resuming.
-        accept_config: resume even when the checkpoint's ``config`` differs (its optimizer
-            settings then win); otherwise a difference raises ``CheckpointMismatchError``.
+        accept_config: resume even when the checkpoint's ``config`` or loader seed differs
+            (its optimizer settings then win); otherwise a difference raises
+            ``CheckpointMismatchError``.
 
     Returns:
         ``History`` with, per epoch: loss and top1 (training, measured on the fly with the
@@ -160,7 +162,9 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
                                                accept_config=accept_config)
         if verbose:
             more = f"continuing to epoch {epochs}" if start < epochs else "nothing left to train"
-            print(f"resumed from {checkpoint}: {start} epoch(s) done, {more}", flush=True)
+            diff = config_differences(history.config, config) if config and history.config else []
+            note = (f"; its settings differ ({'; '.join(diff)}) and its optimizer state is used" if diff else "")
+            print(f"resumed from {checkpoint}: {start} epoch(s) done, {more}{note}", flush=True)
     interactive = verbose and sys.stdout.isatty()
     for epoch in range(start, epochs):
         if hasattr(loader, "set_epoch"):
@@ -347,9 +351,9 @@ def load_checkpoint(path, model, optimizer, scheduler=None, loader=None, config=
 
     Raises:
         CorruptFileError (a ValueError): the file is not a checkpoint or is damaged; names it.
-        CheckpointMismatchError (a ValueError): ``config`` differs from the stored one
-            (unless ``accept_config``) or the model does not fit the stored arrays.
-        ValueError: the loader's seed differs, or a state that does not fit the optimizer.
+        CheckpointMismatchError (a ValueError): ``config`` or the loader's seed differs from
+            the stored one (unless ``accept_config``), or the model does not fit the arrays.
+        ValueError: a state that does not fit the optimizer.
     """
     arrays = read_npz("load_checkpoint", path)
     meta = _read_meta(path, arrays)
@@ -358,7 +362,7 @@ def load_checkpoint(path, model, optimizer, scheduler=None, loader=None, config=
         diff = config_differences(saved_config, config)
         if diff:
             raise CheckpointMismatchError(f"{path} was written by a run configured differently ({'; '.join(diff)})")
-    if loader is not None and meta.get("loader_seed") is not None and hasattr(loader, "seed"):
+    if loader is not None and meta.get("loader_seed") is not None and hasattr(loader, "seed") and not accept_config:
         if loader.seed != meta["loader_seed"]:
             raise CheckpointMismatchError(f"{path}: the loader's seed {loader.seed} differs from the checkpoint's "
                                           f"{meta['loader_seed']}; resuming would not reproduce the run")
@@ -395,7 +399,9 @@ def load_checkpoint(path, model, optimizer, scheduler=None, loader=None, config=
     for name, state in meta.get("generators", {}).items():
         if name in generators:
             generators[name].bit_generator.state = state
-    return History(meta["history"]), int(meta["epoch"]), int(meta["step"])
+    history = History(meta["history"])
+    history.config = saved_config
+    return history, int(meta["epoch"]), int(meta["step"])
 
 
 def save_model(model, path):
