@@ -377,8 +377,11 @@ def load_checkpoint(path, model, optimizer, scheduler=None, loader=None, config=
     except (KeyError, ValueError) as exc:
         raise CheckpointMismatchError(f"load_checkpoint: {path} does not fit this model: "
                                       f"{exc.args[0] if exc.args else exc}") from None
-    hyper, states = optimizer._check_state(optim_state)
-    sched = scheduler._check_state(sched_state) if scheduler is not None and sched_state is not None else None
+    try:
+        hyper, states = optimizer._check_state(optim_state)
+        sched = scheduler._check_state(sched_state) if scheduler is not None and sched_state is not None else None
+    except ValueError as exc:
+        raise StateMismatchError(f"load_checkpoint: {path}: {exc}") from None
     generators = _generators(model)
     for name, state in meta.get("generators", {}).items():
         if name in generators:
