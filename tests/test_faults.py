@@ -193,3 +193,21 @@ def _cmdline(pid):
             return fh.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_hogwild_creates_no_named_semaphore(monkeypatch):
+    import multiprocessing.synchronize as sync
+
+    from tinyapprox.optim import hogwild
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a named semaphore was created")
+
+    monkeypatch.setattr(sync.SemLock, "__init__", refuse)
+    got = hogwild.replay_schedule([(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (0, "end"), (1, "end")])
+    assert got["lost_increments"] == 1 and got["overlapping_updates"] == 2
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (128, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 128).astype(np.int64)
+    result = hogwild.train_hogwild(workers=2, epochs=1, batch_size=16, lock=True, train=(x, y), test=(x[:32], y[:32]))
+    assert result.updates == 8

@@ -307,7 +307,7 @@ def replay_schedule(schedule, workers: int = 2, processes: bool = True, timeout:
 
     ``schedule`` is a list of ``(worker, op)`` with op in ``"read"``, ``"begin"``, ``"end"``
     (one update of a worker is read, begin, end). With ``processes=True`` each worker is a
-    real spawned process attached to shared memory and a chain of events forces the order;
+    real spawned process attached to shared memory, told each operation in turn by this one;
     with ``False`` the same operations run in this process. Either way the result is
     deterministic: ``{"per_worker": [stats...], "updates", "stale_updates",
     "overlapping_updates", "lost_increments", "counter"}``.
@@ -329,26 +329,7 @@ def replay_schedule(schedule, workers: int = 2, processes: bool = True, timeout:
                 getattr(trackers[w], op)()
             per_worker = [t.stats() for t in trackers]
         else:
-            import multiprocessing as mp
-            ctx = mp.get_context("spawn")
-            events = [ctx.Event() for _ in range(len(schedule) + 1)]
-            events[0].set()
-            queue = ctx.Queue()
-            procs = [ctx.Process(target=_replay_worker, daemon=True,
-                                 args=(shared.handle(), k, [(i, op) for i, (w, op) in enumerate(schedule) if w == k],
-                                       events, queue, timeout)) for k in range(workers)]
-            for p in procs:
-                p.start()
-            per_worker, deadline = [None] * workers, time.monotonic() + timeout
-            for _ in range(workers):
-                msg = queue.get(timeout=max(deadline - time.monotonic(), 0.1))
-                if "error" in msg:
-                    raise RuntimeError(f"replay_schedule: worker {msg['worker']} failed: {msg['error']}")
-                per_worker[msg["worker"]] = msg["stats"]
-            for p in procs:
-                p.join(timeout=max(deadline - time.monotonic(), 0.1))
-                if p.is_alive():
-                    p.terminate()
+            per_worker = _replay_in_processes(shared, schedule, workers, timeout)
         updates = sum(s["updates"] for s in per_worker)
         counter = int(shared["counter"][0])
         return {"per_worker": per_worker, "updates": updates,
@@ -360,21 +341,69 @@ def replay_schedule(schedule, workers: int = 2, processes: bool = True, timeout:
         shared.unlink()
 
 
-def _replay_worker(handle, k, ops, events, queue, timeout):
-    shared = SharedArrays.attach(handle)
+def _replay_in_processes(shared, schedule, workers, timeout):
+    """Each worker a spawned process; the parent sends it one operation at a time through its
+    pipe and waits for the acknowledgement, which forces the order (no named semaphores)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs, conns = [], []
+    deadline = time.monotonic() + timeout
+
+    def ask(k, msg):
+        conns[k].send(msg)
+        if not conns[k].poll(max(deadline - time.monotonic(), 0.1)):
+            raise TimeoutError(f"replay_schedule: worker {k} did not answer within {timeout} s")
+        reply = conns[k].recv()
+        if "error" in reply:
+            raise RuntimeError(f"replay_schedule: worker {k} failed: {reply['error']}")
+        return reply
+
     try:
+        for k in range(workers):
+            mine, theirs = ctx.Pipe(duplex=True)
+            conns.append(mine)
+            procs.append(ctx.Process(target=_replay_worker, daemon=True,
+                                     args=(shared.handle(), k, theirs, os.getpid())))
+            procs[-1].start()
+            theirs.close()
+        for w, op in schedule:
+            ask(w, op)
+        return [ask(k, "stop")["stats"] for k in range(workers)]
+    finally:
+        for c in conns:
+            c.close()
+        for p in procs:
+            p.join(timeout=max(deadline - time.monotonic(), 0.1))
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=1.0)
+
+
+def _replay_worker(handle, k, conn, parent):
+    _die_with_parent(parent)
+    shared = tracker = None
+    try:
+        shared = SharedArrays.attach(handle)
         tracker = UpdateTracker(shared["started"], shared["finished"], shared["counter"], k)
-        for i, op in ops:
-            if not events[i].wait(timeout):
-                raise TimeoutError(f"step {i} never came")
+        while True:
+            op = conn.recv()
+            if op == "stop":
+                conn.send({"stats": tracker.stats()})
+                break
             getattr(tracker, op)()
-            events[i + 1].set()
-        queue.put({"worker": k, "stats": tracker.stats()})
+            conn.send({"ok": True})
+    except EOFError:
+        pass
     except BaseException as exc:  # report, never hang the parent
-        queue.put({"worker": k, "error": f"{type(exc).__name__}: {exc}"})
+        try:
+            conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        except OSError:
+            pass
     finally:
         del tracker
-        shared.close()
+        if shared is not None:
+            shared.close()
 
 
 # ------------------------------------------------------------------ the training run
