@@ -466,6 +466,16 @@ BAD_COMMAND_LINES = [
     (["bench", "nothing"], "what"),
     (["nosuch"], "command"),
     ([], "command"),
+    (["train", "--epochs", "99999999999999999999999"], "--epochs"),
+    (["train", "--batch-size", "99999999999999999999999"], "--batch-size"),
+    (["compress", "--target", "1e23"], "--target"),
+    (["compress", "--rounds", "100000"], "--rounds"),
+    (["compress", "--quant-bits", "-inf"], "-inf"),
+    (["quantize", "--calib", "99999999999999999999999"], "--calib"),
+    (["binarize", "--hidden", "99999999999999999999999"], "--hidden"),
+    (["binarize", "--gemm", "99999999999999999999999"], "--gemm"),
+    (["hogwild", "--workers", "100000"], "--workers"),
+    (["bench", "kernels", "--threads", "99999999999999999999999"], "--threads"),
 ]
 
 
@@ -533,3 +543,13 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err.decode() and err.decode().strip().splitlines() == ["tinyapprox train: interrupted"]
+
+
+def test_a_diverging_hogwild_run_says_so():
+    from tinyapprox.optim import hogwild
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 64).astype(np.int64)
+    with pytest.raises(FloatingPointError, match=r"train_hogwild: the weights became NaN or infinite .*lower the learning rate"):
+        hogwild.train_hogwild(workers=1, epochs=1, lr=1e30, batch_size=16, train=(x, y), test=(x, y))

@@ -200,7 +200,7 @@ def _momentum(option, v):
 
 
 def _target(option, v):
-    if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 1):
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and 1 < v <= 10**6):
         raise UsageError(option, f"expected a finite compression ratio > 1 (times fewer parameters), got {v!r}")
 
 
@@ -209,8 +209,8 @@ def _int_list(option, v):
         items = [int(t) for t in str(v).split(",")]
     except ValueError:
         items = []
-    if not items or any(i < 1 for i in items):
-        raise UsageError(option, f"expected comma-separated integers >= 1 (e.g. 1024,1024), got {v!r}")
+    if not items or any(not 1 <= i <= 65536 for i in items):
+        raise UsageError(option, f"expected comma-separated integers in [1, 65536] (e.g. 1024,1024), got {v!r}")
 
 
 def _out_dir(option, v):
@@ -234,11 +234,16 @@ def _out_file(option, v):
 
 _SEED = _int_in(0, 2**32 - 1)
 
+_EPOCHS = _int_in(0, 100_000)
+
 #: Checks applied to every option of every command, by destination name, before anything runs.
+#: The upper bounds are far beyond any sensible run; they turn a typo into one clear line
+#: instead of a run that never ends or an allocation that cannot succeed.
 CHECKS = {
-    "epochs": _int_in(0), "retrain_epochs": _int_in(0), "qat_epochs": _int_in(0), "finetune_epochs": _int_in(0),
-    "limit": _int_in(1), "batch_size": _int_in(1), "rounds": _int_in(1), "repeats": _int_in(1),
-    "threads": _int_in(1), "calib": _int_in(1), "workers": _int_in(1),
+    "epochs": _EPOCHS, "retrain_epochs": _EPOCHS, "qat_epochs": _EPOCHS, "finetune_epochs": _EPOCHS,
+    "limit": _int_in(1, 2**31 - 1), "batch_size": _int_in(1, 2**31 - 1), "rounds": _int_in(1, 1000),
+    "repeats": _int_in(1, 100_000), "threads": _int_in(1, 1024), "calib": _int_in(1, 10**7),
+    "workers": _int_in(1, 1024),
     "seed": _SEED, "seeds": _SEED,
     "lr": _positive_float, "retrain_lr": _positive_float, "lr_start": _positive_float, "lr_end": _positive_float,
     "momentum": _momentum, "target": _target,
@@ -305,7 +310,7 @@ def main(argv=None) -> int:
         if isinstance(exc, CheckpointMismatchError) and "--resume" not in argv:
             print(f"{prog}: error: {_one_line(exc)}; pass --resume to continue it anyway, or choose another --out",
                   file=sys.stderr)
-        elif isinstance(exc, (ValueError, OSError, MemoryError, KeyError)):
+        elif isinstance(exc, (ValueError, OSError, MemoryError, KeyError, ArithmeticError)):
             print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         else:
             print(f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} "

@@ -476,6 +476,7 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
     Raises:
         ValueError: workers < 1, epochs < 0, lr <= 0, batch_size < 1, a shard smaller than one batch.
         HogwildWorkerError: a worker died (exit code and exception text of each).
+        FloatingPointError: the shared weights diverged to NaN or infinity.
     """
     import multiprocessing as mp
 
@@ -611,6 +612,10 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
                 seg.close()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
+    bad = [name for name, arr in params.items() if not np.isfinite(arr).all()]
+    if bad:
+        raise FloatingPointError(f"train_hogwild: the weights became NaN or infinite ({', '.join(bad)}); "
+                                 f"lower the learning rate (lr={lr})")
     for (name, p) in named:
         p.data = params[name].copy()
     result = evaluate(net, test[0], test[1])
