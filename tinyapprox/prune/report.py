@@ -47,7 +47,7 @@ def _as_batch(data, n, input_shape, seed=0):
         return np.random.default_rng(seed).random(shape, dtype=np.float32), "random U[0,1) inputs"
     x = data[0] if isinstance(data, tuple) else data
     x = images_to_float(np.asarray(x.data if isinstance(x, Tensor) else x)[:n])
-    return x, f"{len(x)} real inputs"
+    return np.ascontiguousarray(x), f"{len(x)} real inputs"
 
 
 def time_inference(model, x, repeats: int = 20, other=None):

@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from .. import nn
-from ..data import images_to_float
+from ..data import images_to_float  # noqa: F401  (re-exported: quant.pipeline.images_to_float)
 from ..tensor import Tensor, no_grad
 from .fake import SCHEMES, AccumulatorBias, ActQuant, WeightQuant
 from .formats import Affine, DynamicFixedPoint
