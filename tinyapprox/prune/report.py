@@ -28,8 +28,9 @@ import time
 
 import numpy as np
 
-from ..cost import effective_weight, model_bytes, trace_layers
+from ..cost import model_bytes
 from ..data import images_to_float
+from ..nn.tracing import effective_weight, trace_layers
 from ..tensor import Tensor, no_grad
 from .convert import to_sparse
 
