@@ -65,8 +65,14 @@ def sweep(fn, grid, executor: Executor | None = None) -> list:
     points = grid_points(grid)
     if executor is None:
         return [fn(**point) for point in points]
-    futures = [executor.submit(fn, **point) for point in points]
+    futures = [executor.submit(_call, fn, point) for point in points]
     return [f.result() for f in futures]
+
+
+def _call(fn, point):
+    """``fn(**point)``; the point travels as one argument, so its names (``workers``, ``key`` ...)
+    never collide with an executor's own keyword arguments (Dask's ``submit`` has several)."""
+    return fn(**point)
 
 
 def _one_blas_thread():
