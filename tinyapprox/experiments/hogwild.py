@@ -124,7 +124,8 @@ def add_arguments(parser):
     parser.add_argument("--lowprec", action="store_true",
                         help="run the low-precision training experiment (fp16 / 8-bit fixed point) instead")
     harness.add_run_options(parser, "runs/hogwild")
-    add_executor_options(parser, workers_flag="--seed-workers")
+    add_executor_options(parser, workers_flag="--seed-workers",
+                         what="the seeds (side by side, so their timings mean nothing)")
 
 
 def run_lowprec(args, quick, epochs, seed, out) -> int:
