@@ -24,19 +24,19 @@ import numpy as np
 
 from .. import kernels
 from ..bnn.packing import int8_matmul, pack_bool
-from .harness import median_time as _median_seconds
+from .harness import median_time, to_jsonable
 
-__all__ = ["median_time", "gemm_times", "layer_times", "single_thread"]
+__all__ = ["result_and_time", "gemm_times", "layer_times", "single_thread"]
 
 
-def median_time(fn, repeat: int = 3):
+def result_and_time(fn, repeat: int = 3):
     """(median seconds per call, result) of ``fn()``.
 
     One untimed call produces the result (and warms caches); ``harness.median_time``
     then times ``repeat`` further calls, so ``fn`` runs ``repeat + 1`` times in all.
     """
     out = fn()
-    return _median_seconds(fn, repeat=max(1, repeat), warmup=0), out
+    return median_time(fn, repeat=max(1, repeat), warmup=0), out
 
 
 def layer_times(x_bits, w_bits, repeat: int = 3, baseline_rows: int = 256, backend=None) -> dict:
@@ -53,15 +53,15 @@ def layer_times(x_bits, w_bits, repeat: int = 3, baseline_rows: int = 256, backe
     m, k = x_bits.shape
     xf = x_bits.astype(np.float32) * 2 - 1
     wf = w_bits.astype(np.float32) * 2 - 1
-    t_float, ref = median_time(lambda: xf @ wf.T, repeat)
+    t_float, ref = result_and_time(lambda: xf @ wf.T, repeat)
     wp = pack_bool(w_bits)
-    t_pack, xp = median_time(lambda: pack_bool(x_bits), repeat)
-    t_xnor, got = median_time(lambda: kernels.xnor_gemm(xp, wp, k, backend=backend), repeat)
+    t_pack, xp = result_and_time(lambda: pack_bool(x_bits), repeat)
+    t_xnor, got = result_and_time(lambda: kernels.xnor_gemm(xp, wp, k, backend=backend), repeat)
     if not np.array_equal(got, ref.astype(np.int32)):
         raise AssertionError("layer_times: xnor_gemm disagrees with the float32 product")
     rows = min(m, baseline_rows)
     xi, wi = xf[:rows].astype(np.int8), wf.astype(np.int8)
-    t_rows, base = median_time(lambda: int8_matmul(xi, wi), 1)
+    t_rows, base = result_and_time(lambda: int8_matmul(xi, wi), 1)
     if not np.array_equal(base, got[:rows]):
         raise AssertionError("layer_times: the int8 baseline disagrees with xnor_gemm")
     out = {"M": m, "K": k, "N": int(w_bits.shape[0]), "float32_s": t_float, "xnor_s": t_xnor,
@@ -108,7 +108,7 @@ def _main(argv=None) -> int:
     else:
         with np.load(task["layer"]) as z:
             result = layer_times(z["x"], z["w"], **opts)
-    print(json.dumps(result))
+    print(json.dumps(to_jsonable(result)))
     return 0
 
 

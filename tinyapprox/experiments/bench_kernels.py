@@ -19,8 +19,7 @@ BLAS behind NumPy for the baseline (through threadpoolctl if installed, else
 OpenBLAS's own ``set_num_threads``; failing both, set ``OPENBLAS_NUM_THREADS=1``
 and ``OMP_NUM_THREADS=1`` before starting Python).
 
-Command line: ``tinyapprox bench kernels [--json FILE] [--quick]`` or
-``python -m tinyapprox.experiments.bench_kernels [--json FILE] [--quick]``.
+Command line: ``tinyapprox bench kernels [--json FILE] [--quick] [--threads N]``.
 """
 import ctypes
 import os
@@ -30,6 +29,7 @@ import time
 import numpy as np
 
 from ..kernels import _ext, csr_matmul, gemm_int8, info, pack_bits, prepare_int8, xnor_gemm
+from .harness import median_wall_cpu, write_json
 
 _OPENBLAS_SET = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
                  "scipy_openblas_set_num_threads", "openblas_set_num_threads")
@@ -94,33 +94,10 @@ class _BlasThreads:
 
 # ----------------------------------------------------------------- timing
 
-_CPU_MEDIANS = {}
-
-
-def _median_time(fn, budget=0.4, min_repeats=5, max_repeats=200):
-    """Median wall-clock seconds of fn() after one warm-up call.
-
-    The median CPU time of the same calls is kept in ``_CPU_MEDIANS[fn]``: on a
-    machine shared with other work it is the steadier figure of the two.
-    """
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    repeats = int(min(max_repeats, max(min_repeats, budget / max(first, 1e-9))))
-    wall, cpu = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    _CPU_MEDIANS[fn] = float(np.median(cpu))
-    return float(np.median(wall))
-
-
 def _timed(fn, budget=0.4, min_repeats=5):
-    """(median wall seconds, median CPU seconds) of fn()."""
-    wall = _median_time(fn, budget, min_repeats)
-    return wall, _CPU_MEDIANS.pop(fn)
+    """(median wall seconds, median CPU seconds) of fn() after one warm-up call, repeated for about
+    ``budget`` seconds (at least ``min_repeats`` times): ``harness.median_wall_cpu``."""
+    return median_wall_cpu(fn, repeat=min_repeats, warmup=1, budget=budget)
 
 
 def fma_peak_gflops(seconds=0.05, rounds=5):
@@ -282,18 +259,7 @@ def run(json_path=None, quick=False, threads=1):
         _bench_int8(rng, quick, peak, result["int8"])
         _bench_xnor(rng, quick, peak, result["xnor"])
     if json_path:
-        from ..fileio import atomic_write_json
-        atomic_write_json(json_path, result, default=str)
+        write_json(json_path, result)
         print(f"\nwrote {json_path}")
     return result
 
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Benchmark the tinyapprox C kernels.")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads for the baseline")
-    ns = parser.parse_args()
-    run(ns.json, ns.quick, ns.threads)

@@ -12,21 +12,35 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
 import sys
 from pathlib import Path
 
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_text
 
 EXPERIMENTS = {
-    "compress": ("tinyapprox.experiments.compress", "train, prune iteratively to a target compression, report"),
-    "quantize": ("tinyapprox.experiments.quantize", "quantize a trained model (PTQ / QAT) and measure it"),
-    "binarize": ("tinyapprox.experiments.binarize", "train a binarized network and run it on the XNOR kernel"),
-    "hogwild": ("tinyapprox.experiments.hogwild", "Hogwild! parallel SGD and low-precision training"),
+    "compress": "train, prune iteratively to a target compression, report",
+    "quantize": "quantize a trained model (PTQ / QAT) and measure it",
+    "binarize": "train a binarized network and run it on the XNOR kernel",
+    "hogwild": "Hogwild! parallel SGD and low-precision training",
 }
+
+
+def _experiment(name: str):
+    """The module of an experiment command (``add_arguments``, ``run``), imported only when it runs."""
+    if name == "compress":
+        from . import compress as module
+    elif name == "quantize":
+        from . import quantize as module
+    elif name == "binarize":
+        from . import binarize as module
+    elif name == "hogwild":
+        from . import hogwild as module
+    else:
+        raise ValueError(f"tinyapprox: unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}")
+    return module
 
 
 def _demo(args) -> int:
@@ -51,17 +65,17 @@ def _train(args) -> int:
     import numpy as np
 
     from tinyapprox import data, models, optim, train
-    from tinyapprox.experiments import harness
     from tinyapprox import functional as F
+    from tinyapprox.experiments import harness
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    limit = 2000 if args.quick else None
-    (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=limit)
+    quick = harness.is_quick(args)
+    out = harness.run_dir(args.out)
+    harness.quick_banner("train", quick)
+    (train_x, train_y), (test_x, test_y) = harness.load_dataset(quick)
     model = models.get(args.model, seed=args.seed)
-    recipe = harness.RECIPES.get(args.model, {})
-    lr = args.lr if args.lr is not None else recipe.get("lr", 0.1)
-    epochs = args.epochs if args.epochs is not None else (1 if args.quick else recipe.get("epochs", 10))
+    recipe = harness.RECIPES[args.model]
+    lr = args.lr if args.lr is not None else recipe["lr"]
+    epochs = harness.resolve_epochs(args.epochs, recipe["epochs"], quick)
     loader = data.DataLoader(train_x, train_y, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum)
     print(f"training {args.model} on Fashion-MNIST ({len(train_x)} images): {epochs} epochs, SGD lr {lr} "
@@ -87,18 +101,19 @@ def _info(args) -> int:
 
     import tinyapprox
     from tinyapprox import kernels
+    from tinyapprox.experiments.harness import to_jsonable
 
     print(f"tinyapprox {tinyapprox.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
-    print(json.dumps(kernels.info(), indent=2, default=str))
+    print(json.dumps(to_jsonable(kernels.info()), indent=2))
     return 0
 
 
 def _bench(args) -> int:
-    from tinyapprox.experiments import bench
+    from tinyapprox.experiments import bench, harness
 
     result = bench.run(args.what, quick=args.quick, threads=args.threads)
     if args.json:
-        atomic_write_json(args.json, result, default=float)
+        harness.write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
 
@@ -119,6 +134,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(argv=None) -> argparse.ArgumentParser:
+    from tinyapprox.experiments import harness
+
     parser = _Parser(prog="tinyapprox", description="Approximate computing for deep learning, "
                      "taught by working code.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -137,22 +154,24 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                    help="checkpoint every epoch; resume a checkpoint of the same configuration")
     p.add_argument("--resume", action="store_true",
                    help="like --checkpoint, and resume its checkpoint even if configured differently")
-    p.add_argument("--quick", action="store_true", help="2,000 images and 1 epoch: a smoke run")
-    p.add_argument("--out", default="runs/train")
+    harness.add_run_options(p, "runs/train")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("bench", help="benchmarks printing ratios against a baseline from the same run")
     p.add_argument("what", choices=["autograd", "training", "kernels", "all"])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: kernels 1, training 2)")
+    harness.add_quick_option(p, "smaller problems and fewer repeats: a smoke run; its figures are not meaningful")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads of the NumPy baseline in the kernel benchmark (default 1); the autograd "
+                        "and training benchmarks run with the BLAS threads of the environment "
+                        "(OPENBLAS_NUM_THREADS)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench)
 
     requested = next((a for a in (argv or []) if not a.startswith("-")), None)
-    for name, (module, help_text) in EXPERIMENTS.items():
+    for name, help_text in EXPERIMENTS.items():
         p = sub.add_parser(name, help=help_text)
         if name == requested:  # import only the experiment that runs
-            mod = importlib.import_module(module)
+            mod = _experiment(name)
             mod.add_arguments(p)
             p.set_defaults(func=mod.run)
     return parser
@@ -243,7 +262,7 @@ CHECKS = {
     "epochs": _EPOCHS, "retrain_epochs": _EPOCHS, "qat_epochs": _EPOCHS, "finetune_epochs": _EPOCHS,
     "limit": _int_in(1, 2**31 - 1), "batch_size": _int_in(1, 2**31 - 1), "rounds": _int_in(1, 1000),
     "repeats": _int_in(1, 100_000), "threads": _int_in(1, 1024), "calib": _int_in(1, 10**7),
-    "workers": _int_in(1, 1024),
+    "workers": _int_in(1, 1024), "seed_workers": _int_in(1, 1024),
     "seed": _SEED, "seeds": _SEED,
     "lr": _positive_float, "retrain_lr": _positive_float, "lr_start": _positive_float, "lr_end": _positive_float,
     "momentum": _momentum, "target": _target,

@@ -1,8 +1,8 @@
 """What every ``tinyapprox`` command shares, each written once.
 
-* the run directory (``run_dir``) and the command-line options every command takes
-  (``add_run_options``: ``--out``, ``--quick``; ``add_executor_options``: ``--workers``,
-  ``--dask``);
+* the run directory (``run_dir``) and the options every command takes
+  (``add_run_options``: ``--out``, ``--quick``; ``parallel.add_executor_options`` adds
+  ``--workers`` and ``--dask`` to the commands with sweeps);
 * quick mode: ``QUICK_TRAIN_IMAGES`` training images, ``QUICK_TEST_IMAGES`` test images and
   ``QUICK_EPOCHS`` epoch, the same in every command, announced by ``quick_banner``:
   a smoke run whose figures are not meaningful;
@@ -27,7 +27,7 @@ from .. import functional as F
 from ..data import images_to_float
 from ..fileio import atomic_write_json
 
-__all__ = ["QUICK_TRAIN_IMAGES", "QUICK_TEST_IMAGES", "QUICK_EPOCHS", "RECIPES", "add_run_options", "is_quick",
+__all__ = ["QUICK_TRAIN_IMAGES", "QUICK_TEST_IMAGES", "QUICK_EPOCHS", "RECIPES", "add_quick_option", "add_run_options", "is_quick",
            "quick_banner", "run_dir", "resolve_epochs", "load_dataset", "images_to_float", "train_baseline",
            "median_time", "median_wall_cpu", "to_jsonable", "write_json", "pyplot", "save_plot", "plot_history",
            "load_average"]
@@ -50,9 +50,14 @@ RECIPES = {
 
 
 # ------------------------------------------------------------------ options, quick mode, run directory
+def add_quick_option(parser, help: str = QUICK_HELP) -> None:
+    """Add ``--quick`` (a smoke run; see ``QUICK_HELP``) to a command's parser."""
+    parser.add_argument("--quick", action="store_true", help=help)
+
+
 def add_run_options(parser, out: str) -> None:
     """Add ``--quick`` and ``--out`` (default ``out``) to a command's parser."""
-    parser.add_argument("--quick", action="store_true", help=QUICK_HELP)
+    add_quick_option(parser)
     parser.add_argument("--out", default=out, help=f"output directory (default {out})")
 
 

@@ -1,47 +1,61 @@
 """``tinyapprox hogwild``: Hogwild! against single-process SGD, and low-precision training.
 
 ``compare`` runs ``optim.hogwild.train_hogwild`` lock-free, (locked) and single-process
-on the same work for each seed; ``format_table`` and ``plot_comparison`` show the result;
-``--lowprec`` runs ``experiments.lowprec.train_lowprec`` instead.
+on the same work for each seed (``seed_runs``; the seeds are independent and go through
+``experiments.sweep``: ``--seed-workers N`` or ``--dask ADDRESS`` run them side by side,
+with the same accuracies and counts but, sharing the cores, meaningless times);
+``format_table`` and ``plot_comparison`` show the result. ``--lowprec`` runs
+``experiments.lowprec.train_lowprec`` instead.
 """
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_json
 from ..optim.hogwild import train_hogwild
+from . import harness
+from .parallel import add_executor_options, executor_from_args, sweep
 
-__all__ = ["compare", "format_table", "plot_comparison", "add_arguments", "run"]
+__all__ = ["seed_runs", "compare", "format_table", "plot_comparison", "add_arguments", "run"]
+
+
+def seed_runs(seed: int, workers: int, epochs: int, lock: bool, lr: float, batch_size: int, model: str,
+              limit=None, quick: bool = False, verbose: bool = True) -> list:
+    """Single-process, lock-free and (``lock``) locked training of one seed, back to back (single
+    first, so load from other programs spreads over all of them); returns their summaries."""
+    train, test = harness.load_dataset(quick, limit)
+    plan = [(1, False)] + [(workers, False)] + ([(workers, True)] if lock else [])
+    out = []
+    for w, lk in plan:
+        r = train_hogwild(workers=w, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lock=lk,
+                          model=model, train=train, test=test)
+        out.append(r.summary())
+        if verbose:
+            print(f"  seed {seed} {r.variant:<9} {r.seconds_per_epoch:7.2f} s/epoch-eq  top-1 {r.test_top1:.4f}  "
+                  f"stale {r.stale_updates}/{r.updates}  overlapping {r.overlapping_updates}  "
+                  f"lost increments {r.lost_increments}  cpu share {r.cpu_share:.2f}", flush=True)
+    return out
 
 
 def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr: float = 0.05,
-            batch_size: int = 32, model: str = "lenet-300-100", limit=None, verbose: bool = True) -> dict:
+            batch_size: int = 32, model: str = "lenet-300-100", limit=None, verbose: bool = True,
+            quick: bool = False, executor=None) -> dict:
     """Run lock-free, (locked) and single-process training on the same work, for each seed.
 
-    The variants of one seed run back to back (single first), so that load from other
-    programs spreads over all of them. Returns ``{"rows": [summary per variant], "runs":
-    {variant: [HogwildResult summaries]}}``; a row holds the median seconds per
-    epoch-equivalent, ``speedup`` = single's median / this median (same run, same
-    machine), the mean test top-1 over seeds and the summed update counts.
+    The seeds are independent runs (``seed_runs``) spread over ``executor`` (None: one after
+    the other here). Returns ``{"rows": [summary per variant], "runs": {variant:
+    [HogwildResult summaries]}}``; a row holds the median seconds per epoch-equivalent,
+    ``speedup`` = single's median / this median (same run, same machine), the mean test
+    top-1 over seeds and the summed update counts.
     """
-    from .. import data
-
-    train, test = data.load("fashion-mnist", limit=limit)
-    plan = [(1, False)] + [(workers, False)] + ([(workers, True)] if lock else [])
+    points = [dict(seed=s, workers=workers, epochs=epochs, lock=lock, lr=lr, batch_size=batch_size, model=model,
+                   limit=limit, quick=quick, verbose=verbose) for s in seeds]
     runs = {}
-    for seed in seeds:
-        for w, lk in plan:
-            r = train_hogwild(workers=w, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lock=lk,
-                              model=model, train=train, test=test)
-            runs.setdefault(r.variant, []).append(r.summary())
-            if verbose:
-                print(f"  seed {seed} {r.variant:<9} {r.seconds_per_epoch:7.2f} s/epoch-eq  top-1 {r.test_top1:.4f}  "
-                      f"stale {r.stale_updates}/{r.updates}  overlapping {r.overlapping_updates}  "
-                      f"lost increments {r.lost_increments}  cpu share {r.cpu_share:.2f}", flush=True)
+    for summaries in sweep(seed_runs, points, executor):
+        for summary in summaries:
+            runs.setdefault(summary["variant"], []).append(summary)
     base = float(np.median([s["seconds_per_epoch"] for s in runs["single"]]))
     rows = []
     for variant, summaries in runs.items():
@@ -61,7 +75,7 @@ def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr
 def format_table(rows) -> str:
     """The comparison as a text table (one line per variant)."""
     head = (f"{'variant':<10}{'workers':>8}{'s/epoch-eq':>12}{'speedup':>9}{'test top-1':>12}{'updates':>9}"
-            f"{'stale':>8}{'mean tau':>10}{'overlapping':>13}{'lost incr.':>12}")
+            f"{'stale':>8}{'mean tau':>10}{'overlapping':>13}{'lost incr.':>12}{'cpu share':>11}")
     lines = [head]
     for r in rows:
         lines.append(f"{r['variant']:<10}{r['workers']:>8}{r['seconds_per_epoch']:>12.2f}{r['speedup']:>8.2f}x"
@@ -72,10 +86,7 @@ def format_table(rows) -> str:
 
 def plot_comparison(result: dict, path, title=None):
     """Write a PNG: seconds per epoch-equivalent and test top-1 (one dot per seed) per variant."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = harness.pyplot()
     rows = result["rows"]
     names = [r["variant"] for r in rows]
     x = np.arange(len(rows))
@@ -97,15 +108,13 @@ def plot_comparison(result: dict, path, title=None):
     cfg = result.get("config", {})
     fig.suptitle(title or f"Hogwild! SGD, {cfg.get('model', '')}, batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, "
                  f"{cfg.get('epochs')} epochs", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    harness.save_plot(fig, path, dpi=110)
 
 
 def add_arguments(parser):
     """Options of ``tinyapprox hogwild``."""
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the parallel variants")
-    parser.add_argument("--epochs", type=int, default=None, help="epoch-equivalents (default 3; quick: 1)")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch-equivalents (default 3)")
     parser.add_argument("--lock", action="store_true", help="also run the locked variant (a lock around each update)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to average over (default 0)")
     parser.add_argument("--lr", type=float, default=0.05)
@@ -114,41 +123,51 @@ def add_arguments(parser):
     parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT images of each split")
     parser.add_argument("--lowprec", action="store_true",
                         help="run the low-precision training experiment (fp16 / 8-bit fixed point) instead")
-    parser.add_argument("--quick", action="store_true", help="2,000 images, 1 epoch: a smoke run")
-    parser.add_argument("--out", default="runs/hogwild")
+    harness.add_run_options(parser, "runs/hogwild")
+    add_executor_options(parser, workers_flag="--seed-workers",
+                         what="the seeds (side by side, so their timings mean nothing)")
+
+
+def run_lowprec(args, quick, epochs, seed, out) -> int:
+    """``--lowprec``: the low-precision training curves, their plot and JSON."""
+    from ..quant.lowprec import VARIANTS
+    from .lowprec import plot_lowprec, train_lowprec
+
+    train, test = harness.load_dataset(quick, args.limit)
+    print(f"low-precision training: LeNet-300-100, SGD lr {args.lr}, batch {args.batch_size}, {epochs} epochs, "
+          f"seed {seed}, {len(train[0])} / {len(test[0])} images")
+    curves = train_lowprec(tuple(VARIANTS), epochs=epochs, lr=args.lr, batch_size=args.batch_size, seed=seed,
+                           train=train, test=test, verbose=True)
+    plot_lowprec(curves, out / "lowprec.png")
+    harness.write_json(out / "lowprec.json", curves)
+    print(f"wrote {out / 'lowprec.png'}, {out / 'lowprec.json'}")
+    return 0
 
 
 def run(args) -> int:
     """``tinyapprox hogwild``: print the comparison (or the low-precision curves) and write a plot and JSON."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    limit = args.limit if args.limit is not None else (2000 if args.quick else None)
-    epochs = args.epochs if args.epochs is not None else (1 if args.quick else 3)
+    quick = harness.is_quick(args)
+    out = harness.run_dir(args.out)
+    harness.quick_banner("hogwild", quick)
+    epochs = harness.resolve_epochs(args.epochs, 3, quick)
     seeds = args.seeds or [0]
     if args.lowprec:
-        from ..quant.lowprec import VARIANTS
-        from .lowprec import plot_lowprec, train_lowprec
-        print(f"low-precision training: LeNet-300-100, SGD lr {args.lr}, batch {args.batch_size}, {epochs} epochs, "
-              f"seed {seeds[0]}{f', {limit} images' if limit else ''}")
-        curves = train_lowprec(tuple(VARIANTS), epochs=epochs, lr=args.lr, batch_size=args.batch_size,
-                               seed=seeds[0], limit=limit, verbose=True)
-        plot_lowprec(curves, out / "lowprec.png")
-        atomic_write_json(out / "lowprec.json", curves)
-        print(f"wrote {out / 'lowprec.png'}, {out / 'lowprec.json'}")
-        return 0
+        return run_lowprec(args, quick, epochs, seeds[0], out)
     if args.workers < 2:
         print("tinyapprox hogwild: --workers must be >= 2 (one worker is the single-process baseline)", file=sys.stderr)
         return 2
     print(f"Hogwild! SGD: {args.model}, batch {args.batch_size}, lr {args.lr}, {epochs} epoch-equivalents, "
-          f"{args.workers} workers (one BLAS thread each), seeds {seeds}{f', {limit} images' if limit else ''}; "
-          f"{os.cpu_count()} CPUs")
-    result = compare(workers=args.workers, epochs=epochs, seeds=seeds, lock=args.lock, lr=args.lr,
-                     batch_size=args.batch_size, model=args.model, limit=limit)
+          f"{args.workers} workers (one BLAS thread each), seeds {seeds}"
+          f"{f', {args.limit} images' if args.limit else ''}; {os.cpu_count()} CPUs")
+    with executor_from_args(args) as executor:
+        result = compare(workers=args.workers, epochs=epochs, seeds=seeds, lock=args.lock, lr=args.lr,
+                         batch_size=args.batch_size, model=args.model, limit=args.limit, quick=quick,
+                         executor=executor)
     print(format_table(result["rows"]))
     print("stale: updates computed from weights another worker changed meanwhile; overlapping: updates written "
           "while another worker was writing; lost incr.: lock-free increments of a shared counter overwritten "
           "(see tinyapprox.optim.hogwild); cpu share: CPU time / wall time of the workers (1 = a core each)")
     plot_comparison(result, out / "hogwild.png")
-    atomic_write_json(out / "hogwild.json", result, default=float)
+    harness.write_json(out / "hogwild.json", result)
     print(f"wrote {out / 'hogwild.png'}, {out / 'hogwild.json'}")
     return 0

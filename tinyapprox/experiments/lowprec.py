@@ -7,6 +7,7 @@ the same seed, data order and learning rate and records test accuracy during tra
 from __future__ import annotations
 
 from ..quant.lowprec import VARIANTS, apply_variant
+from . import harness
 
 __all__ = ["train_lowprec", "plot_lowprec"]
 
@@ -72,12 +73,8 @@ def train_lowprec(variants=("fp32", "fp16-store", "fp16-shadow", "fixed8-store",
 
 def plot_lowprec(curves: dict, path, title: str = "LeNet-300-100, SGD with low-precision weights"):
     """Write a PNG of test accuracy against epochs, one line per variant."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     styles = {"store": "--", "store-sr": ":", "shadow": "-"}
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = harness.pyplot().subplots(figsize=(6.5, 4))
     for name, c in curves.items():
         storage = VARIANTS.get(name, (None, None))[1]
         ax.plot(c["epoch"], c["test_top1"], styles.get(storage, "-"), marker=".", label=name,
@@ -87,6 +84,4 @@ def plot_lowprec(curves: dict, path, title: str = "LeNet-300-100, SGD with low-p
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    harness.save_plot(fig, path, dpi=110)

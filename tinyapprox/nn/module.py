@@ -14,7 +14,6 @@ latent binary weights to [-1, 1]) and carries its own state (a mask, a scale) th
 """
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 
 import numpy as np
@@ -113,9 +112,6 @@ class Parameter(Tensor):
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{extra})"
 
 
-_trace = None
-
-
 class Module:
     """Base class of layers and models.
 
@@ -151,10 +147,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *args, **kwargs):
-        out = self.forward(*args, **kwargs)
-        if _trace is not None and not self._modules:
-            _trace.append((self, out))
-        return out
+        return self.forward(*args, **kwargs)
 
     # ----- traversal ----------------------------------------------------------------
     def named_children(self):
@@ -317,18 +310,12 @@ class Module:
 
         Returns a list of dicts (layer, type, output shape, parameters) and prints a table.
         """
+        from .tracing import trace_layers
+
         rows = []
-        with _tracing() as trace, no_grad():
-            was_training = self.training
-            self.eval()
-            try:
-                self(Tensor(np.zeros(input_shape, dtype=np.float32)))
-            finally:
-                self.train(was_training)
-        names = {id(m): n for n, m in self.named_modules()}
-        for m, out in trace:
+        for name, m, _, out in trace_layers(self, np.zeros(input_shape, dtype=np.float32)):
             nparams = int(sum(p.size for p in m._parameters.values()))
-            rows.append({"layer": names.get(id(m), "?"), "type": type(m).__name__,
+            rows.append({"layer": name, "type": type(m).__name__,
                          "output_shape": tuple(out.shape), "parameters": nparams})
         width = max([len(r["layer"]) for r in rows] + [5])
         print_fn(f"{'layer':<{width}}  {'type':<16} {'output shape':<20} {'params':>10}")
@@ -336,16 +323,6 @@ class Module:
             print_fn(f"{r['layer']:<{width}}  {r['type']:<16} {str(r['output_shape']):<20} {r['parameters']:>10,}")
         print_fn(f"total parameters: {self.num_parameters():,}")
         return rows
-
-
-@contextlib.contextmanager
-def _tracing():
-    global _trace
-    previous, _trace = _trace, []
-    try:
-        yield _trace
-    finally:
-        _trace = previous
 
 
 def _check_transforms_fit(name: str, p: "Parameter") -> None:
@@ -377,23 +354,11 @@ def _rebuild_transforms(name: str, state: dict) -> list:
     for i in sorted(found):
         cls_name, fields = found[i]
         if cls_name not in TRANSFORMS:
-            _import_transform_modules()
-        if cls_name not in TRANSFORMS:
             raise ValueError(f"load_state_dict: {name} carries an unknown transform {cls_name!r}; "
-                             "import the module that defines it before loading")
+                             "import the technique that defines it (e.g. tinyapprox.prune, tinyapprox.quant "
+                             "or tinyapprox.bnn) before loading: defining a ParamTransform registers it")
         out.append(TRANSFORMS[cls_name].from_state(fields))
     return out
-
-
-_TRANSFORM_MODULES = ("tinyapprox.prune", "tinyapprox.quant", "tinyapprox.bnn", "tinyapprox.quant.lowprec")
-
-
-def _import_transform_modules():
-    """Import the library's modules that define transforms, so their classes are registered."""
-    import importlib
-
-    for name in _TRANSFORM_MODULES:
-        importlib.import_module(name)
 
 
 class Sequential(Module):

@@ -28,8 +28,9 @@ import time
 
 import numpy as np
 
-from ..cost import effective_weight, model_bytes, trace_layers
+from ..cost import model_bytes
 from ..data import images_to_float
+from ..nn.tracing import effective_weight, trace_layers
 from ..tensor import Tensor, no_grad
 from .convert import to_sparse
 
@@ -47,7 +48,7 @@ def _as_batch(data, n, input_shape, seed=0):
         return np.random.default_rng(seed).random(shape, dtype=np.float32), "random U[0,1) inputs"
     x = data[0] if isinstance(data, tuple) else data
     x = images_to_float(np.asarray(x.data if isinstance(x, Tensor) else x)[:n])
-    return x, f"{len(x)} real inputs"
+    return np.ascontiguousarray(x), f"{len(x)} real inputs"
 
 
 def time_inference(model, x, repeats: int = 20, other=None):
@@ -100,9 +101,7 @@ class PruneReport:
 
     def plot(self, path, title: str = "pruning report"):
         """Write a PNG: per-layer Weights%, FLOP% and Act% bars, totals in the title."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # a display-less machine falls back to the Agg backend
 
         names = [r["name"] for r in self.rows]
         x = np.arange(len(names))

@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from .. import nn
-from ..data import images_to_float
+from ..data import images_to_float  # noqa: F401  (re-exported: quant.pipeline.images_to_float)
 from ..fileio import CorruptFileError, atomic_savez, read_npz
 from ..tensor import Tensor, no_grad
 from .fake import SCHEMES, AccumulatorBias, ActQuant, WeightQuant
@@ -267,8 +267,26 @@ def qat(model, scheme, weight_bits, act_bits, train_images, train_labels, epochs
 
 
 # ----------------------------------------------------------------------- searches
+def quantized_top1(model, scheme, weight_bits, act_bits, calib_images, n_calib, val_images, val_labels,
+                   act_layers=None, **kwargs) -> float:
+    """Top-1 of ``ptq(model, ...)`` on ``(val_images, val_labels)``: one independent trial of a search."""
+    q = ptq(model, scheme, weight_bits, act_bits, calib_images, n_calib, act_layers=act_layers, **kwargs)
+    return evaluate(q, val_images, val_labels)
+
+
+def _run_trials(runner, points):
+    """``quantized_top1`` for each point (a dict of its keyword arguments), through ``runner``.
+
+    ``runner(fn, points) -> [fn(**p) for p in points]`` in order; None runs them here. An
+    application passes a runner that spreads the trials over processes or machines.
+    """
+    if runner is None:
+        return [quantized_top1(**p) for p in points]
+    return list(runner(quantized_top1, points))
+
+
 def search_bitwidths(model, calib_images, val_images, val_labels, scheme="dfp", candidates=(16, 8, 4, 2, 1),
-                     margin=0.01, n_calib=512, groups=("conv", "fc", "act"), **kwargs):
+                     margin=0.01, n_calib=512, groups=("conv", "fc", "act"), runner=None, **kwargs):
     """Ristretto's bit-width search, one group at a time, the others left in float.
 
     For each group — conv weights, fc weights, activations — try ``candidates`` in order
@@ -276,54 +294,61 @@ def search_bitwidths(model, calib_images, val_images, val_labels, scheme="dfp", 
     (absolute, 0.01 = 1 percentage point) of the float model; stop at the first failure.
     Finally evaluate all groups together at their chosen widths.
 
+    Every candidate of every group is an independent trial; they are all evaluated (through
+    ``runner``, see ``_run_trials``: in this process by default) and the rule above applied
+    to their results, so the answer does not depend on where the trials ran.
+
     Returns ``{"baseline", "chosen": {group: bits}, "trials": [{group, bits, top1, acc_loss}],
-    "combined_top1", "combined_acc_loss"}``.
+    "combined_top1", "combined_acc_loss"}`` (``trials`` up to each group's first failure).
     """
     base = evaluate(model, val_images, val_labels)
     kinds = {name: ("conv" if m.weight.ndim == 4 else "fc") for name, m in weight_layers(model)}
+    calib = calib_images[:n_calib] if calib_images is not None else None
+    common = dict(model=model, scheme=scheme, calib_images=calib, n_calib=n_calib, val_images=val_images,
+                  val_labels=val_labels, **kwargs)
+    plan = [(g, bits) for g in groups if g == "act" or g in kinds.values() for bits in candidates]
+
+    def point(group, bits, chosen=None):
+        if chosen is not None:
+            return {**common, "weight_bits": {n: chosen.get(k) for n, k in kinds.items()},
+                    "act_bits": chosen.get("act")}
+        if group == "act":
+            return {**common, "weight_bits": None, "act_bits": bits}
+        return {**common, "weight_bits": {n: bits for n, k in kinds.items() if k == group}, "act_bits": None}
+
+    accs = dict(zip(plan, _run_trials(runner, [point(g, b) for g, b in plan])))
     chosen, trials = {}, []
-
-    def build(wsel, abits):
-        return ptq(model, scheme, wsel, abits, calib_images, n_calib, **kwargs)
-
-    for group in groups:
-        if group != "act" and group not in kinds.values():
-            continue
+    for group in dict.fromkeys(g for g, _ in plan):
         best = None
         for bits in candidates:
-            if group == "act":
-                q = build(None, bits)
-            else:
-                q = build({n: bits for n, k in kinds.items() if k == group}, None)
-            acc = evaluate(q, val_images, val_labels)
+            acc = accs[(group, bits)]
             trials.append({"group": group, "bits": bits, "top1": acc, "acc_loss": base - acc})
             if base - acc > margin:
                 break
             best = bits
         chosen[group] = best
-    wsel = {n: chosen.get(k) for n, k in kinds.items()}
-    q = build(wsel, chosen.get("act"))
-    comb = evaluate(q, val_images, val_labels)
+    comb = _run_trials(None, [point(None, None, chosen)])[0]
     return {"baseline": base, "chosen": chosen, "trials": trials, "combined_top1": comb,
             "combined_acc_loss": base - comb}
 
 
 def sensitivity(model, calib_images, val_images, val_labels, scheme="dfp", bits=4, acts=False, n_calib=512,
-                **kwargs):
+                runner=None, **kwargs):
     """Quantize one weight layer at a time to ``bits`` (and its input activations if ``acts``).
 
+    The layers are independent trials, run through ``runner`` (see ``_run_trials``).
     Returns ``[{"layer", "kind", "params", "top1", "acc_loss"}]`` in model order, plus the
     float baseline in each row (``"baseline"``).
     """
     base = evaluate(model, val_images, val_labels)
-    rows = []
-    for name, m in weight_layers(model):
-        q = ptq(model, scheme, {name: bits}, bits if acts else None, calib_images, n_calib,
-                act_layers=[name] if acts else None, **kwargs)
-        acc = evaluate(q, val_images, val_labels)
-        rows.append({"layer": name, "kind": "conv" if m.weight.ndim == 4 else "fc", "params": int(m.weight.size),
-                     "top1": acc, "acc_loss": base - acc, "baseline": base})
-    return rows
+    layers = weight_layers(model)
+    calib = calib_images[:n_calib] if calib_images is not None else None
+    points = [dict(model=model, scheme=scheme, weight_bits={name: bits}, act_bits=bits if acts else None,
+                   calib_images=calib, n_calib=n_calib, val_images=val_images, val_labels=val_labels,
+                   act_layers=[name] if acts else None, **kwargs) for name, _ in layers]
+    accs = _run_trials(runner, points)
+    return [{"layer": name, "kind": "conv" if m.weight.ndim == 4 else "fc", "params": int(m.weight.size),
+             "top1": acc, "acc_loss": base - acc, "baseline": base} for (name, m), acc in zip(layers, accs)]
 
 
 # ----------------------------------------------------------------------- size and export
