@@ -439,6 +439,7 @@ BAD_COMMAND_LINES = [
     (["train", "--lr", "-0.1"], "--lr"),
     (["train", "--lr", "nan"], "--lr"),
     (["train", "--lr", "inf"], "--lr"),
+    (["train", "--lr", "1e23"], "--lr"),
     (["train", "--momentum", "1.5"], "--momentum"),
     (["train", "--batch-size", "0"], "--batch-size"),
     (["train", "--model", "resnet"], "--model"),

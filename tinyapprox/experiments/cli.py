@@ -209,8 +209,8 @@ def _int_in(low, high=None):
 
 
 def _positive_float(option, v):
-    if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-        raise UsageError(option, f"expected a finite number > 0, got {v!r}")
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= 1e6):
+        raise UsageError(option, f"expected a number in (0, 1e6], got {v!r}")
 
 
 def _momentum(option, v):
@@ -308,6 +308,11 @@ def main(argv=None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = "tinyapprox"
+    import warnings
+
+    # a diverging run is reported once, in one line, by fit's NonFiniteLossError
+    warnings.filterwarnings("ignore", message="(overflow|invalid value|divide by zero) encountered",
+                            category=RuntimeWarning)
     try:
         args = build_parser(argv).parse_args(argv)
         prog = f"tinyapprox {args.command}"
