@@ -41,7 +41,7 @@ print("CPUs:", os.cpu_count())"""),
     new_markdown_cell("""## 5.1 How the workers share the weights
 
 `hw.train_hogwild(workers=N, ...)` copies the model's parameters into one
-`multiprocessing.shared_memory` segment and starts `N` processes with the *spawn* method.
+shared-memory segment (anonymous: no name in `/dev/shm`, so it cannot leak) and starts `N` processes with the *spawn* method.
 Before they start, `OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=1` is put into their environment, so
 each worker's NumPy uses exactly one core for its matrix products (a spawned child imports
 NumPy afresh; a forked child would inherit the parent's thread pool). Each worker:
@@ -52,7 +52,7 @@ NumPy afresh; a forked child would inherit the parent's thread pool). Each worke
 
 With `lock=True` one lock is held around each update; with one worker it is the plain
 single-process run (bit for bit the same weights as `train.fit` with `optim.SGD`, which the
-tests check). The parent always unlinks the segments, also when a worker dies or on Ctrl-C.
+tests check). The memory is freed when the last process using it exits, however it exits, and workers exit when the parent dies.
 
 ### Counting the collisions
 

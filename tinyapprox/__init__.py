@@ -2,7 +2,9 @@
 
 Start with ``tensor`` (autograd), ``functional`` (ops and losses) and ``nn`` (layers);
 the approximation techniques live in ``prune``, ``quant`` and ``bnn``; their costs in
-``cost`` and the compiled hot paths in ``kernels``.
+``cost`` and the compiled hot paths in ``kernels``. The applications (the ``tinyapprox``
+command, its experiments and benchmarks) live in ``tinyapprox.experiments``, which nothing
+in the library imports.
 """
 from .tensor import Function, Tensor, is_grad_enabled, no_grad, ones, tensor, zeros
 

@@ -9,17 +9,15 @@ every epoch from which ``fit(..., resume=True)`` continues bit for bit.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import functional as F
 from . import metrics
+from .fileio import CorruptFileError, atomic_savez, read_npz
 from .tensor import Tensor, no_grad
 
 
@@ -28,6 +26,7 @@ class History:
 
     def __init__(self, epochs=None):
         self.epochs = list(epochs or [])
+        self.config = None
 
     def __getitem__(self, key):
         return [e.get(key) for e in self.epochs]
@@ -47,6 +46,14 @@ class History:
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the epoch and the step."""
+
+
+class StateMismatchError(ValueError):
+    """A readable model or checkpoint file that does not fit the model (keys, shapes, dtypes)."""
+
+
+class CheckpointMismatchError(StateMismatchError):
+    """A checkpoint was written by a run with another configuration (one-line message)."""
 
 
 # ------------------------------------------------------------------- evaluation
@@ -109,7 +116,8 @@ def _progress(epoch, epochs, step, steps, loss, started):
 
 
 def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None, callbacks=(),
-        verbose: bool = True, checkpoint=None, resume: bool = False) -> History:
+        verbose: bool = True, checkpoint=None, resume: bool = False, config=None,
+        accept_config: bool = False) -> History:
     """Train ``model`` for ``epochs`` passes over ``loader``.
 
     Args:
@@ -126,7 +134,12 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
         verbose: progress bar on a terminal, one line per epoch otherwise; False: silent.
         checkpoint: path of an ``.npz`` written atomically after every epoch (model,
             optimizer, scheduler, loader position, random generators, history).
-        resume: continue from ``checkpoint`` if it exists.
+        resume: continue from ``checkpoint`` if it exists (saying so when ``verbose``).
+        config: a JSON-able dict describing the run (model, seed, lr, batch size, epochs...),
+            stored in every checkpoint and compared when resuming.
+        accept_config: resume even when the checkpoint's ``config`` or loader seed differs
+            (its optimizer settings then win); otherwise a difference raises
+            ``CheckpointMismatchError``.
 
     Returns:
         ``History`` with, per epoch (top-1 by ``functional.topk_correct``'s tie rule, the same
@@ -136,12 +149,23 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (names epoch and step).
+        ValueError: epochs < 0, or a loader that yields no batch.
+        CheckpointMismatchError: resuming a checkpoint of another configuration.
     """
-    if epochs < 0:
-        raise ValueError(f"fit: expected epochs >= 0, got {epochs}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"fit: expected epochs to be an int >= 0, got {epochs!r}")
+    if epochs > 0 and hasattr(loader, "__len__") and len(loader) == 0:
+        raise ValueError("fit: the loader yields no batch (an empty dataset, or fewer samples than one batch "
+                         "with drop_last); nothing to train on")
     history, start, step = History(), 0, 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        history, start, step = load_checkpoint(checkpoint, model, optimizer, scheduler, loader)
+        history, start, step = load_checkpoint(checkpoint, model, optimizer, scheduler, loader, config=config,
+                                               accept_config=accept_config)
+        if verbose:
+            more = f"continuing to epoch {epochs}" if start < epochs else "nothing left to train"
+            diff = config_differences(history.config, config) if config and history.config else []
+            note = (f"; its settings differ ({'; '.join(diff)}) and its optimizer state is used" if diff else "")
+            print(f"resumed from {checkpoint}: {start} epoch(s) done, {more}{note}", flush=True)
     interactive = verbose and sys.stdout.isatty()
     for epoch in range(start, epochs):
         if hasattr(loader, "set_epoch"):
@@ -171,7 +195,9 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
                 hits += int(np.count_nonzero(F.topk_correct(logits.data, y, 1)))
             if interactive and (i % 20 == 0 or i + 1 == steps):
                 _progress(epoch, epochs, i + 1, steps, value, started)
-        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_seen, 1), "top1": hits / max(n_seen, 1),
+        if n_seen == 0:
+            raise ValueError(f"fit: the loader yielded no batch in epoch {epoch + 1}; nothing to train on")
+        logs = {"epoch": epoch + 1, "loss": loss_sum / n_seen, "top1": hits / n_seen,
                 "lr": float(getattr(optimizer, "lr", float("nan")))}
         logs["seconds"] = time.perf_counter() - started
         if val is not None:
@@ -188,7 +214,7 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
                 sys.stdout.write("\n")
             print(_epoch_line(logs, epochs), flush=True)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, loader, history, epoch + 1, step)
+            save_checkpoint(checkpoint, model, optimizer, scheduler, loader, history, epoch + 1, step, config=config)
     return history
 
 
@@ -216,16 +242,30 @@ def _pack(obj, arrays, prefix):
     return obj
 
 
-def _unpack(obj, arrays):
+def _unpack(obj, arrays, depth=0):
+    """Inverse of ``_pack``; raises ValueError on a structure ``_pack`` cannot have written."""
+    if depth > 50:
+        raise ValueError("nested too deeply")
     if isinstance(obj, dict):
-        if "__array__" in obj:
-            return np.array(arrays[obj["__array__"]])
-        if "__dict__" in obj:
-            return {_unpack(k, arrays): _unpack(v, arrays) for k, v in obj["__dict__"]}
-        if "__list__" in obj:
-            items = [_unpack(v, arrays) for v in obj["__list__"]]
-            return tuple(items) if obj["tuple"] else items
-    return obj
+        if set(obj) == {"__array__"}:
+            key = obj["__array__"]
+            if not isinstance(key, str) or key not in arrays:
+                raise ValueError(f"refers to a missing array {key!r}")
+            return np.array(arrays[key])
+        if set(obj) == {"__dict__"} and isinstance(obj["__dict__"], list):
+            out = {}
+            for pair in obj["__dict__"]:
+                if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], (str, int)):
+                    raise ValueError("holds a malformed dict entry")
+                out[pair[0]] = _unpack(pair[1], arrays, depth + 1)
+            return out
+        if set(obj) == {"__list__", "tuple"} and isinstance(obj["__list__"], list):
+            items = [_unpack(v, arrays, depth + 1) for v in obj["__list__"]]
+            return tuple(items) if obj["tuple"] is True else items
+        raise ValueError(f"holds an unexpected entry with keys {sorted(obj)[:5]}")
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise ValueError(f"holds an unexpected {type(obj).__name__}")
 
 
 def _generators(model):
@@ -241,22 +281,12 @@ def _generators(model):
     return found
 
 
-def _atomic_savez(path, arrays):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def save_checkpoint(path, model, optimizer, scheduler, loader, history, epoch, step, config=None):
+    """Write everything needed to continue training bit for bit, atomically (``fileio.atomic_savez``).
 
-
-def save_checkpoint(path, model, optimizer, scheduler, loader, history, epoch, step):
-    """Write everything needed to continue training bit for bit, atomically (temp file + rename)."""
+    ``config`` (a JSON-able dict describing the run) is stored so that ``load_checkpoint``
+    can refuse to continue a run configured differently.
+    """
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     meta = {
         "epoch": epoch, "step": step, "history": history.epochs,
@@ -264,9 +294,10 @@ def save_checkpoint(path, model, optimizer, scheduler, loader, history, epoch, s
         "scheduler": _pack(scheduler.state_dict(), arrays, "scheduler") if scheduler is not None else None,
         "loader_seed": getattr(loader, "seed", None),
         "generators": {k: g.bit_generator.state for k, g in _generators(model).items()},
+        "config": config,
     }
     arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
-    _atomic_savez(path, arrays)
+    atomic_savez(path, arrays)
 
 
 def _json_default(obj):
@@ -275,43 +306,128 @@ def _json_default(obj):
     raise TypeError(f"checkpoint: cannot store a {type(obj).__name__}")
 
 
-def load_checkpoint(path, model, optimizer, scheduler=None, loader=None):
-    """Restore a checkpoint written by ``save_checkpoint``; returns (history, epoch, step)."""
-    arrays = _read_npz("load_checkpoint", path)
+def config_differences(saved: dict, current: dict) -> list:
+    """``["key: saved -> current", ...]`` for every key whose value differs (missing = None)."""
+    keys = sorted(set(saved) | set(current))
+    return [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def _read_meta(path, arrays) -> dict:
+    """The checked ``meta`` dict of a checkpoint (CorruptFileError naming the file otherwise)."""
+    def bad(reason):
+        return CorruptFileError(f"load_checkpoint: {path} has damaged metadata: {reason}")
+
     if "meta" not in arrays:
-        raise ValueError(f"load_checkpoint: {path} has no 'meta' entry; expected a file written by save_checkpoint")
-    meta = json.loads(str(arrays.pop("meta")))
-    model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
-    optimizer.load_state_dict(_unpack(meta["optimizer"], arrays))
-    if scheduler is not None and meta["scheduler"] is not None:
-        scheduler.load_state_dict(_unpack(meta["scheduler"], arrays))
-    if loader is not None and meta.get("loader_seed") is not None and hasattr(loader, "seed"):
+        raise CorruptFileError(f"load_checkpoint: {path} has no 'meta' entry; expected a file written by "
+                               "save_checkpoint")
+    raw = arrays.pop("meta")
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise bad(f"expected a text entry, got {raw.dtype} of shape {raw.shape}")
+    try:
+        meta = json.loads(str(raw))
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise bad("expected a JSON object")
+    for key in ("epoch", "step"):
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise bad(f"{key} must be an int >= 0, got {v!r}")
+    history = meta.get("history")
+    if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+        raise bad("history must be a list of per-epoch records")
+    if not isinstance(meta.get("generators", {}), dict) or not isinstance(meta.get("config") or {}, dict):
+        raise bad("generators and config must be objects")
+    if "optimizer" not in meta:
+        raise bad("no optimizer state")
+    return meta
+
+
+def load_checkpoint(path, model, optimizer, scheduler=None, loader=None, config=None, accept_config=False):
+    """Restore a checkpoint written by ``save_checkpoint``; returns (history, epoch, step).
+
+    Every part (model arrays, optimizer and scheduler state, loader seed, random generator
+    states, configuration) is checked before any is restored, so a failed load leaves the
+    model, optimizer and scheduler untouched.
+
+    Raises:
+        CorruptFileError (a ValueError): the file is not a checkpoint or is damaged; names it.
+        CheckpointMismatchError (a ValueError): ``config`` or the loader's seed differs from
+            the stored one (unless ``accept_config``), or the model does not fit the arrays.
+        ValueError: a state that does not fit the optimizer.
+    """
+    arrays = read_npz("load_checkpoint", path)
+    meta = _read_meta(path, arrays)
+    saved_config = meta.get("config")
+    if config is not None and saved_config is not None and not accept_config:
+        diff = config_differences(saved_config, config)
+        if diff:
+            raise CheckpointMismatchError(f"{path} was written by a run configured differently ({'; '.join(diff)})")
+    if loader is not None and meta.get("loader_seed") is not None and hasattr(loader, "seed") and not accept_config:
         if loader.seed != meta["loader_seed"]:
-            raise ValueError(f"load_checkpoint: the loader's seed {loader.seed} differs from the "
-                             f"checkpoint's {meta['loader_seed']}; resuming would not reproduce the run")
+            raise CheckpointMismatchError(f"{path}: the loader's seed {loader.seed} differs from the checkpoint's "
+                                          f"{meta['loader_seed']}; resuming would not reproduce the run")
+    try:
+        optim_state = _unpack(meta["optimizer"], arrays)
+        sched_state = _unpack(meta["scheduler"], arrays) if meta.get("scheduler") is not None else None
+    except ValueError as exc:
+        raise CorruptFileError(f"load_checkpoint: {path} has damaged metadata: the optimizer state {exc}") from None
+    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    try:
+        plan = model._check_load(model_state)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointMismatchError(f"load_checkpoint: {path} does not fit this model: "
+                                      f"{exc.args[0] if exc.args else exc}") from None
+    try:
+        hyper, states = optimizer._check_state(optim_state)
+        sched = scheduler._check_state(sched_state) if scheduler is not None and sched_state is not None else None
+    except ValueError as exc:
+        raise StateMismatchError(f"load_checkpoint: {path}: {exc}") from None
     generators = _generators(model)
-    for name, state in meta["generators"].items():
+    for name, state in meta.get("generators", {}).items():
+        if name in generators:
+            try:
+                type(generators[name].bit_generator)().state = state
+            except (TypeError, ValueError, KeyError) as exc:
+                raise CorruptFileError(f"load_checkpoint: {path} has a damaged generator state for {name}: "
+                                       f"{exc}") from None
+    model._apply_load(plan)
+    for k in optimizer.hyper:
+        setattr(optimizer, k, hyper[k])
+    optimizer.state = states
+    if sched is not None:
+        scheduler.base_lr, scheduler.last_epoch = sched[0], sched[1]
+        for k, v in sched[2].items():
+            setattr(scheduler, k, v)
+        optimizer.lr = scheduler.lr_at(scheduler.last_epoch)
+    for name, state in meta.get("generators", {}).items():
         if name in generators:
             generators[name].bit_generator.state = state
-    return History(meta["history"]), int(meta["epoch"]), int(meta["step"])
+    history = History(meta["history"])
+    history.config = saved_config
+    return history, int(meta["epoch"]), int(meta["step"])
 
 
 def save_model(model, path):
-    """Save ``model.state_dict()`` (with transform states such as masks) as ``.npz`` (no pickle)."""
-    _atomic_savez(path, dict(model.state_dict()))
+    """Save ``model.state_dict()`` (with transform states such as masks) as ``.npz`` (no pickle).
+
+    Written atomically (``fileio.atomic_savez``): an interrupted save never leaves a
+    half-written file at ``path``.
+    """
+    atomic_savez(path, dict(model.state_dict()))
 
 
 def load_model(model, path, strict: bool = True):
-    """Load an ``.npz`` written by ``save_model`` into ``model``; returns the model."""
-    return model.load_state_dict(_read_npz("load_model", path), strict=strict)
+    """Load an ``.npz`` written by ``save_model`` into ``model``; returns the model.
 
-
-def _read_npz(op: str, path) -> dict:
-    """Every array of an ``.npz`` file, or a ValueError naming the file when it is not one."""
+    Raises ``CorruptFileError`` (a ValueError naming the file) for a damaged file and
+    ``StateMismatchError`` (a ValueError naming the file; the model is unchanged) when its
+    arrays do not fit the model.
+    """
+    state = read_npz("load_model", path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise ValueError("it holds a single array, not named arrays")
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{op}: {path} is not a readable .npz of named arrays (no pickles): {exc}") from None
+        return model.load_state_dict(state, strict=strict)
+    except (KeyError, ValueError) as exc:
+        raise StateMismatchError(f"load_model: {path} does not fit this model: "
+                                 f"{exc.args[0] if exc.args else exc}") from None
+

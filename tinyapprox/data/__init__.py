@@ -3,7 +3,6 @@
     (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist")   # offline, read-only arrays
     for x, y in data.DataLoader(train_x, train_y, batch_size=128, shuffle=True, seed=0):
         ...                                                              # x (B,1,28,28) float32 in [0,1]
-    x = data.images_to_float(test_x)                                     # the same scaling, whole array
 
 Only NumPy is needed here.
 """

@@ -14,6 +14,7 @@ Each dataset directory holds the four standard IDX files, gzip-compressed (``.gz
 ``data/README.md``.
 """
 import functools
+import hashlib
 import importlib.resources
 import os
 import pathlib
@@ -22,7 +23,7 @@ import numpy as np
 
 from .idx import read_idx
 
-__all__ = ["CLASS_NAMES", "DATASETS", "FILE_NAMES", "ENV_VAR", "load", "data_dir",
+__all__ = ["BUNDLED_SHA256", "ChecksumError", "CLASS_NAMES", "DATASETS", "FILE_NAMES", "ENV_VAR", "load", "data_dir",
            "bundled_data_dir", "candidate_dirs", "clear_cache"]
 
 ENV_VAR = "TINYAPPROX_DATA"
@@ -46,6 +47,44 @@ CLASS_NAMES = {
 }
 
 _IMAGE_HW = (28, 28)
+
+#: SHA-256 of the bundled ``.gz`` files (as listed in ``data/README.md``), checked on first load.
+BUNDLED_SHA256 = {
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+        "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+        "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+        "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    },
+}
+
+
+class ChecksumError(ValueError):
+    """A bundled data file does not have the SHA-256 listed in ``data/README.md``."""
+
+
+def _check_bundled(path):
+    """Raise ``ChecksumError`` if ``path`` is a bundled file whose SHA-256 is not the listed one."""
+    root = bundled_data_dir()
+    path = pathlib.Path(path)
+    if root is None:
+        return
+    try:
+        name = path.resolve().parent.name
+        if path.resolve().parent.parent != pathlib.Path(root).resolve():
+            return
+    except OSError:
+        return
+    expected = BUNDLED_SHA256.get(name, {}).get(path.name)
+    if expected is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ChecksumError(f"load: the bundled file {path} is damaged: its SHA-256 is {digest.hexdigest()}, "
+                            f"expected {expected} (data/README.md); reinstall tinyapprox or restore the file")
 
 
 def bundled_data_dir():
@@ -159,6 +198,8 @@ def _file_key(p):
 def _read_split(images_key, labels_key, num_classes):
     """Decode one split and return read-only (images uint8 (N,28,28), labels int64 (N,))."""
     images_path, labels_path = images_key[0], labels_key[0]
+    _check_bundled(images_path)
+    _check_bundled(labels_path)
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != _IMAGE_HW:

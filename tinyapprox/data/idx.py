@@ -19,6 +19,8 @@ import zlib
 
 import numpy as np
 
+from ..fileio import CorruptFileError
+
 __all__ = ["IDXError", "IDX_DTYPES", "read_idx", "write_idx"]
 
 #: IDX dtype code -> NumPy dtype as stored in the file (big-endian where it matters).
@@ -33,9 +35,12 @@ IDX_DTYPES = {
 _CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DIM = 2**32 - 1
+_MAX_NDIM = 64           # NumPy's limit on dimensions
+_DEFLATE_MAX_RATIO = 1100  # deflate expands data by at most ~1032x
+_CHUNK = 1 << 20
 
 
-class IDXError(ValueError):
+class IDXError(CorruptFileError):
     """A file is not a valid IDX file (bad magic, unknown dtype, wrong length, broken gzip)."""
 
 
@@ -43,23 +48,64 @@ def _describe_codes():
     return ", ".join(f"0x{code:02X} ({dt.name})" for code, dt in IDX_DTYPES.items())
 
 
-def _read_bytes(path):
-    """Return the decompressed bytes of ``path`` (gzip detected by magic bytes)."""
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    if raw[:2] != _GZIP_MAGIC:
-        return raw, False
-    try:
-        return gzip.decompress(raw), True
-    except (OSError, EOFError, zlib.error) as exc:
-        raise IDXError(
-            f"read_idx: {os.fspath(path)!s}: the file starts with the gzip magic bytes 1f 8b "
-            f"but is not a valid gzip stream ({type(exc).__name__}: {exc}); "
-            "the file is probably truncated or corrupt") from None
+def _read_exactly(stream, n):
+    """Up to ``n`` bytes from ``stream`` (fewer only at the end of the stream)."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = stream.read(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def _drain(stream, limit):
+    """(bytes left in ``stream``, counted up to ``limit`` + 1, whether the stream ended).
+
+    Reading on to the end of a short tail lets a gzip stream's CRC and length be checked
+    (so a damaged stream is reported as such); the limit keeps a bomb from being inflated.
+    """
+    extra = 0
+    while extra <= limit:
+        chunk = stream.read(min(_CHUNK, limit + 1 - extra))
+        if not chunk:
+            return extra, True
+        extra += len(chunk)
+    return extra, False
+
+
+def _parse_header(where, stream):
+    """(dtype, shape, header_len) from the start of ``stream``; IDXError if it is not an IDX header."""
+    head = _read_exactly(stream, 4)
+    if len(head) < 4:
+        raise IDXError(f"{where}: expected at least a 4-byte IDX header, found only {len(head)} bytes")
+    if head[0] != 0 or head[1] != 0:
+        raise IDXError(f"{where}: expected the IDX magic to start with two zero bytes, "
+                       f"found {head[0]:02x} {head[1]:02x}; this is not an IDX file")
+    code, ndim = head[2], head[3]
+    if code not in IDX_DTYPES:
+        raise IDXError(f"{where}: expected a dtype code in {{{_describe_codes()}}}, found 0x{code:02X}")
+    if ndim == 0:
+        raise IDXError(f"{where}: expected at least 1 dimension in the header, found ndim=0")
+    if ndim > _MAX_NDIM:
+        raise IDXError(f"{where}: the header declares {ndim} dimensions; NumPy arrays have at most {_MAX_NDIM}")
+    header_len = 4 + 4 * ndim
+    dims = _read_exactly(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise IDXError(f"{where}: header declares {ndim} dimensions, so expected a header of "
+                       f"{header_len} bytes, but the file has only {4 + len(dims)} bytes")
+    shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+    return IDX_DTYPES[code], shape, header_len
 
 
 def read_idx(path):
     """Read an IDX file (raw or gzip-compressed) into a NumPy array.
+
+    The header is read first (from the decompressed stream for gzip), and then at most
+    the payload it declares plus one byte: a gzip bomb, or a header that lies about the
+    size, is refused after reading a few bytes, never after inflating the whole stream.
+    A declared payload larger than the file could hold (for gzip: ~1032x its size, the
+    limit of deflate) is refused before anything is allocated.
 
     Args:
         path: str or os.PathLike of the file. Gzip compression is detected from the
@@ -71,42 +117,60 @@ def read_idx(path):
         fresh, writable, C-contiguous copy.
 
     Raises:
-        IDXError (a ValueError): bad magic bytes, unknown dtype code, ndim of 0, a header
-            that is cut short, a payload shorter or longer than the header says, or a
-            corrupt gzip stream. The message names the file, the expectation and what
-            was found.
+        IDXError (a ValueError): bad magic bytes, unknown dtype code, ndim of 0 or more
+            than 64, a header that is cut short, a payload shorter or longer than the header
+            says (or than the file can hold), or a corrupt gzip stream. The message names
+            the file, the expectation and what was found.
         OSError: the file cannot be opened (e.g. FileNotFoundError).
     """
     name = os.fspath(path)
-    buf, compressed = _read_bytes(path)
-    where = f"read_idx: {name}" + (" (after gzip decompression)" if compressed else "")
-    if len(buf) < 4:
-        raise IDXError(f"{where}: expected at least a 4-byte IDX header, found only {len(buf)} bytes")
-    if buf[0] != 0 or buf[1] != 0:
-        raise IDXError(f"{where}: expected the IDX magic to start with two zero bytes, "
-                       f"found {buf[0]:02x} {buf[1]:02x}; this is not an IDX file")
-    code, ndim = buf[2], buf[3]
-    if code not in IDX_DTYPES:
-        raise IDXError(f"{where}: expected a dtype code in {{{_describe_codes()}}}, found 0x{code:02X}")
-    if ndim == 0:
-        raise IDXError(f"{where}: expected at least 1 dimension in the header, found ndim=0")
-    header_len = 4 + 4 * ndim
-    if len(buf) < header_len:
-        raise IDXError(f"{where}: header declares {ndim} dimensions, so expected a header of "
-                       f"{header_len} bytes, but the file has only {len(buf)} bytes")
-    shape = tuple(int.from_bytes(buf[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = IDX_DTYPES[code]
-    count = 1
-    for d in shape:
-        count *= d
-    expected = count * dtype.itemsize
-    found = len(buf) - header_len
-    if found != expected:
+    with open(path, "rb") as raw:
+        file_size = os.fstat(raw.fileno()).st_size
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        where = f"read_idx: {name}" + (" (after gzip decompression)" if compressed else "")
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        try:
+            dtype, shape, header_len = _parse_header(where, stream)
+            count = 1
+            for d in shape:
+                count *= d
+            expected = count * dtype.itemsize
+            room = (_DEFLATE_MAX_RATIO * file_size + 4096) if compressed else file_size - header_len
+            if expected > room:
+                what = (f"a gzip file of {file_size} bytes can hold at most about {room} bytes" if compressed
+                        else f"found {file_size - header_len} payload bytes; the file is truncated")
+                raise IDXError(f"{where}: header says shape {shape} of {dtype.name} ({expected} payload bytes), "
+                               f"but {what}")
+            try:
+                arr = np.empty(count, dtype=dtype)
+            except (MemoryError, ValueError) as exc:
+                raise IDXError(f"{where}: header says shape {shape} of {dtype.name} ({expected} payload bytes), "
+                               f"which cannot be allocated here ({type(exc).__name__})") from None
+            view = memoryview(arr.view(np.uint8))
+            found = 0
+            while found < expected:
+                n = stream.readinto(view[found:found + _CHUNK])
+                if not n:
+                    break
+                found += n
+            extra, ended = 0, True
+            if found == expected:
+                extra, ended = (_drain(stream, max(expected, _CHUNK)) if compressed
+                                else (file_size - header_len - expected, True))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise IDXError(
+                f"read_idx: {name}: the file starts with the gzip magic bytes 1f 8b "
+                f"but is not a valid gzip stream ({type(exc).__name__}: {exc}); "
+                "the file is probably truncated or corrupt") from None
+    if found != expected or extra:
         kind = "truncated" if found < expected else "longer than its header says"
+        got = f"{found + extra}" if ended else f"more than {expected + extra}"
         raise IDXError(f"{where}: header says shape {shape} of {dtype.name} ({expected} payload bytes), "
-                       f"found {found} payload bytes; the file is {kind}")
-    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=header_len).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+                       f"found {got} payload bytes; the file is {kind}")
+    arr = arr.reshape(shape)
+    native = dtype.newbyteorder("=")
+    return arr if native == dtype else arr.astype(native)
 
 
 def write_idx(path, array, compress=None):

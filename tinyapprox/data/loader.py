@@ -96,7 +96,7 @@ class DataLoader:
     def _convert(self, idx):
         """The batch at int64 indices idx (B,) as (x float32, y int64 or float32); see the class docstring."""
         x = self.images[idx]
-        x = _scale(x) if self.scale else x.astype(np.float32)
+        x = images_to_float(x) if self.scale else x.astype(np.float32)
         if self.flatten:
             x = x.reshape(x.shape[0], -1)
         elif x.ndim == 3:
@@ -116,29 +116,6 @@ class DataLoader:
         return (f"DataLoader(N={self.images.shape[0]}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch}, "
                 f"drop_last={self.drop_last}, flatten={self.flatten}, batches={len(self)})")
-
-
-def _scale(x):
-    """uint8 pixel values -> float32 in [0, 1] (divided by 255); any other dtype only cast to float32."""
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255.0)
-    return x.astype(np.float32, copy=False)
-
-
-def images_to_float(images) -> np.ndarray:
-    """Images as a network takes them: uint8 (N, H, W) or (N, C, H, W) -> float32 NCHW in [0, 1].
-
-    The one place pixels are scaled (the ``DataLoader`` scales its batches the same way);
-    float input is only cast to float32, (N, H, W) gains a channel axis. The result is
-    C-contiguous.
-    """
-    x = np.asarray(images.data if _is_tensor(images) else images)
-    if x.dtype.kind not in "uifb":
-        raise TypeError(f"images_to_float: expected numeric images, got dtype {x.dtype}")
-    x = _scale(x)
-    if x.ndim == 3:
-        x = x[:, None]
-    return np.ascontiguousarray(x)
 
 
 def _is_tensor(obj):

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+from pathlib import Path
+
+from ..fileio import atomic_write_text
 
 EXPERIMENTS = {
     "compress": "train, prune iteratively to a target compression, report",
@@ -75,12 +80,14 @@ def _train(args) -> int:
     opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum)
     print(f"training {args.model} on Fashion-MNIST ({len(train_x)} images): {epochs} epochs, SGD lr {lr} "
           f"momentum {args.momentum}, batch {args.batch_size}, seed {args.seed}")
-    ckpt = out / "checkpoint.npz" if args.checkpoint else None
+    ckpt = out / "checkpoint.npz" if (args.checkpoint or args.resume) else None
+    config = {"model": args.model, "seed": args.seed, "lr": lr, "momentum": args.momentum,
+              "batch_size": args.batch_size, "epochs": epochs, "images": len(train_x)}
     history = train.fit(model, loader, F.cross_entropy, opt, epochs, val=(test_x, test_y),
-                        checkpoint=ckpt, resume=args.checkpoint)
+                        checkpoint=ckpt, resume=ckpt is not None, config=config, accept_config=args.resume)
     result = train.evaluate(model, test_x, test_y)
     train.save_model(model, out / "model.npz")
-    (out / "history.json").write_text(history.to_json())
+    atomic_write_text(out / "history.json", history.to_json())
     harness.plot_history(history, out / "training_curve.png", title=f"{args.model} on Fashion-MNIST")
     seconds = np.median(history["seconds"]) if len(history) else float("nan")
     print(f"test top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  "
@@ -111,12 +118,27 @@ def _bench(args) -> int:
     return 0
 
 
+class UsageError(Exception):
+    """A bad command line: ``option`` (e.g. ``--seed``) and what was expected."""
+
+    def __init__(self, option, message):
+        super().__init__(f"{option}: {message}")
+        self.option = option
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv=None) -> argparse.ArgumentParser:
     from tinyapprox.experiments import harness
 
-    parser = argparse.ArgumentParser(prog="tinyapprox", description="Approximate computing for deep learning, "
-                                     "taught by working code.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="tinyapprox", description="Approximate computing for deep learning, "
+                     "taught by working code.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("demo", help="a tiny graph and its gradients").set_defaults(func=_demo)
     sub.add_parser("info", help="versions and the live kernel backend").set_defaults(func=_info)
@@ -128,7 +150,10 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", action="store_true", help="checkpoint every epoch and resume if one exists")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="checkpoint every epoch; resume a checkpoint of the same configuration")
+    p.add_argument("--resume", action="store_true",
+                   help="like --checkpoint, and resume its checkpoint even if configured differently")
     harness.add_run_options(p, "runs/train")
     p.set_defaults(func=_train)
 
@@ -174,11 +199,148 @@ def tune_allocator() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
 
 
+# ------------------------------------------------------------------ checking the command line
+def _int_in(low, high=None):
+    def check(option, v):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise UsageError(option, f"expected an integer {expected}, got {v!r}")
+    return check
+
+
+def _positive_float(option, v):
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= 1e6):
+        raise UsageError(option, f"expected a number in (0, 1e6], got {v!r}")
+
+
+def _momentum(option, v):
+    if not (isinstance(v, (int, float)) and 0 <= v < 1):
+        raise UsageError(option, f"expected a number in [0, 1), got {v!r}")
+
+
+def _target(option, v):
+    if not (isinstance(v, (int, float)) and math.isfinite(v) and 1 < v <= 10**6):
+        raise UsageError(option, f"expected a finite compression ratio > 1 (times fewer parameters), got {v!r}")
+
+
+def _int_list(option, v):
+    try:
+        items = [int(t) for t in str(v).split(",")]
+    except ValueError:
+        items = []
+    if not items or any(not 1 <= i <= 65536 for i in items):
+        raise UsageError(option, f"expected comma-separated integers in [1, 65536] (e.g. 1024,1024), got {v!r}")
+
+
+def _out_dir(option, v):
+    path = Path(v)
+    if not str(v).strip():
+        raise UsageError(option, "expected a directory, got an empty path")
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise UsageError(option, f"{p} is a file, expected a directory")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(option, f"cannot write in {existing}")
+
+
+def _out_file(option, v):
+    path = Path(v)
+    if not str(v).strip() or path.is_dir():
+        raise UsageError(option, f"expected a file path, got {str(v)!r}" + (" (a directory)" if path.is_dir() else ""))
+    _out_dir(option, path.parent if str(path.parent) else ".")
+
+
+_SEED = _int_in(0, 2**32 - 1)
+
+_EPOCHS = _int_in(0, 100_000)
+
+#: Checks applied to every option of every command, by destination name, before anything runs.
+#: The upper bounds are far beyond any sensible run; they turn a typo into one clear line
+#: instead of a run that never ends or an allocation that cannot succeed.
+CHECKS = {
+    "epochs": _EPOCHS, "retrain_epochs": _EPOCHS, "qat_epochs": _EPOCHS, "finetune_epochs": _EPOCHS,
+    "limit": _int_in(1, 2**31 - 1), "batch_size": _int_in(1, 2**31 - 1), "rounds": _int_in(1, 1000),
+    "repeats": _int_in(1, 100_000), "threads": _int_in(1, 1024), "calib": _int_in(1, 10**7),
+    "workers": _int_in(1, 1024), "seed_workers": _int_in(1, 1024),
+    "seed": _SEED, "seeds": _SEED,
+    "lr": _positive_float, "retrain_lr": _positive_float, "lr_start": _positive_float, "lr_end": _positive_float,
+    "momentum": _momentum, "target": _target,
+    "bits": _int_in(1, 32), "act_bits": _int_in(1, 32), "exp_bits": _int_in(1, 8), "quant_bits": _int_in(1, 16),
+    "hidden": _int_list, "gemm": _int_list,
+    "out": _out_dir, "json": _out_file,
+}
+
+
+def check_args(args) -> None:
+    """Raise ``UsageError`` naming the first option whose value cannot work (before any work starts)."""
+    for dest, value in vars(args).items():
+        check = CHECKS.get(dest)
+        if check is None or value is None:
+            continue
+        option = "--" + dest.replace("_", "-")
+        for v in (value if isinstance(value, list) else [value]):
+            check(option, v)
+    if getattr(args, "command", None) == "hogwild" and not args.lowprec and args.workers < 2:
+        raise UsageError("--workers", f"expected >= 2 (one worker is the single-process baseline), got {args.workers}")
+    if getattr(args, "command", None) == "quantize" and getattr(args, "scheme", None):
+        from ..quant.fake import make_format
+
+        for option, bits, role in (("--bits", args.bits, "weight"), ("--act-bits", args.act_bits, "act")):
+            if bits is not None:
+                try:
+                    make_format(args.scheme, -1.0, 1.0, bits, role=role, exp_bits=args.exp_bits)
+                except ValueError as exc:
+                    raise UsageError(option, f"{exc} (scheme {args.scheme})") from None
+
+
+def _one_line(exc) -> str:
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
 def main(argv=None) -> int:
+    """Run the command; every failure ends in one line on stderr.
+
+    Exit status: 0 success, 2 a bad command line, input file or setting (the line names the
+    option or the file), 130 interrupted (Ctrl-C), 1 an internal error (set
+    ``TINYAPPROX_DEBUG=1`` for its traceback).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
-    tune_allocator()
-    args = build_parser(argv).parse_args(argv)
-    return int(args.func(args) or 0)
+    prog = "tinyapprox"
+    import warnings
+
+    # a diverging run is reported once, in one line, by fit's NonFiniteLossError
+    warnings.filterwarnings("ignore", message="(overflow|invalid value|divide by zero) encountered",
+                            category=RuntimeWarning)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        prog = f"tinyapprox {args.command}"
+        check_args(args)
+        tune_allocator()
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if os.environ.get("TINYAPPROX_DEBUG") == "1":
+            raise
+        from ..train import CheckpointMismatchError
+
+        if isinstance(exc, CheckpointMismatchError) and "--resume" not in argv:
+            print(f"{prog}: error: {_one_line(exc)}; pass --resume to continue it anyway, or choose another --out",
+                  file=sys.stderr)
+        elif isinstance(exc, (ValueError, OSError, MemoryError, KeyError, ArithmeticError)):
+            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        else:
+            print(f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                  "(set TINYAPPROX_DEBUG=1 for the traceback)", file=sys.stderr)
+            return 1
+    return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from .. import data, models, optim, train
 from .. import functional as F
 from ..data import images_to_float
+from ..fileio import atomic_write_json
 
 __all__ = ["QUICK_TRAIN_IMAGES", "QUICK_TEST_IMAGES", "QUICK_EPOCHS", "RECIPES", "add_quick_option", "add_run_options", "is_quick",
            "quick_banner", "run_dir", "resolve_epochs", "load_dataset", "images_to_float", "train_baseline",
@@ -202,10 +202,9 @@ def to_jsonable(obj):
 
 
 def write_json(path, obj) -> Path:
-    """Write ``obj`` (NumPy values allowed, see ``to_jsonable``) as indented JSON; returns the path."""
-    path = Path(path)
-    path.write_text(json.dumps(to_jsonable(obj), indent=2))
-    return path
+    """Write ``obj`` (NumPy values allowed, see ``to_jsonable``) as indented JSON, atomically
+    (``fileio.atomic_write_json``); returns the path."""
+    return atomic_write_json(path, to_jsonable(obj))
 
 
 # ------------------------------------------------------------------ plots

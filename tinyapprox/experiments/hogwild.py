@@ -125,7 +125,8 @@ def add_arguments(parser):
                         help="run the low-precision training experiments instead: weights stored in fp16 / 8-bit "
                              "fixed point, then activations and gradients rounded (with loss scaling)")
     harness.add_run_options(parser, "runs/hogwild")
-    add_executor_options(parser, workers_flag="--seed-workers")
+    add_executor_options(parser, workers_flag="--seed-workers",
+                         what="the seeds (side by side, so their timings mean nothing)")
 
 
 def run_lowprec(args, quick, epochs, seed, out) -> int:

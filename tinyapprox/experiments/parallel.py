@@ -65,8 +65,14 @@ def sweep(fn, grid, executor: Executor | None = None) -> list:
     points = grid_points(grid)
     if executor is None:
         return [fn(**point) for point in points]
-    futures = [executor.submit(fn, **point) for point in points]
+    futures = [executor.submit(_call, fn, point) for point in points]
     return [f.result() for f in futures]
+
+
+def _call(fn, point):
+    """``fn(**point)``; the point travels as one argument, so its names (``workers``, ``key`` ...)
+    never collide with an executor's own keyword arguments (Dask's ``submit`` has several)."""
+    return fn(**point)
 
 
 def _one_blas_thread():
@@ -136,15 +142,16 @@ def make_executor(workers: int | None = None, dask: str | None = None):
             yield pool
 
 
-def add_executor_options(parser, workers_flag: str = "--workers") -> None:
+def add_executor_options(parser, workers_flag: str = "--workers",
+                         what: str = "the independent runs of the sweeps") -> None:
     """Add ``--workers N`` (or ``workers_flag`` where a command already uses that name) and
-    ``--dask ADDRESS``: where the independent runs of the command's sweeps go."""
+    ``--dask ADDRESS``: where ``what`` (the independent runs of the command's sweeps) go."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(workers_flag, dest="sweep_workers", type=int, default=None, metavar="N",
-                       help="run the independent runs of the sweeps in N local processes (one BLAS thread "
-                            "each); default: one after the other in this process")
+                       help=f"run {what} in N local processes (one BLAS thread each); default: one after "
+                            "the other in this process")
     group.add_argument("--dask", default=None, metavar="ADDRESS",
-                       help="run the sweeps on the Dask cluster whose scheduler is at ADDRESS "
+                       help=f"run {what} on the Dask cluster whose scheduler is at ADDRESS "
                             "(pip install \"tinyapprox[cluster]\")")
 
 

@@ -356,16 +356,34 @@ class Int8Weights:
         if B.shape[0] > INT8_MAX_K:
             raise ValueError(f"prepare_int8: K={B.shape[0]} exceeds {INT8_MAX_K}, the largest K "
                              "for which int32 accumulation is exact (K * 128 * 128 < 2**31)")
-        self.B = B.copy() if _copy else B
-        if _copy:
-            self.B.setflags(write=False)
-        self.K, self.N = B.shape
+        # A copy backed by immutable bytes: neither it nor a view of it can be made writable,
+        # so the packed panels the C kernel caches always describe exactly ``B``.
+        self._B = np.frombuffer(B.tobytes(), dtype=np.int8).reshape(B.shape) if _copy else B
+        self._K, self._N = B.shape
         if _ext.lib is not None:
-            self.has_min = bool(_ext.lib.ta_int8_has_min(_ptr("int8_t", self.B), self.B.size))
+            self._has_min = bool(_ext.lib.ta_int8_has_min(_ptr("int8_t", self._B), self._B.size))
         else:
-            self.has_min = bool(np.any(self.B == -128))
+            self._has_min = bool(np.any(self._B == -128))
         self._colsum = None
         self._packed = {}
+
+    @property
+    def B(self):
+        """(K, N) int8, read-only."""
+        return self._B
+
+    @property
+    def K(self):
+        return self._K
+
+    @property
+    def N(self):
+        return self._N
+
+    @property
+    def has_min(self):
+        """Whether B holds -128 (chooses the C layout)."""
+        return self._has_min
 
     @property
     def shape(self):

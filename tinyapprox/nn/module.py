@@ -14,7 +14,6 @@ latent binary weights to [-1, 1]) and carries its own state (a mask, a scale) th
 """
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 
 import numpy as np
@@ -191,9 +190,6 @@ def _check_transform(op, t):
         raise TypeError(f"{op}: expected a ParamTransform, got {type(t).__name__}")
 
 
-_trace = None
-
-
 class Module:
     """Base class of layers and models.
 
@@ -250,10 +246,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *args, **kwargs):
-        out = self.forward(*args, **kwargs)
-        if _trace is not None and not self._modules:
-            _trace.append((self, out))
-        return out
+        return self.forward(*args, **kwargs)
 
     # ----- traversal ----------------------------------------------------------------
     def named_children(self):
@@ -329,12 +322,24 @@ class Module:
     def load_state_dict(self, state, strict: bool = True):
         """Copy arrays from ``state`` into this model (shapes must match).
 
-        Transforms found in ``state`` replace the ones attached to each parameter.
+        Everything is checked before anything is assigned, so a failed load leaves the
+        model exactly as it was. Parameters take floating-point arrays only (float16/32/64,
+        cast to the parameter's dtype); a buffer takes an array of its own kind (float for
+        float, integer for integer, bool for bool). Transforms found in ``state`` replace
+        the ones attached to each parameter.
 
         Raises:
             KeyError: with ``strict``, missing or unexpected keys.
-            ValueError: a shape mismatch, naming the key and both shapes.
+            ValueError: a shape mismatch, a non-float weight, a buffer of another kind, or a
+                transform that cannot be rebuilt; the message names the key.
         """
+        self._apply_load(self._check_load(state, strict))
+        return self
+
+    def _check_load(self, state, strict: bool = True) -> list:
+        """Validate ``state`` against this model; return the assignments ``_apply_load`` makes."""
+        if not hasattr(state, "items"):
+            raise TypeError(f"load_state_dict: expected a mapping of names to arrays, got {type(state).__name__}")
         state = dict(state)
         params = dict(self.named_parameters())
         buffers = {name: (m, b) for name, m, b in self.named_buffers()}
@@ -344,26 +349,48 @@ class Module:
         unexpected = sorted(set(state) - expected - transform_keys)
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        plan = []
         for name, p in params.items():
             if name not in state:
                 continue
             arr = np.asarray(state[name])
+            if arr.dtype.kind != "f":
+                raise ValueError(f"load_state_dict: {name} expected a floating-point array, got dtype {arr.dtype}")
             if arr.shape != p.data.shape:
                 raise ValueError(f"load_state_dict: {name} expected shape {p.data.shape}, got {arr.shape}")
-            p.data = np.ascontiguousarray(arr.astype(p.data.dtype))
+            probe = Parameter(np.ascontiguousarray(arr.astype(p.data.dtype)), requires_grad=False)
             try:
-                p.transforms = _rebuild_transforms(name, state)
+                probe.transforms = _rebuild_transforms(name, state)
             except ValueError as exc:
                 raise ValueError(f"load_state_dict: {name}: {exc}") from None
-            _check_transforms_fit(name, p)
+            except (KeyError, TypeError, IndexError, AttributeError) as exc:
+                raise ValueError(f"load_state_dict: the transforms of {name} cannot be rebuilt: "
+                                 f"{type(exc).__name__}: {exc}") from None
+            _check_transforms_fit(name, probe)
+            plan.append((p, probe.data, probe.transforms))
         for name, (m, bname) in buffers.items():
-            if name in state:
-                old = np.asarray(getattr(m, bname))
-                arr = np.asarray(state[name])
-                if arr.shape != old.shape:
-                    raise ValueError(f"load_state_dict: {name} expected shape {old.shape}, got {arr.shape}")
-                object.__setattr__(m, bname, arr.astype(old.dtype).copy())
-        return self
+            if name not in state:
+                continue
+            old = np.asarray(getattr(m, bname))
+            arr = np.asarray(state[name])
+            if arr.shape != old.shape:
+                raise ValueError(f"load_state_dict: {name} expected shape {old.shape}, got {arr.shape}")
+            kinds = {"f": "f", "i": "iu", "u": "iu", "b": "b"}.get(old.dtype.kind, old.dtype.kind)
+            if arr.dtype.kind not in kinds:
+                raise ValueError(f"load_state_dict: buffer {name} expected dtype {old.dtype} (or of its kind), "
+                                 f"got {arr.dtype}")
+            plan.append((m, bname, arr.astype(old.dtype).copy()))
+        return plan
+
+    @staticmethod
+    def _apply_load(plan) -> None:
+        for item in plan:
+            if len(item) == 3 and isinstance(item[0], Parameter):
+                p, data, transforms = item
+                p.data, p.transforms = data, transforms
+            else:
+                m, bname, arr = item
+                object.__setattr__(m, bname, arr)
 
     # ----- introspection ------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -387,18 +414,12 @@ class Module:
 
         Returns a list of dicts (layer, type, output shape, parameters) and prints a table.
         """
+        from .tracing import trace_layers
+
         rows = []
-        with _tracing() as trace, no_grad():
-            was_training = self.training
-            self.eval()
-            try:
-                self(Tensor(np.zeros(input_shape, dtype=np.float32)))
-            finally:
-                self.train(was_training)
-        names = {id(m): n for n, m in self.named_modules()}
-        for m, out in trace:
+        for name, m, _, out in trace_layers(self, np.zeros(input_shape, dtype=np.float32)):
             nparams = int(sum(p.size for p in m._parameters.values()))
-            rows.append({"layer": names.get(id(m), "?"), "type": type(m).__name__,
+            rows.append({"layer": name, "type": type(m).__name__,
                          "output_shape": tuple(out.shape), "parameters": nparams})
         width = max([len(r["layer"]) for r in rows] + [5])
         print_fn(f"{'layer':<{width}}  {'type':<16} {'output shape':<20} {'params':>10}")
@@ -422,16 +443,6 @@ def weight_layers(model) -> list:
     return [(name, m) for name, m in model.named_modules() if is_weight_layer(m)]
 
 
-@contextlib.contextmanager
-def _tracing():
-    global _trace
-    previous, _trace = _trace, []
-    try:
-        yield _trace
-    finally:
-        _trace = previous
-
-
 def _check_transforms_fit(name: str, p: "Parameter") -> None:
     """Raise unless ``p``'s transforms map its array to one of the same shape (a loaded mask
     of the wrong shape would otherwise fail only at the first forward pass)."""
@@ -452,29 +463,20 @@ def _rebuild_transforms(name: str, state: dict) -> list:
     for key, val in state.items():
         if not key.startswith(prefix):
             continue
-        index, cls_name, field = key[len(prefix):].split(".", 2)
+        parts = key[len(prefix):].split(".", 2)
+        if len(parts) != 3 or not parts[0].isdigit():
+            raise ValueError(f"load_state_dict: {key!r} is not a transform key (<param>.transform<i>.<Class>.<field>)")
+        index, cls_name, field = parts
         found.setdefault(int(index), (cls_name, {}))[1][field] = val
     out = []
     for i in sorted(found):
         cls_name, fields = found[i]
         if cls_name not in TRANSFORMS:
-            _import_transform_modules()
-        if cls_name not in TRANSFORMS:
             raise ValueError(f"load_state_dict: {name} carries an unknown transform {cls_name!r}; "
-                             "import the module that defines it before loading")
+                             "import the technique that defines it (e.g. tinyapprox.prune, tinyapprox.quant "
+                             "or tinyapprox.bnn) before loading: defining a ParamTransform registers it")
         out.append(TRANSFORMS[cls_name].from_state(fields))
     return out
-
-
-_TRANSFORM_MODULES = ("tinyapprox.prune", "tinyapprox.quant", "tinyapprox.bnn", "tinyapprox.quant.lowprec")
-
-
-def _import_transform_modules():
-    """Import the library's modules that define transforms, so their classes are registered."""
-    import importlib
-
-    for name in _TRANSFORM_MODULES:
-        importlib.import_module(name)
 
 
 class Sequential(Module):

@@ -30,6 +30,7 @@ class Adam(Optimizer):
     """
 
     hyper = ("lr", "betas", "eps", "weight_decay")
+    state_keys = {"step": "count", "m": "array", "v": "array"}
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, lr)

@@ -8,9 +8,11 @@ experiment on the engine and makes the approximation visible as numbers.
 How a run is organised (``train_hogwild``):
 
 * The parent builds the model from ``seed`` and copies every parameter into **one
-  shared-memory segment** (``multiprocessing.shared_memory``); the training images go into
-  a second, read-only segment. Both live in ``/dev/shm`` on Linux (POSIX shared memory on
-  macOS too).
+  shared-memory segment**; the training images go into a second, read-only segment. The
+  segments have no name in the file system (an anonymous ``memfd`` on Linux; elsewhere a
+  POSIX segment unlinked right after creation): each worker receives the segment's file
+  descriptor when it starts, so the memory is freed by the kernel when the last process
+  mapping it exits, however it exits — even if every process is killed with SIGKILL.
 * ``workers`` processes are started with the ``"spawn"`` method, with
   ``OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS=1`` put into the environment
   *before* they start, so each worker's NumPy uses one BLAS thread (spawned children import
@@ -19,8 +21,12 @@ How a run is organised (``train_hogwild``):
   segment, takes the shard ``k::workers`` of the training set, shuffles it with seed
   ``seed + k`` and runs ``epochs`` passes: engine forward and backward, then
   ``w -= lr * g`` written straight into the shared view. Lock-free: no lock at all;
-  ``lock=True``: one lock held around each update (reads stay unlocked). One worker is the
-  single-process baseline (same code, one process, one BLAS thread).
+  ``lock=True``: one POSIX record lock (``fcntl.lockf`` on the parameter segment) held
+  around each update (reads stay unlocked). The parent talks to each worker through a pipe
+  of its own: no named semaphore is created, so none can outlive the run. One worker is
+  the single-process baseline (same code, one process, one BLAS thread).
+* Workers exit when the parent dies (``PR_SET_PDEATHSIG`` on Linux, plus a thread that
+  polls the parent's pid), so killing the parent alone leaves no worker training.
 * Timing starts when every worker has built its model and waits at the start line, so
   process start-up is not counted (it is reported separately). Together the workers
   process ``epochs`` times the training set, so ``seconds_per_epoch`` is the wall time of
@@ -28,8 +34,7 @@ How a run is organised (``train_hogwild``):
 * A worker that raises sends its traceback to the parent and exits with code 1; the parent
   stops the others and raises ``HogwildWorkerError`` naming each failed worker, its exit
   code and its exception. Whatever happens (failure, Ctrl-C, SIGTERM) the parent's
-  ``finally`` terminates the workers and closes *and unlinks* both segments; workers ignore
-  SIGINT and only ever close their mappings.
+  ``finally`` terminates the workers and unmaps both segments; workers ignore SIGINT.
 
 What is counted (``UpdateTracker``; each worker ``k`` owns the slots ``started[k]`` and
 ``finished[k]``, so these counters are themselves exact — no two processes write one):
@@ -59,6 +64,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -94,47 +100,56 @@ class HogwildWorkerError(RuntimeError):
 class SharedArrays:
     """Named NumPy arrays laid out in one shared-memory segment (each 64-byte aligned).
 
-    ``SharedArrays.create(spec)`` makes a new segment (``spec``: name -> (shape, dtype)),
-    zero-filled; ``SharedArrays.attach(handle)`` maps an existing one in another process,
-    where ``handle = arrays.handle()`` is a small picklable tuple. ``arrays[name]`` is a
-    view into the segment. The creator must ``unlink()`` it (``close()`` only unmaps).
+    ``SharedArrays.create(spec)`` makes a new zero-filled segment (``spec``: name ->
+    (shape, dtype)); ``SharedArrays.attach(handle)`` maps it in another process, where
+    ``handle = arrays.handle()`` is passed as an argument of the ``Process``: it carries the
+    segment's file descriptor, which the start method hands to the child. ``arrays[name]`` is
+    a view into the segment.
+
+    The segment never has a name in ``/dev/shm`` for longer than two system calls: on Linux
+    it is an anonymous ``memfd``; elsewhere it is created with ``shm_open`` and unlinked
+    at once. The memory lives exactly as long as some process maps it, so nothing can leak,
+    even when every process is killed with SIGKILL. ``name`` is only a label for messages.
+    ``unlink()`` is kept for symmetry and does nothing; ``close()`` unmaps.
     """
 
-    def __init__(self, shm, layout, owner):
-        self.shm, self.layout, self.owner = shm, layout, owner
-        self.arrays = {name: np.ndarray(shape, dtype=np.dtype(dt), buffer=shm.buf, offset=off)
-                       for name, (shape, dt, off) in layout.items()}
+    def __init__(self, fd, size, name, layout, owner):
+        import mmap
+
+        self.fd, self.size, self._name, self.layout, self.owner = fd, size, name, layout, owner
+        self.mm = mmap.mmap(fd, size)
+        self.arrays = {key: np.ndarray(shape, dtype=np.dtype(dt), buffer=self.mm, offset=off)
+                       for key, (shape, dt, off) in layout.items()}
 
     @classmethod
     def create(cls, spec: dict, prefix: str = SEGMENT_PREFIX) -> "SharedArrays":
         layout, offset = {}, 0
-        for name, (shape, dtype) in spec.items():
+        for key, (shape, dtype) in spec.items():
             shape = tuple(int(s) for s in shape)
             dt = np.dtype(dtype)
-            layout[name] = (shape, dt.str, offset)
+            layout[key] = (shape, dt.str, offset)
             offset += -(-int(np.prod(shape, dtype=np.int64)) * dt.itemsize // _ALIGN) * _ALIGN
-        shm = shared_memory.SharedMemory(name=f"{prefix}{os.getpid()}_{secrets.token_hex(4)}", create=True,
-                                         size=max(offset, 1))
-        out = cls(shm, layout, owner=True)
-        for arr in out.arrays.values():
-            arr[...] = 0
-        return out
+        name = f"{prefix}{os.getpid()}_{secrets.token_hex(4)}"
+        size = max(offset, _ALIGN)
+        fd = _anonymous_memory(name)
+        try:
+            os.ftruncate(fd, size)
+            return cls(fd, size, name, layout, owner=True)  # ftruncate'd memory reads as zeros
+        except BaseException:
+            os.close(fd)
+            raise
 
     @classmethod
     def attach(cls, handle) -> "SharedArrays":
-        name, layout = handle
-        try:
-            shm = shared_memory.SharedMemory(name=name, create=False, track=False)
-        except TypeError:  # Python < 3.13: no track argument; the parent's tracker is shared under spawn
-            shm = shared_memory.SharedMemory(name=name, create=False)
-        return cls(shm, layout, owner=False)
+        name, fd, size, layout = handle.name, handle.fd, handle.size, handle.layout
+        return cls(fd, size, name, layout, owner=False)
 
     @property
     def name(self) -> str:
-        return self.shm.name
+        return self._name
 
-    def handle(self):
-        return (self.shm.name, self.layout)
+    def handle(self) -> "_SegmentHandle":
+        return _SegmentHandle(self._name, self.fd, self.size, self.layout)
 
     def __getitem__(self, key):
         return self.arrays[key]
@@ -142,19 +157,47 @@ class SharedArrays:
     def close(self):
         self.arrays = {}
         try:
-            self.shm.close()
+            self.mm.close()
         except BufferError:  # a view is still alive somewhere; the mapping goes with the process
             pass
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def unlink(self):
-        try:
-            self.shm.unlink()
-        except FileNotFoundError:
-            pass
+        """Nothing to do: the segment has no name (see the class docstring)."""
+
+
+def _anonymous_memory(name: str) -> int:
+    """A file descriptor of fresh shared memory that has no name in the file system."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create(name, os.MFD_CLOEXEC)
+    import _posixshmem
+
+    path = "/" + name
+    fd = _posixshmem.shm_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    _posixshmem.shm_unlink(path)
+    return fd
+
+
+class _SegmentHandle:
+    """What a child needs to map a segment; pickling passes a duplicate of the descriptor."""
+
+    def __init__(self, name, fd, size, layout):
+        self.name, self.fd, self.size, self.layout = name, fd, size, layout
+
+    def __reduce__(self):
+        from multiprocessing import reduction
+
+        return _rebuild_handle, (self.name, reduction.DupFd(self.fd), self.size, self.layout)
+
+
+def _rebuild_handle(name, dup, size, layout):
+    return _SegmentHandle(name, dup.detach(), size, layout)
 
 
 def segment_exists(name: str) -> bool:
-    """Whether a shared-memory segment called ``name`` can still be attached."""
+    """Whether a shared-memory segment called ``name`` can be attached by name (``/dev/shm``)."""
     try:
         try:
             shm = shared_memory.SharedMemory(name=name, create=False, track=False)
@@ -166,6 +209,47 @@ def segment_exists(name: str) -> bool:
         return False
     shm.close()
     return True
+
+
+class _FileLock:
+    """An exclusive POSIX record lock on a segment's descriptor: no named semaphore, and the
+    kernel releases it when its holder dies."""
+
+    def __init__(self, fd):
+        import fcntl
+
+        self.fd, self._fcntl = fd, fcntl
+
+    def acquire(self):
+        self._fcntl.lockf(self.fd, self._fcntl.LOCK_EX, 1, 0)
+
+    def release(self):
+        self._fcntl.lockf(self.fd, self._fcntl.LOCK_UN, 1, 0)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this process exit when ``parent_pid`` does: PR_SET_PDEATHSIG on Linux, and a
+    thread polling the parent's pid everywhere (also covers a parent that died before)."""
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 # ------------------------------------------------------------------ update tracking
@@ -223,7 +307,7 @@ def replay_schedule(schedule, workers: int = 2, processes: bool = True, timeout:
 
     ``schedule`` is a list of ``(worker, op)`` with op in ``"read"``, ``"begin"``, ``"end"``
     (one update of a worker is read, begin, end). With ``processes=True`` each worker is a
-    real spawned process attached to shared memory and a chain of events forces the order;
+    real spawned process attached to shared memory, told each operation in turn by this one;
     with ``False`` the same operations run in this process. Either way the result is
     deterministic: ``{"per_worker": [stats...], "updates", "stale_updates",
     "overlapping_updates", "lost_increments", "counter"}``.
@@ -245,26 +329,7 @@ def replay_schedule(schedule, workers: int = 2, processes: bool = True, timeout:
                 getattr(trackers[w], op)()
             per_worker = [t.stats() for t in trackers]
         else:
-            import multiprocessing as mp
-            ctx = mp.get_context("spawn")
-            events = [ctx.Event() for _ in range(len(schedule) + 1)]
-            events[0].set()
-            queue = ctx.Queue()
-            procs = [ctx.Process(target=_replay_worker, daemon=True,
-                                 args=(shared.handle(), k, [(i, op) for i, (w, op) in enumerate(schedule) if w == k],
-                                       events, queue, timeout)) for k in range(workers)]
-            for p in procs:
-                p.start()
-            per_worker, deadline = [None] * workers, time.monotonic() + timeout
-            for _ in range(workers):
-                msg = queue.get(timeout=max(deadline - time.monotonic(), 0.1))
-                if "error" in msg:
-                    raise RuntimeError(f"replay_schedule: worker {msg['worker']} failed: {msg['error']}")
-                per_worker[msg["worker"]] = msg["stats"]
-            for p in procs:
-                p.join(timeout=max(deadline - time.monotonic(), 0.1))
-                if p.is_alive():
-                    p.terminate()
+            per_worker = _replay_in_processes(shared, schedule, workers, timeout)
         updates = sum(s["updates"] for s in per_worker)
         counter = int(shared["counter"][0])
         return {"per_worker": per_worker, "updates": updates,
@@ -276,21 +341,69 @@ def replay_schedule(schedule, workers: int = 2, processes: bool = True, timeout:
         shared.unlink()
 
 
-def _replay_worker(handle, k, ops, events, queue, timeout):
-    shared = SharedArrays.attach(handle)
+def _replay_in_processes(shared, schedule, workers, timeout):
+    """Each worker a spawned process; the parent sends it one operation at a time through its
+    pipe and waits for the acknowledgement, which forces the order (no named semaphores)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs, conns = [], []
+    deadline = time.monotonic() + timeout
+
+    def ask(k, msg):
+        conns[k].send(msg)
+        if not conns[k].poll(max(deadline - time.monotonic(), 0.1)):
+            raise TimeoutError(f"replay_schedule: worker {k} did not answer within {timeout} s")
+        reply = conns[k].recv()
+        if "error" in reply:
+            raise RuntimeError(f"replay_schedule: worker {k} failed: {reply['error']}")
+        return reply
+
     try:
+        for k in range(workers):
+            mine, theirs = ctx.Pipe(duplex=True)
+            conns.append(mine)
+            procs.append(ctx.Process(target=_replay_worker, daemon=True,
+                                     args=(shared.handle(), k, theirs, os.getpid())))
+            procs[-1].start()
+            theirs.close()
+        for w, op in schedule:
+            ask(w, op)
+        return [ask(k, "stop")["stats"] for k in range(workers)]
+    finally:
+        for c in conns:
+            c.close()
+        for p in procs:
+            p.join(timeout=max(deadline - time.monotonic(), 0.1))
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=1.0)
+
+
+def _replay_worker(handle, k, conn, parent):
+    _die_with_parent(parent)
+    shared = tracker = None
+    try:
+        shared = SharedArrays.attach(handle)
         tracker = UpdateTracker(shared["started"], shared["finished"], shared["counter"], k)
-        for i, op in ops:
-            if not events[i].wait(timeout):
-                raise TimeoutError(f"step {i} never came")
+        while True:
+            op = conn.recv()
+            if op == "stop":
+                conn.send({"stats": tracker.stats()})
+                break
             getattr(tracker, op)()
-            events[i + 1].set()
-        queue.put({"worker": k, "stats": tracker.stats()})
+            conn.send({"ok": True})
+    except EOFError:
+        pass
     except BaseException as exc:  # report, never hang the parent
-        queue.put({"worker": k, "error": f"{type(exc).__name__}: {exc}"})
+        try:
+            conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        except OSError:
+            pass
     finally:
         del tracker
-        shared.close()
+        if shared is not None:
+            shared.close()
 
 
 # ------------------------------------------------------------------ the training run
@@ -363,6 +476,7 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
     Raises:
         ValueError: workers < 1, epochs < 0, lr <= 0, batch_size < 1, a shard smaller than one batch.
         HogwildWorkerError: a worker died (exit code and exception text of each).
+        FloatingPointError: the shared weights diverged to NaN or infinity.
     """
     import multiprocessing as mp
 
@@ -391,7 +505,7 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
     spec.update(_tracking_spec(workers))
     ctx = mp.get_context("spawn")
     shared = dataset = None
-    procs = []
+    procs, conns = [], []
     previous_term = None
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and _in_main_thread():
@@ -402,19 +516,20 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
             shared[name][...] = p.data
         dataset["images"][...] = images
         dataset["labels"][...] = labels
-        lock_obj = ctx.Lock() if lock else None
-        ready, start, queue = [ctx.Event() for _ in range(workers)], ctx.Event(), ctx.Queue()
         cfg = {"model": model, "names": [n for n, _ in named], "workers": workers, "epochs": int(epochs),
-               "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "fail_at": _fail_at}
+               "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "fail_at": _fail_at,
+               "lock": bool(lock), "parent": os.getpid()}
         t_launch = time.perf_counter()
         saved_env = {k: os.environ.get(k) for k in WORKER_ENV}
         os.environ.update(WORKER_ENV)
         try:
             for k in range(workers):
+                mine, theirs = ctx.Pipe(duplex=True)
+                conns.append(mine)
                 procs.append(ctx.Process(target=_worker, name=f"hogwild-{k}", daemon=True,
-                                         args=(k, cfg, shared.handle(), dataset.handle(), lock_obj, ready[k], start,
-                                               queue)))
+                                         args=(k, cfg, shared.handle(), dataset.handle(), theirs)))
                 procs[-1].start()
+                theirs.close()
         finally:
             for key, val in saved_env.items():
                 if val is None:
@@ -423,18 +538,31 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
                     os.environ[key] = val
         messages, failures = {}, []
         deadline = time.monotonic() + timeout
+        open_conns = dict(enumerate(conns))
 
         def poll(wait):
-            while True:
-                try:
-                    msg = queue.get(timeout=wait)
-                except Exception:  # queue.Empty
-                    return
-                messages.setdefault(msg["worker"], {}).update(msg)
-                wait = 0.0
+            """Collect every message that arrives within ``wait`` seconds (EOF closes a pipe)."""
+            from multiprocessing.connection import wait as wait_for
 
-        while not all(e.is_set() for e in ready):
-            poll(0.02)
+            end = time.monotonic() + wait
+            while open_conns:
+                ready = wait_for(list(open_conns.values()), timeout=max(end - time.monotonic(), 0))
+                if not ready:
+                    return
+                for k, c in list(open_conns.items()):
+                    if c in ready:
+                        try:
+                            msg = c.recv()
+                        except (EOFError, OSError):
+                            del open_conns[k]
+                            continue
+                        messages.setdefault(k, {}).update(msg)
+
+        def ready_count():
+            return sum(1 for k in range(workers) if messages.get(k, {}).get("ready"))
+
+        while ready_count() < workers:
+            poll(0.05)
             failures = _failures(procs, messages)
             if failures:
                 break
@@ -443,9 +571,13 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
         startup = time.perf_counter() - t_launch
         t0 = time.perf_counter()
         if not failures:
-            start.set()
-            while any(p.is_alive() for p in procs) or len(messages) < workers:
-                poll(0.02)
+            for c in conns:
+                try:
+                    c.send("go")
+                except OSError:  # that worker died; _failures reports it
+                    pass
+            while any(p.is_alive() for p in procs) or len([m for m in messages.values() if "stats" in m]) < workers:
+                poll(0.05)
                 failures = _failures(procs, messages)
                 if failures or time.monotonic() > deadline:
                     break
@@ -460,7 +592,7 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
         failures = _failures(procs, messages)
         if failures:
             raise HogwildWorkerError(failures, [shared.name, dataset.name])
-        if len(messages) < workers or any("stats" not in m for m in messages.values()):
+        if any("stats" not in messages.get(k, {}) for k in range(workers)):
             raise TimeoutError(f"train_hogwild: workers did not finish within {timeout} s")
         params = {name: np.array(shared[name], copy=True) for name, _ in named}
         counter = int(shared["counter"][0])
@@ -473,12 +605,17 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
             if p.is_alive():
                 p.kill()
                 p.join(timeout=1.0)
+        for c in conns:
+            c.close()
         for seg in (shared, dataset):
             if seg is not None:
                 seg.close()
-                seg.unlink()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
+    bad = [name for name, arr in params.items() if not np.isfinite(arr).all()]
+    if bad:
+        raise FloatingPointError(f"train_hogwild: the weights became NaN or infinite ({', '.join(bad)}); "
+                                 f"lower the learning rate (lr={lr})")
     for (name, p) in named:
         p.data = params[name].copy()
     result = evaluate(net, test[0], test[1])
@@ -520,9 +657,11 @@ def _failures(procs, messages):
     return out
 
 
-def _worker(k, cfg, param_handle, data_handle, lock, ready, start, queue):
-    """One Hogwild! worker: attach, build the model on shared views, train its shard."""
+def _worker(k, cfg, param_handle, data_handle, conn):
+    """One Hogwild! worker: attach, build the model on shared views, say ready, wait for
+    "go", train its shard, send its statistics (or its error) back through ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    _die_with_parent(cfg["parent"])
     shared = dataset = None
     try:
         from .. import data, models
@@ -531,6 +670,7 @@ def _worker(k, cfg, param_handle, data_handle, lock, ready, start, queue):
 
         shared = SharedArrays.attach(param_handle)
         dataset = SharedArrays.attach(data_handle)
+        lock = _FileLock(shared.fd) if cfg["lock"] else None
         net = models.get(cfg["model"], seed=cfg["seed"])
         named = dict(net.named_parameters())
         params = [named[name] for name in cfg["names"]]
@@ -546,8 +686,9 @@ def _worker(k, cfg, param_handle, data_handle, lock, ready, start, queue):
         lr, fail_at = cfg["lr"], cfg["fail_at"]
         cross_entropy, grad_step = F.cross_entropy, 0
         loss_sum, samples = 0.0, 0
-        ready.set()
-        start.wait()
+        conn.send({"ready": True})
+        if conn.recv() != "go":
+            raise RuntimeError("the parent did not say go")
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(cfg["epochs"]):
             for x, y in loader:
@@ -573,15 +714,16 @@ def _worker(k, cfg, param_handle, data_handle, lock, ready, start, queue):
         stats = tracker.stats()
         stats.update(loss_sum=loss_sum, samples=samples, cpu_seconds=time.process_time() - cpu0,
                      wall_seconds=time.perf_counter() - wall0)
-        queue.put({"worker": k, "stats": stats})
+        conn.send({"stats": stats})
         for p in params:  # drop the views before unmapping
             p.data = None
         del params, named, net, images, labels, loader, tracker
     except BaseException as exc:
-        queue.put({"worker": k, "error": "".join(traceback.format_exception_only(type(exc), exc)),
-                   "traceback": traceback.format_exc()})
-        queue.close()
-        queue.join_thread()
+        try:
+            conn.send({"error": "".join(traceback.format_exception_only(type(exc), exc)),
+                       "traceback": traceback.format_exc()})
+        except (OSError, EOFError):
+            pass
         os._exit(1)
     finally:
         for seg in (shared, dataset):

@@ -59,17 +59,39 @@ class LRScheduler:
     def load_state_dict(self, state: dict):
         """Restore the schedule and set the optimizer's lr to the restored epoch's value.
 
+        Everything is checked first (the hyper-parameters as the constructor checks them,
+        ``base_lr`` >= 0, ``last_epoch`` an int >= 0); a failed load changes nothing.
+
         Raises:
-            ValueError: a state saved by another kind of schedule.
+            ValueError: a state saved by another kind of schedule, or a damaged one.
         """
-        if state.get("type") != type(self).__name__:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: expected a {type(self).__name__} state, "
-                             f"got {state.get('type')!r}")
-        self.base_lr, self.last_epoch = state["base_lr"], state["last_epoch"]
-        for k, v in state["hyper"].items():
+        base_lr, last_epoch, hyper = self._check_state(state)
+        self.base_lr, self.last_epoch = base_lr, last_epoch
+        for k, v in hyper.items():
             setattr(self, k, v)
         self.optimizer.lr = self.lr_at(self.last_epoch)
         return self
+
+    def _check_state(self, state) -> tuple:
+        """Validated ``(base_lr, last_epoch, hyper)`` of ``state``; nothing assigned."""
+        name = type(self).__name__
+        op = f"{name}.load_state_dict"
+        if not isinstance(state, dict) or state.get("type") != name:
+            got = state.get("type") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{op}: expected a {name} state, got {got!r}")
+        hyper = state.get("hyper")
+        if not isinstance(hyper, dict) or set(hyper) != set(self.hyper):
+            raise ValueError(f"{op}: expected the hyper-parameters {sorted(self.hyper)}, "
+                             f"got {sorted(hyper) if isinstance(hyper, dict) else hyper!r}")
+        _check_range(op, "base_lr", state.get("base_lr"), 0.0, None)
+        last = state.get("last_epoch")
+        if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or last < 0:
+            raise ValueError(f"{op}: last_epoch must be an int >= 0, got {last!r}")
+        try:
+            probe = type(self)(self.optimizer, **hyper)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{op}: {exc}") from None
+        return float(state["base_lr"]), int(last), {k: getattr(probe, k) for k in self.hyper}
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)}" for k in self.hyper)

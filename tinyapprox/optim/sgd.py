@@ -28,6 +28,8 @@ class Optimizer:
     """
 
     hyper = ("lr",)
+    #: Buffer name -> "array" (same shape and dtype as the parameter) or "count" (int >= 0).
+    state_keys: dict = {}
 
     def __init__(self, params, lr: float):
         name = type(self).__name__
@@ -81,31 +83,84 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict):
         """Restore what ``state_dict`` saved (buffers are copied in).
 
+        Everything is checked before anything is assigned: the hyper-parameters must be
+        exactly this optimizer's (``hyper``), each of the type and range its constructor
+        accepts; the buffers must be the known ones (``state_keys``), each array of its
+        parameter's shape and dtype and each count an int >= 0. A failed load leaves the
+        optimizer as it was.
+
         Raises:
-            ValueError: a state of another optimizer type, or for a different number or
-                shape of parameters.
+            ValueError: a state of another optimizer type, for a different number or shape
+                of parameters, unknown or missing hyper-parameters, values out of range.
         """
-        name = type(self).__name__
-        if state_dict.get("type") != name:
-            raise ValueError(f"{name}.load_state_dict: expected a {name} state, got {state_dict.get('type')!r}")
-        states = state_dict["state"]
-        if len(states) != len(self.params):
-            raise ValueError(f"{name}.load_state_dict: expected state for {len(self.params)} parameters, "
-                             f"got {len(states)}")
-        for i, (p, s) in enumerate(zip(self.params, states)):
-            for k, v in s.items():
-                if isinstance(v, np.ndarray) and v.shape != p.data.shape:
-                    raise ValueError(f"{name}.load_state_dict: buffer {k!r} of parameter {i} has shape {v.shape}, "
-                                     f"expected {p.data.shape}")
-        for k, v in state_dict["hyper"].items():
-            setattr(self, k, v)
-        self.state = [{k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v) for k, v in s.items()}
-                      for s in states]
+        hyper, states = self._check_state(state_dict)
+        for k in self.hyper:
+            setattr(self, k, hyper[k])
+        self.state = states
         return self
+
+    def _check_state(self, state_dict) -> tuple:
+        """Validated ``(hyper-parameters, per-parameter buffers)`` of ``state_dict``, nothing assigned."""
+        name = type(self).__name__
+        op = f"{name}.load_state_dict"
+        if not isinstance(state_dict, dict) or state_dict.get("type") != name:
+            got = state_dict.get("type") if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{op}: expected a {name} state, got {got!r}")
+        hyper, states = state_dict.get("hyper"), state_dict.get("state")
+        if not isinstance(hyper, dict) or set(hyper) != set(self.hyper):
+            got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
+            raise ValueError(f"{op}: expected the hyper-parameters {sorted(self.hyper)}, got {got}")
+        for k in self.hyper:
+            if not _same_kind(getattr(self, k), hyper[k]):
+                raise ValueError(f"{op}: hyper-parameter {k} must be like {getattr(self, k)!r}, got {hyper[k]!r}")
+        try:
+            probe = type(self)(self.params, **hyper)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{op}: {exc}") from None
+        if not isinstance(states, (list, tuple)) or len(states) != len(self.params):
+            got = len(states) if isinstance(states, (list, tuple)) else type(states).__name__
+            raise ValueError(f"{op}: expected state for {len(self.params)} parameters, got {got}")
+        out = []
+        for i, (p, s) in enumerate(zip(self.params, states)):
+            if not isinstance(s, dict):
+                raise ValueError(f"{op}: the state of parameter {i} must be a dict, got {type(s).__name__}")
+            unknown = sorted(set(s) - set(self.state_keys))
+            if unknown:
+                raise ValueError(f"{op}: unknown buffers {unknown} for parameter {i}; expected some of "
+                                 f"{sorted(self.state_keys)}")
+            if s and set(s) != set(self.state_keys):
+                raise ValueError(f"{op}: parameter {i} has buffers {sorted(s)}, expected all of "
+                                 f"{sorted(self.state_keys)} or none")
+            for k, v in s.items():
+                if self.state_keys[k] == "array":
+                    if not isinstance(v, np.ndarray):
+                        raise ValueError(f"{op}: buffer {k!r} of parameter {i} must be an array, "
+                                         f"got {type(v).__name__}")
+                    if v.shape != p.data.shape:
+                        raise ValueError(f"{op}: buffer {k!r} of parameter {i} has shape {v.shape}, "
+                                         f"expected {p.data.shape}")
+                    if v.dtype != p.data.dtype:
+                        raise ValueError(f"{op}: buffer {k!r} of parameter {i} has dtype {v.dtype}, "
+                                         f"expected {p.data.dtype}")
+                elif isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                    raise ValueError(f"{op}: buffer {k!r} of parameter {i} must be an int >= 0, got {v!r}")
+            out.append({k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else int(v)) for k, v in s.items()})
+        return {k: getattr(probe, k) for k in self.hyper}, out
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)}" for k in self.hyper)
         return f"{type(self).__name__}({len(self.params)} parameters, {args})"
+
+
+def _same_kind(current, value) -> bool:
+    """Whether a loaded hyper-parameter ``value`` has the type of the ``current`` one."""
+    def number(v):
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    if isinstance(current, bool):
+        return isinstance(value, (bool, np.bool_))
+    if isinstance(current, (tuple, list)):
+        return isinstance(value, (tuple, list)) and len(value) == len(current) and all(number(v) for v in value)
+    return number(value)
 
 
 def _check_range(op, name, value, low, high, high_open=True):
@@ -139,6 +194,7 @@ class SGD(Optimizer):
     """
 
     hyper = ("lr", "momentum", "nesterov", "weight_decay")
+    state_keys = {"momentum_buffer": "array"}
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         super().__init__(params, lr)

@@ -14,7 +14,7 @@ import copy
 import numpy as np
 
 from .. import nn
-from ..cost import effective_weight, trace_layers
+from ..nn.tracing import effective_weight, trace_layers
 from ..sparse.layers import SparseConv2d, SparseLinear
 from .mask import PruneMask, apply_mask
 

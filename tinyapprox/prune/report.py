@@ -29,10 +29,11 @@ import time
 
 import numpy as np
 
-from ..cost import effective_weight, model_bytes, trace_layers
+from ..cost import model_bytes
 from ..data import images_to_float
 from ..functional import cross_entropy
 from ..nn import is_weight_layer
+from ..nn.tracing import effective_weight, trace_layers
 from ..tensor import Tensor, no_grad
 from ..train import evaluate
 from .convert import to_sparse

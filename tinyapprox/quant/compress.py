@@ -100,10 +100,28 @@ class KMeansQuant(ParamTransform):
     """
 
     order = ParamTransform.QUANTIZE
+    #: Allowed index widths: Deep Compression uses 5 (fc) to 8 (conv) bits; 2**16 centroids is plenty.
+    MAX_BITS = 16
 
     def __init__(self, bits=5, centroids=None, init="linear", seed=0):
+        if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)) \
+                or not 1 <= bits <= self.MAX_BITS:
+            raise ValueError(f"KMeansQuant: bits must be an int in [1, {self.MAX_BITS}], got {bits!r}")
+        if init not in ("linear", "random"):
+            raise ValueError(f"KMeansQuant: init must be 'linear' or 'random', got {init!r}")
         self.bits, self.init, self.seed = int(bits), init, seed
-        self.centroids = None if centroids is None else np.asarray(centroids, dtype=np.float64)
+        self.centroids = None if centroids is None else self._checked_centroids(centroids)
+
+    def _checked_centroids(self, centroids) -> np.ndarray:
+        """``centroids`` as a sorted float64 (2**bits,) array (nearest-centroid search needs them sorted)."""
+        c = np.asarray(centroids)
+        if c.dtype.kind not in "fiu" or c.shape != (2 ** self.bits,):
+            raise ValueError(f"KMeansQuant: expected {2 ** self.bits} centroids for bits={self.bits} "
+                             f"(a 1-D real array), got {c.dtype} of shape {c.shape}")
+        c = c.astype(np.float64)
+        if not np.isfinite(c).all():
+            raise ValueError("KMeansQuant: centroids must be finite")
+        return np.sort(c)
 
     def fit(self, w):
         w = np.asarray(w)
@@ -134,8 +152,11 @@ class KMeansQuant(ParamTransform):
 
     @classmethod
     def from_state(cls, s):
+        bits = np.asarray(s["bits"])
+        if bits.shape != () or bits.dtype.kind not in "iu":
+            raise ValueError(f"KMeansQuant: a saved bits must be an integer scalar, got {bits.dtype} {bits.shape}")
         c = np.asarray(s["centroids"])
-        return cls(int(s["bits"]), c if c.size else None)
+        return cls(int(bits), c if c.size else None)
 
     def __repr__(self):
         return f"KMeansQuant(bits={self.bits})"
@@ -235,6 +256,7 @@ def deep_compression(model_pruned, bits=5, images=None, labels=None, train_data=
     from .. import data, optim, train
     from .. import functional as F
 
+    KMeansQuant(bits, init=init)  # check bits and init before any work
     m = copy.deepcopy(model_pruned)
     top1_pruned = evaluate(m, images, labels) if images is not None else None
     for _, layer in weight_layers(m):

@@ -34,6 +34,7 @@ import numpy as np
 from .. import nn
 from ..cost import model_bytes
 from ..data import images_to_float  # noqa: F401  (re-exported: quant.pipeline.images_to_float)
+from ..fileio import CorruptFileError, atomic_savez, read_npz
 from ..nn import weight_layers  # noqa: F401  (re-exported: quant.weight_layers)
 from ..tensor import Tensor, no_grad
 from .fake import SCHEMES, AccumulatorBias, ActQuant, WeightQuant
@@ -414,7 +415,7 @@ def export_npz(qmodel, path):
             arrays[f"{name}.fmt.{k}"] = np.asarray(v)
     for name, aq in act_quants(qmodel):
         arrays[f"{name}.qrange"] = np.asarray(aq.qrange)
-    np.savez_compressed(path, **arrays)
+    atomic_savez(path, arrays, compressed=True)
     return arrays
 
 
@@ -423,28 +424,66 @@ def load_npz(path, qmodel):
 
     Quantized parameters get the dequantized codes as data and a frozen copy of the stored
     format (``dynamic=False``), so the forward pass reproduces the exported model exactly.
+    Every entry is checked (present, float or integer codes of the parameter's shape, a
+    valid format, a finite (2,) range per activation quantizer) before anything is
+    assigned: a failed load leaves ``qmodel`` as it was.
+
+    Raises:
+        CorruptFileError (a ValueError): a damaged file or an entry that does not fit
+            ``qmodel``; the message names the file and the entry.
     """
     from .fake import _format_from_state
 
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = read_npz("quant.load_npz", path)
+
+    def bad(msg):
+        return CorruptFileError(f"quant.load_npz: {path}: {msg}")
+
+    plan = []
     for name, p in qmodel.named_parameters():
         if name in arrays:
-            p.data = arrays[name].astype(p.data.dtype)
+            arr = arrays[name]
+            if arr.dtype.kind != "f" or arr.shape != p.data.shape:
+                raise bad(f"{name} must be a float array of shape {p.data.shape}, got {arr.dtype} {arr.shape}")
+            plan.append((p, arr.astype(p.data.dtype), None))
             continue
         if f"{name}.codes" not in arrays:
-            raise KeyError(f"quant.load_npz: {path} has no entry for parameter {name!r}")
-        fmt = _format_from_state(f"{name}.fmt.", arrays)
-        p.data = np.ascontiguousarray(fmt.dequantize(arrays[f"{name}.codes"]).astype(p.data.dtype))
+            raise bad(f"no entry for parameter {name!r}")
+        codes = arrays[f"{name}.codes"]
+        if codes.shape != p.data.shape or codes.dtype.kind not in "iuf":
+            raise bad(f"{name}.codes must be numeric of shape {p.data.shape}, got {codes.dtype} {codes.shape}")
+        try:
+            fmt = _format_from_state(f"{name}.fmt.", arrays)
+            if fmt is None:
+                raise ValueError("no format class")
+            with np.errstate(all="ignore"):
+                data = np.ascontiguousarray(fmt.dequantize(codes).astype(p.data.dtype))
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+            raise bad(f"the format of {name} is damaged: {type(exc).__name__}: {exc}") from None
+        if data.shape != p.data.shape:
+            raise bad(f"{name} dequantizes to shape {data.shape}, expected {p.data.shape}")
+        if p.find_transform(WeightQuant) is None and not hasattr(fmt, "scale"):
+            raise bad(f"{name} is stored with a {type(fmt).__name__} format, which has no scale for a bias")
+        plan.append((p, data, fmt))
+    ranges = []
+    for name, aq in act_quants(qmodel):
+        if f"{name}.qrange" in arrays:
+            r = arrays[f"{name}.qrange"]
+            if r.shape != (2,) or r.dtype.kind != "f" or not np.isfinite(r).all() or r[0] > r[1]:
+                raise bad(f"{name}.qrange must be a finite (low, high) pair, got {r.dtype} {r.shape}")
+            ranges.append((aq, r.astype(np.float64)))
+    for p, data, fmt in plan:
+        p.data = data
+        if fmt is None:
+            continue
         wq = p.find_transform(WeightQuant)
         if wq is not None:
             wq.fmt, wq.dynamic = fmt, False
         else:
             p.remove_transform(AccumulatorBias)
             p.add_transform(AccumulatorBias(fmt.scale))
-    for name, aq in act_quants(qmodel):
-        if f"{name}.qrange" in arrays:
-            aq.qrange = arrays[f"{name}.qrange"].astype(np.float64)
-            aq.mode = "quantize"
+    for aq, r in ranges:
+        aq.qrange = r
+        aq.mode = "quantize"
     return qmodel
 

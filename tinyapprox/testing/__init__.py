@@ -11,6 +11,8 @@ __all__ = ["gradcheck", "numerical_grad", "GradcheckError", "strategies"]
 
 def __getattr__(name):
     if name == "strategies":  # hypothesis is a test dependency, imported only on use
-        import importlib
-        return importlib.import_module(f"{__name__}.strategies")
+        import sys
+
+        import tinyapprox.testing.strategies  # noqa: F401  (a plain import: no importlib)
+        return sys.modules[f"{__name__}.strategies"]
     raise AttributeError(f"module 'tinyapprox.testing' has no attribute {name!r}")

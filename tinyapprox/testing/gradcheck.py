@@ -19,7 +19,12 @@ def _scalarize(out: Tensor, seed: int):
 
 
 def numerical_grad(fn, arrays, index: int, eps: float = 1e-6, project=None) -> np.ndarray:
-    """Central-difference gradient of ``project(fn(*arrays))`` with respect to ``arrays[index]``."""
+    """Central-difference gradient of ``project(fn(*arrays))`` with respect to ``arrays[index]``.
+
+    The step at entry ``x`` is ``eps * max(1, |x|)`` (relative for large inputs, where an
+    absolute step would be lost in float64 rounding), and the difference is divided by the
+    step actually taken, ``(x + h) - (x - h)``.
+    """
     x = arrays[index]
     if not x.flags.c_contiguous:
         raise ValueError(f"numerical_grad: input {index} must be C-contiguous so it can be perturbed in place")
@@ -28,12 +33,15 @@ def numerical_grad(fn, arrays, index: int, eps: float = 1e-6, project=None) -> n
     with no_grad():
         for j in range(flat.size):
             orig = flat[j]
-            flat[j] = orig + eps
+            h = eps * max(1.0, abs(float(orig)))
+            flat[j] = orig + h
+            hi = flat[j]
             plus = project(fn(*[Tensor(a) for a in arrays])).item()
-            flat[j] = orig - eps
+            flat[j] = orig - h
+            lo = flat[j]
             minus = project(fn(*[Tensor(a) for a in arrays])).item()
             flat[j] = orig
-            gflat[j] = (plus - minus) / (2 * eps)
+            gflat[j] = (plus - minus) / (hi - lo)
     return grad
 
 
@@ -46,7 +54,8 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             output is reduced by a fixed random projection.
         inputs: arrays or Tensors; floating ones are checked (converted to float64
             copies), integer ones (labels, indices) are passed through unchanged.
-        eps, atol, rtol: step and tolerances; pass if |num - ana| <= atol + rtol * |num|.
+        eps, atol, rtol: relative step (``eps * max(1, |x|)``) and tolerances; pass if
+            |num - ana| <= atol + rtol * |num|.
         name: the op's name for the message (default: ``fn.__name__``).
 
     Returns:
