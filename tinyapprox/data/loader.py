@@ -11,6 +11,25 @@ import numpy as np
 __all__ = ["DataLoader", "images_to_float"]
 
 
+def images_to_float(images) -> np.ndarray:
+    """Images as the networks take them: float32, NCHW, uint8 pixels scaled to [0, 1].
+
+    The library's one image scaling (the ``DataLoader`` scales its batches with it too):
+    uint8 values are divided by 255 in float32; any other real dtype is only cast to
+    float32 (already-scaled floats pass through). A stack of grey images (N, H, W) gains a
+    channel axis -> (N, 1, H, W); (N, C, H, W) and (N, D) keep their shape. The result is
+    C-contiguous.
+
+    Raises:
+        TypeError: a non-numeric array (e.g. strings or objects).
+    """
+    x = np.asarray(images.data if _is_tensor(images) else images)
+    if x.dtype.kind not in "uifb":
+        raise TypeError(f"images_to_float: expected numeric images, got dtype {x.dtype}")
+    x = x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+    return np.ascontiguousarray(x[:, None] if x.ndim == 3 else x)
+
+
 def _check_int(name, value, minimum):
     """``int(value)``; TypeError unless an int (bool refused), ValueError if below ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
