@@ -85,9 +85,26 @@ int ta_gemm_int8_packed(int isa, const int8_t *A, int64_t M, int64_t K, int64_t 
                         int layout, const uint8_t *Bp, int64_t nbytes, int32_t *C);
 
 /* C (M x N, int32) = K - 2 * popcount(A_i XOR B_j) over W = ceil(K/64) words.
- * A: M x W uint64, B: N x W uint64 (rows of B^T); bits beyond K must be 0. */
+ * A: M x W uint64, B: N x W uint64 (rows of B^T); bits beyond K must be 0.
+ * threads: 1..TA_MAX_THREADS (rows of A are split; the result is exact). */
 int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
-                 int64_t W, int64_t K, int32_t *C);
+                 int64_t W, int64_t K, int32_t *C, int threads);
+
+/* Fused binary layer: X (N x W uint64, packed inputs, one sample per row),
+ * Wb (M x W uint64, packed weights, one output channel per row), bits beyond K
+ * zero. dot[n, j] = K - 2 * popcount(X_n XOR Wb_j); out (N x out_words uint64,
+ * out_words = ceil(M/64)) gets bit j % 64 of word j / 64 of row n set iff
+ * dot >= thresholds[j] (flip[j] == 0) or dot <= thresholds[j] (flip[j] == 1);
+ * other bits 0. thresholds[M] int32, flip[M] uint8 in {0, 1} (else TA_ERR_SIZE). */
+int ta_binary_threshold(int isa, const uint64_t *X, int64_t N, const uint64_t *Wb, int64_t M,
+                        int64_t W, int64_t K, const int32_t *thresholds, const uint8_t *flip,
+                        uint64_t *out, int64_t out_words, int threads);
+
+/* Calibration of the XNOR paths: `iters` rounds of independent xor + popcount +
+ * add chains from registers (AVX2: the nibble-table chain its kernel uses) on
+ * path `isa`; returns the bit-MACs executed (bits of +-1 products counted), or
+ * -1 if the path is unavailable. *sink receives a value depending on all work. */
+double ta_popcnt_loop(int isa, int64_t iters, int64_t *sink);
 
 /* Calibration: run `iters` rounds of independent FMAs on path `isa` and return
  * the number of floating-point operations executed (2 per multiply-add), or

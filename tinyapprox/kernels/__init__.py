@@ -539,7 +539,7 @@ def xnor_gemm(A_bits, B_bits, K, backend=None, out=None, threads=None):
         C[...] = reference.xnor_gemm(A_bits, B_bits, K)
         return C
     rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", A_bits), M, _ptr("uint64_t", B_bits), N,
-                               W, K, _ptr("int32_t", C))
+                               W, K, _ptr("int32_t", C), nt)
     _check_rc(op, rc)
     return C
 
@@ -669,7 +669,7 @@ def _check_thresholds(op, thresholds, flip, M, K):
     _check_array(op, "flip", flip, dtype=np.bool_, ndim=1)
     if flip.shape != (M,):
         raise ValueError(f"{op}: flip must have shape ({M},) (one per output channel), got {flip.shape}")
-    return t, flip.view(np.uint8)
+    return t, np.ascontiguousarray(flip).view(np.uint8)
 
 
 def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, backend=None):
@@ -709,9 +709,11 @@ def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, b
         if thresholds is None:
             return reference.binary_linear(x_bits, w_bits, K)
         return reference.binary_linear(x_bits, w_bits, K, t, f.view(np.bool_))
-    dot = xnor_gemm(x_bits, w_bits, K, backend=backend)
-    del nt
     if thresholds is None:
-        return dot
-    plus = np.where(f.view(np.bool_)[None, :], dot <= t[None, :], dot >= t[None, :])
-    return reference.pack_bits(np.where(plus, np.int8(1), np.int8(-1)))
+        return xnor_gemm(x_bits, w_bits, K, backend=backend, threads=nt)
+    out = np.empty((N, (M + 63) // 64), dtype=np.uint64)
+    rc = _ext.lib.ta_binary_threshold(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits),
+                                      M, (K + 63) // 64, K, _ptr("int32_t", t), _ptr("uint8_t", f),
+                                      _ptr("uint64_t", out), out.shape[1], nt)
+    _check_rc(op, rc)
+    return out
