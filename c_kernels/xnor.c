@@ -47,6 +47,8 @@ struct xnor_job {
     int64_t ow;
     int mr, nr;
     strip_fn strip;
+    int64_t jt, mb;              /* columns per strip call, rows of A per cache block */
+    uint64_t *Bi;                /* AVX-512: B interleaved in groups of 8 rows */
     int64_t wp;                  /* AVX2: words per nibble-plane row (W rounded up to 4) */
     uint8_t *alo, *ahi, *blo, *bhi;
 };
@@ -81,67 +83,80 @@ static void store_tile(const int32_t *t, int rows, int cols, int32_t *dst, int64
 
 #if TA_X86
 
-/* 4 x 4 tiles with VPOPCNTDQ: four rows of A against the rows of B four at a
- * time; the last word vector is a masked load (W % 8), short tiles repeat their
- * last row or column and drop the duplicate results. */
+/* VPOPCNTDQ tiles: 4 rows of A x 32 rows of B (4 groups of 8). B is interleaved
+ * in groups of 8 rows (Bi[g][w][l] = B[8g + l][w]), so lane l of a vector holds
+ * word w of row 8g + l: a broadcast word of A xor one vector gives 8 dot-product
+ * terms at once, and the lanes end up holding 8 finished counts -- no
+ * horizontal sums. Short tiles repeat their last row of A and drop it; groups
+ * past N hold zero rows whose results are not stored. */
+#define VP_GROUPS 4
 TA_TARGET_VPOPCNT static void strip_vpopcnt(const xnor_job *job, int64_t i, int rows,
                                             int64_t j0, int64_t j1, int32_t *dst, int64_t ldd) {
     const int64_t W = job->W;
-    const uint64_t *a0 = job->A + i * W;
-    const uint64_t *a1 = a0 + (rows > 1 ? W : 0), *a2 = a0 + (rows > 2 ? 2 * W : 0);
-    const uint64_t *a3 = a0 + (rows > 3 ? 3 * W : (rows > 2 ? 2 * W : (rows > 1 ? W : 0)));
+    const uint64_t *a[4];
     const __m512i kk = _mm512_set1_epi64(job->K);
-    int64_t j;
-    a2 = rows > 2 ? a2 : a1;
-    for (j = j0; j < j1; j += 4) {
-        const int cols = (int)((j1 - j) < 4 ? (j1 - j) : 4);
-        const uint64_t *b[4];
-        __m512i acc[4][4], x[4];
-        int64_t w;
-        int r, c;
-        for (c = 0; c < 4; c++) b[c] = job->B + (j + (c < cols ? c : cols - 1)) * W;
-        for (r = 0; r < 4; r++)
-            for (c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_si512();
-        for (w = 0; w < W; w += 8) {
-            const __mmask8 m = (W - w) >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (W - w)) - 1u);
-            x[0] = _mm512_maskz_loadu_epi64(m, a0 + w);
-            x[1] = _mm512_maskz_loadu_epi64(m, a1 + w);
-            x[2] = _mm512_maskz_loadu_epi64(m, a2 + w);
-            x[3] = _mm512_maskz_loadu_epi64(m, a3 + w);
-            for (c = 0; c < 4; c++) {
-                const __m512i y = _mm512_maskz_loadu_epi64(m, b[c] + w);
-                for (r = 0; r < 4; r++)
-                    acc[r][c] = _mm512_add_epi64(acc[r][c],
-                                                 _mm512_popcnt_epi64(_mm512_xor_si512(x[r], y)));
+    int64_t j, w;
+    int r, g;
+    for (r = 0; r < 4; r++) a[r] = job->A + (i + (r < rows ? r : rows - 1)) * W;
+    for (j = j0; j < j1; j += 8 * VP_GROUPS) {
+        const int64_t ngroups = ((j1 - j) + 7) / 8;
+        const uint64_t *b = job->Bi + (j / 8) * W * 8;
+        __m512i acc[4][VP_GROUPS];
+        int32_t out[8];
+        if (ngroups >= VP_GROUPS) {
+            for (r = 0; r < 4; r++)
+                for (g = 0; g < VP_GROUPS; g++) acc[r][g] = _mm512_setzero_si512();
+            for (w = 0; w < W; w++) {
+                __m512i y[VP_GROUPS];
+                for (g = 0; g < VP_GROUPS; g++) y[g] = _mm512_loadu_si512((const void *)(b + (g * W + w) * 8));
+                for (r = 0; r < 4; r++) {
+                    const __m512i x = _mm512_set1_epi64((long long)a[r][w]);
+                    for (g = 0; g < VP_GROUPS; g++)
+                        acc[r][g] = _mm512_add_epi64(acc[r][g], _mm512_popcnt_epi64(_mm512_xor_si512(x, y[g])));
+                }
+            }
+        } else {
+            for (r = 0; r < 4; r++) acc[r][0] = _mm512_setzero_si512();
+            for (g = 0; g < ngroups; g++) {
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+                for (w = 0; w < W; w++) {
+                    const __m512i y = _mm512_loadu_si512((const void *)(b + (g * W + w) * 8));
+                    s0 = _mm512_add_epi64(s0, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_set1_epi64((long long)a[0][w]), y)));
+                    s1 = _mm512_add_epi64(s1, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_set1_epi64((long long)a[1][w]), y)));
+                    s2 = _mm512_add_epi64(s2, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_set1_epi64((long long)a[2][w]), y)));
+                    s3 = _mm512_add_epi64(s3, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_set1_epi64((long long)a[3][w]), y)));
+                }
+                acc[0][g] = s0, acc[1][g] = s1, acc[2][g] = s2, acc[3][g] = s3;
             }
         }
-        {
-            /* fold pairs of columns, then 128-bit blocks: lanes r0c0..r0c3 r1c0..r1c3 */
-            __m512i t[4][2], u[4], v[2];
-            __m256i d[2];
-            for (r = 0; r < 4; r++)
-                for (c = 0; c < 2; c++)
-                    t[r][c] = _mm512_add_epi64(
-                        _mm512_unpacklo_epi64(acc[r][2 * c], acc[r][2 * c + 1]),
-                        _mm512_unpackhi_epi64(acc[r][2 * c], acc[r][2 * c + 1]));
-            for (r = 0; r < 4; r++)
-                u[r] = _mm512_add_epi64(_mm512_shuffle_i64x2(t[r][0], t[r][1], 0x88),
-                                        _mm512_shuffle_i64x2(t[r][0], t[r][1], 0xDD));
-            for (r = 0; r < 2; r++) {
-                v[r] = _mm512_add_epi64(_mm512_shuffle_i64x2(u[2 * r], u[2 * r + 1], 0x88),
-                                        _mm512_shuffle_i64x2(u[2 * r], u[2 * r + 1], 0xDD));
-                d[r] = _mm512_cvtepi64_epi32(_mm512_sub_epi64(kk, _mm512_add_epi64(v[r], v[r])));
+        for (r = 0; r < rows; r++)
+            for (g = 0; g < VP_GROUPS && g < ngroups; g++) {
+                const int64_t jg = j + 8 * g, cols = (j1 - jg) < 8 ? (j1 - jg) : 8;
+                const __m256i d = _mm512_cvtepi64_epi32(_mm512_sub_epi64(kk, _mm512_add_epi64(acc[r][g], acc[r][g])));
+                if (cols == 8) {
+                    _mm256_storeu_si256((__m256i *)(dst + r * ldd + (jg - j0)), d);
+                } else {
+                    _mm256_storeu_si256((__m256i *)out, d);
+                    memcpy(dst + r * ldd + (jg - j0), out, (size_t)cols * sizeof(int32_t));
+                }
             }
-            if (cols == 4 && rows == 4) {
-                _mm_storeu_si128((__m128i *)(dst + (j - j0)), _mm256_castsi256_si128(d[0]));
-                _mm_storeu_si128((__m128i *)(dst + ldd + (j - j0)), _mm256_extracti128_si256(d[0], 1));
-                _mm_storeu_si128((__m128i *)(dst + 2 * ldd + (j - j0)), _mm256_castsi256_si128(d[1]));
-                _mm_storeu_si128((__m128i *)(dst + 3 * ldd + (j - j0)), _mm256_extracti128_si256(d[1], 1));
+    }
+}
+
+/* Interleave rows [8 g0, 8 g1) of B into groups of 8 (zero rows past N). */
+static void interleave_groups(void *ctx, int64_t g0, int64_t g1) {
+    const xnor_job *job = (const xnor_job *)ctx;
+    const int64_t W = job->W;
+    int64_t g, w, l;
+    for (g = g0; g < g1; g++) {
+        uint64_t *dst = job->Bi + g * W * 8;
+        for (l = 0; l < 8; l++) {
+            const int64_t row = 8 * g + l;
+            if (row < job->N) {
+                const uint64_t *src = job->B + row * W;
+                for (w = 0; w < W; w++) dst[w * 8 + l] = src[w];
             } else {
-                int32_t tile[16];
-                _mm256_storeu_si256((__m256i *)tile, d[0]);
-                _mm256_storeu_si256((__m256i *)(tile + 8), d[1]);
-                store_tile(tile, rows, cols, dst + (j - j0), ldd);
+                for (w = 0; w < W; w++) dst[w * 8 + l] = 0;
             }
         }
     }
@@ -232,12 +247,12 @@ static void split_rows(void *ctx, int64_t begin, int64_t end) {
 
 #define THRESHOLD_BLOCK 1024
 
-/* Rows of B per cache block: about 384 KiB of B, a multiple of 64 (whole output
- * words in threshold mode), at most `cap`. */
-static int64_t block_rows(int64_t W, int64_t cap) {
-    int64_t nb = (384 * 1024) / (W * 8 + 1);
-    nb -= nb % 64;
-    nb = nb < 64 ? 64 : nb;
+/* Rows of a W-word matrix that fill about `bytes`, a multiple of `mult`
+ * (at least one multiple), at most `cap`. */
+static int64_t block_rows(int64_t W, int64_t bytes, int64_t mult, int64_t cap) {
+    int64_t nb = bytes / (W * 8 + 1);
+    nb -= nb % mult;
+    nb = nb < mult ? mult : nb;
     return nb < cap ? nb : cap;
 }
 
@@ -253,29 +268,32 @@ static void threshold_row(const xnor_job *job, const int32_t *d, int64_t j0, int
     }
 }
 
-/* Row groups [g0, g1) of A against all of B: C rows, or threshold bits (dots
- * of one block go through a per-thread buffer first). */
+/* Row groups [g0, g1) of A against all of B: C rows, or threshold bits (the
+ * dots of one strip go through a small buffer first). Blocks of mb rows of A
+ * (L2) meet strips of jt rows of B (L1 for AVX-512, L2 otherwise). */
 static void xnor_range(void *ctx, int64_t g0, int64_t g1) {
     const xnor_job *job = (const xnor_job *)ctx;
     const int mr = job->mr;
     const int64_t i0 = g0 * mr, i1 = (g1 * mr < job->M) ? g1 * mr : job->M;
-    const int64_t N = job->N;
-    const int64_t nb = block_rows(job->W, job->bits != NULL ? THRESHOLD_BLOCK : INT64_MAX);
+    const int64_t N = job->N, jt = job->jt;
     int32_t buf[MAX_MR * THRESHOLD_BLOCK];
-    int32_t *tmp = job->bits != NULL ? buf : NULL;
-    int64_t j0, i;
+    int64_t ib, j0, i;
     int r;
-    if (tmp != NULL && i1 > i0) memset(job->bits + i0 * job->ow, 0, (size_t)((i1 - i0) * job->ow) * 8);
-    for (j0 = 0; j0 < N; j0 += nb) {
-        const int64_t j1 = (N - j0) < nb ? N : j0 + nb;
-        for (i = i0; i < i1; i += mr) {
-            const int rows = (int)((i1 - i) < mr ? (i1 - i) : mr);
-            if (tmp == NULL) {
-                job->strip(job, i, rows, j0, j1, job->C + i * N + j0, N);
-                continue;
+    if (job->bits != NULL && i1 > i0) memset(job->bits + i0 * job->ow, 0, (size_t)((i1 - i0) * job->ow) * 8);
+    for (ib = i0; ib < i1; ib += job->mb) {
+        const int64_t ie = (i1 - ib) < job->mb ? i1 : ib + job->mb;
+        for (j0 = 0; j0 < N; j0 += jt) {
+            const int64_t j1 = (N - j0) < jt ? N : j0 + jt;
+            for (i = ib; i < ie; i += mr) {
+                const int rows = (int)((ie - i) < mr ? (ie - i) : mr);
+                if (job->bits == NULL) {
+                    job->strip(job, i, rows, j0, j1, job->C + i * N + j0, N);
+                    continue;
+                }
+                job->strip(job, i, rows, j0, j1, buf, jt);
+                for (r = 0; r < rows; r++)
+                    threshold_row(job, buf + r * jt, j0, j1, job->bits + (i + r) * job->ow);
             }
-            job->strip(job, i, rows, j0, j1, tmp, nb);
-            for (r = 0; r < rows; r++) threshold_row(job, tmp + r * nb, j0, j1, job->bits + (i + r) * job->ow);
         }
     }
 }
@@ -309,17 +327,28 @@ static int xnor_check_args(int isa, const uint64_t *A, int64_t M, const uint64_t
 /* Run a checked job on `level` with up to `threads` threads. */
 static int xnor_run(xnor_job *job, int level, int threads) {
     int64_t groups, planes;
+    const int64_t cap = job->bits != NULL ? THRESHOLD_BLOCK : INT64_MAX;
     int nt;
     void *mem = NULL;
-    job->mr = job->nr = 1;
+    job->mr = 1;
     job->strip = strip_scalar;
+    job->jt = block_rows(job->W, 384 * 1024, 64, cap);
+    job->mb = job->M;
 #if TA_X86
     if (level == TA_ISA_AVX512) {
-        job->mr = job->nr = 4;
+        job->mr = 4;
         job->strip = strip_vpopcnt;
+        job->jt = 8 * VP_GROUPS;
+        job->mb = block_rows(job->W, 256 * 1024, 4, INT64_MAX);
+        groups = (job->N + 7) / 8;
+        if (!ta_mul_ok(groups * 8, job->W * 8, TA_MAX_ELEMS, &planes)) return TA_ERR_SIZE;
+        mem = malloc((size_t)planes + 64);
+        if (mem == NULL) return TA_ERR_NOMEM;
+        job->Bi = (uint64_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+        nt = ta_threads_for(threads, groups, 8 * job->W, 1 << 18);
+        ta_parallel_for(nt, groups, interleave_groups, job);
     } else if (level == TA_ISA_AVX2) {
         job->mr = 2;
-        job->nr = 4;
         job->strip = strip_avx2;
         job->wp = (job->W + 3) / 4 * 4;
         if (!ta_mul_ok(job->M + job->N, job->wp * 16, TA_MAX_ELEMS, &planes)) return TA_ERR_SIZE;
