@@ -63,10 +63,26 @@ void ta_cpu_features(int out[8]);
 /* Y (M x N, float32) = A (M x K, CSR: indptr[M+1] int64, indices[nnz] int32,
  * data[nnz] float32) times X (K x N, float32). Y is fully overwritten.
  * scratch[nscratch] (may be NULL, 0): reusable work space; with at least
- * (K + M) * 128 + 32 floats no memory is allocated for the packed strips. */
+ * ta_csr_scratch_floats(M, K, threads) floats no memory is allocated.
+ * threads: 1..TA_MAX_THREADS; each Y element is summed by one thread in the
+ * order of its row's values, so the result does not depend on it. */
 int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
                       const int64_t *indptr, const int32_t *indices, const float *data,
-                      const float *X, float *Y, float *scratch, int64_t nscratch);
+                      const float *X, float *Y, float *scratch, int64_t nscratch, int threads);
+
+/* Fused sparse layer: y (N x M, float32) = x (N x K, float32) W^T + bias, then
+ * max(y, 0) if relu == 1 (relu must be 0 or 1). W: M x K in CSR as above;
+ * bias: M floats or NULL. Row-major x and y (one sample per row). y[n, j] is
+ * summed by one thread in the order of row j's values, then the bias is added.
+ * scratch, threads: as for ta_csr_matmul_f32 (with R = M rows of W). */
+int ta_csr_linear_f32(int isa, int64_t N, int64_t K, int64_t M, int64_t nnz,
+                      const int64_t *indptr, const int32_t *indices, const float *data,
+                      const float *x, const float *bias, int relu, float *y, float *scratch,
+                      int64_t nscratch, int threads);
+
+/* Floats of scratch that spare a CSR call with R CSR rows, K columns and
+ * `threads` threads any allocation; -1 for invalid arguments. */
+int64_t ta_csr_scratch_floats(int64_t R, int64_t K, int threads);
 
 /* 1 if any of the n bytes equals -128, else 0. */
 int ta_int8_has_min(const int8_t *x, int64_t n);

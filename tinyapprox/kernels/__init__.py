@@ -302,10 +302,10 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None, thr
     if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
         _check_csr_columns(op, indices, K)  # before narrowing to int32
     idx = indices.astype(np.int32, copy=False)
-    scratch = _csr_scratch(M, K, N)
+    scratch = _csr_scratch(M, K, nt)
     rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
                                     _ptr("float", data), _ptr("float", X), _ptr("float", Y),
-                                    _ptr("float", scratch), scratch.size)
+                                    _ptr("float", scratch), scratch.size, nt)
     if rc == _ext.lib.TA_ERR_INDEX:
         _check_csr_columns(op, indices, K)
     _check_rc(op, rc)
@@ -313,13 +313,14 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None, thr
 
 
 _local = threading.local()
-_SCRATCH_CAP = 1 << 22  # floats kept per thread between calls (16 MiB)
+_SCRATCH_CAP = 1 << 23  # floats kept per Python thread between calls (32 MiB)
 
 
-def _csr_scratch(M, K, N):
-    """Per-thread float32 work space reused across calls (fresh pages cost page faults)."""
-    need = (K + M) * 128 + 32 if N >= 64 else 0
-    if need == 0 or need > _SCRATCH_CAP:
+def _csr_scratch(R, K, threads):
+    """Per-Python-thread float32 work space reused across CSR calls (fresh pages cost page
+    faults); empty (the C code then allocates) if the call would need more than the cap."""
+    need = int(_ext.lib.ta_csr_scratch_floats(R, K, threads))
+    if need <= 0 or need > _SCRATCH_CAP:
         return np.empty(0, dtype=np.float32)
     buf = getattr(_local, "csr_scratch", None)
     if buf is None or buf.size < need:
@@ -606,7 +607,6 @@ def _check_csr_weights(op, indptr, indices, data, K, shape):
         row = int(np.argmax(ip[1:] < ip[:-1]))
         raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
                          f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
-    _check_csr_columns(op, indices, K)
     return M, ip
 
 
@@ -641,15 +641,23 @@ def csr_linear(x, indptr, indices, data, bias=None, relu=False, shape=None, thre
     nt = _threads(op, threads)
     level = _resolve(op, backend)
     if level is None:
+        _check_csr_columns(op, indices, K)
         return reference.csr_linear(x, ip, indices, data, bias, bool(relu))
-    Y = csr_matmul(ip, indices, data, np.ascontiguousarray(x.T), backend=backend).T
-    Y = np.ascontiguousarray(Y)
-    if bias is not None:
-        Y += bias[None, :]
-    if relu:
-        np.maximum(Y, np.float32(0), out=Y, where=~np.isnan(Y))
-    del nt
-    return Y
+    if K > _INT32_MAX:
+        raise ValueError(f"{op}: K={K} exceeds the C kernel limit {_INT32_MAX}; use backend='numpy'")
+    if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
+        _check_csr_columns(op, indices, K)  # before narrowing to int32; int32 is checked in C
+    idx = indices.astype(np.int32, copy=False)
+    y = np.empty((N, M), dtype=np.float32)
+    scratch = _csr_scratch(M, K, nt)
+    rc = _ext.lib.ta_csr_linear_f32(level, N, K, M, idx.size, _ptr("int64_t", ip), _ptr("int32_t", idx),
+                                    _ptr("float", data), _ptr("float", x),
+                                    _ext.ffi.NULL if bias is None else _ptr("float", bias), int(bool(relu)),
+                                    _ptr("float", y), _ptr("float", scratch), scratch.size, nt)
+    if rc == _ext.lib.TA_ERR_INDEX:
+        _check_csr_columns(op, indices, K)
+    _check_rc(op, rc)
+    return y
 
 
 def _check_thresholds(op, thresholds, flip, M, K):
