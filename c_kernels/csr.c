@@ -78,52 +78,33 @@ static void pass_scalar(const csr_job *job, const float *panel, int64_t r0, int6
 
 #if TA_X86
 
-#define DEFINE_PASS(NAME, TARGET, VEC, LANES, SETZERO, SET1, LOAD, LOADU, STOREU, FMADD, NV) \
-    TARGET static void NAME(const csr_job *job, const float *panel, int64_t r0, int64_t r1,   \
-                            float *ybuf, int64_t ldy, int64_t *cursor) {                      \
-        const int64_t *indptr = job->indptr, K = job->K, ld = (LANES) * (NV);                 \
-        const int32_t *indices = job->indices;                                                \
-        const float *data = job->data;                                                        \
-        const int64_t kb = job->kb < 1 ? 1 : job->kb;                                         \
-        int64_t k0, i, p;                                                                     \
-        int v;                                                                                \
-        if (kb >= K) {                                                                        \
-            for (i = r0; i < r1; i++) {                                                       \
-                VEC acc[NV];                                                                  \
-                const int64_t end = indptr[i + 1];                                            \
-                for (v = 0; v < NV; v++) acc[v] = SETZERO();                                  \
-                for (p = indptr[i]; p < end; p++) {                                           \
-                    const VEC a = SET1(data[p]);                                              \
-                    const float *x = panel + (int64_t)indices[p] * ld;                        \
-                    for (v = 0; v < NV; v++) acc[v] = FMADD(a, LOAD(x + (LANES) * v), acc[v]); \
-                }                                                                             \
-                for (v = 0; v < NV; v++) STOREU(ybuf + (i - r0) * ldy + (LANES) * v, acc[v]); \
-            }                                                                                 \
-            return;                                                                           \
-        }                                                                                     \
-        for (i = r0; i < r1; i++) cursor[i - r0] = indptr[i];                                 \
-        for (k0 = 0; k0 < K; k0 += kb) {                                                      \
-            const int64_t limit = (K - k0) > kb ? k0 + kb : K;                                \
-            for (i = r0; i < r1; i++) {                                                       \
-                const int64_t end = indptr[i + 1];                                            \
-                float *yi = ybuf + (i - r0) * ldy;                                            \
-                VEC acc[NV];                                                                  \
-                p = cursor[i - r0];                                                           \
-                if (p == end || indices[p] >= limit) {                                        \
-                    if (k0 == 0)                                                              \
-                        for (v = 0; v < NV; v++) STOREU(yi + (LANES) * v, SETZERO());         \
-                    continue;                                                                 \
-                }                                                                             \
-                for (v = 0; v < NV; v++) acc[v] = k0 == 0 ? SETZERO() : LOADU(yi + (LANES) * v); \
-                for (; p < end && indices[p] < limit; p++) {                                  \
-                    const VEC a = SET1(data[p]);                                              \
-                    const float *x = panel + (int64_t)indices[p] * ld;                        \
-                    for (v = 0; v < NV; v++) acc[v] = FMADD(a, LOAD(x + (LANES) * v), acc[v]); \
-                }                                                                             \
-                cursor[i - r0] = p;                                                           \
-                for (v = 0; v < NV; v++) STOREU(yi + (LANES) * v, acc[v]);                    \
-            }                                                                                 \
-        }                                                                                     \
+#define DEFINE_PASS(NAME, TARGET, VEC, LANES, SETZERO, SET1, LOAD, LOADU, STOREU, FMADD, NV)       \
+    TARGET static void NAME(const csr_job *job, const float *panel, int64_t r0, int64_t r1,       \
+                            float *ybuf, int64_t ldy, int64_t *cursor) {                          \
+        const int64_t *indptr = job->indptr, K = job->K, ld = (LANES) * (NV);                     \
+        const int32_t *indices = job->indices;                                                    \
+        const float *data = job->data;                                                            \
+        const int64_t kb = job->kb < 1 ? 1 : job->kb;                                             \
+        int64_t k0, i;                                                                            \
+        int v;                                                                                    \
+        for (i = r0; i < r1; i++) cursor[i - r0] = indptr[i];                                     \
+        for (k0 = 0; k0 == 0 || k0 < K; k0 += kb) {                                               \
+            const int64_t limit = (K - k0) > kb ? k0 + kb : K;                                    \
+            for (i = r0; i < r1; i++) {                                                           \
+                float *ya = ybuf + (i - r0) * ldy;                                                \
+                int64_t pa = cursor[i - r0];                                                      \
+                const int64_t ea = indptr[i + 1];                                                 \
+                VEC a[NV];                                                                        \
+                for (v = 0; v < NV; v++) a[v] = k0 == 0 ? SETZERO() : LOADU(ya + (LANES) * v);    \
+                for (; pa < ea && indices[pa] < limit; pa++) {                                    \
+                    const VEC sa = SET1(data[pa]);                                                \
+                    const float *xa = panel + (int64_t)indices[pa] * ld;                          \
+                    for (v = 0; v < NV; v++) a[v] = FMADD(sa, LOAD(xa + (LANES) * v), a[v]);      \
+                }                                                                                 \
+                cursor[i - r0] = pa;                                                              \
+                for (v = 0; v < NV; v++) STOREU(ya + (LANES) * v, a[v]);                          \
+            }                                                                                     \
+        }                                                                                         \
     }
 
 #define P512(NAME, NV) DEFINE_PASS(NAME, TA_TARGET_AVX512, __m512, 16, _mm512_setzero_ps, \
@@ -293,14 +274,14 @@ static void csr_thread(void *ctx, int64_t q, int64_t q1) {
     free(owned);
 }
 
-/* Columns per block: at least `base` (a block of the panel fits L1), doubled
- * until a row has about 32 values per block on average, since each visit of a
- * row costs a load and store of its result strip and a branch miss. K (a single
- * block) when the rows are not sorted by column. */
+/* Columns per block: at least `base` (base x S floats of the panel fill about
+ * half of L1), doubled until a row has about 8 values per block on average,
+ * since each visit of a row costs a load and store of its result strip and a
+ * branch miss. K (a single block) when the rows are not sorted by column. */
 static int64_t block_cols(int64_t R, int64_t K, int64_t nnz, int64_t base, int sorted) {
     int64_t kb = base;
     if (!sorted || R == 0 || K == 0) return K > 0 ? K : 1;
-    while (kb < K && (double)nnz * (double)kb < 32.0 * (double)R * (double)K) kb *= 2;
+    while (kb < K && (double)nnz * (double)kb < 8.0 * (double)R * (double)K) kb *= 2;
     return kb;
 }
 
@@ -333,10 +314,16 @@ static int csr_check_args(int isa, int64_t R, int64_t K, int64_t N, int64_t nnz,
         return TA_ERR_ALIGN;
     if (indptr[0] != 0 || indptr[R] != nnz) return TA_ERR_INDEX;
     for (i = 0; i < R; i++) bad |= indptr[i + 1] < indptr[i];
-    for (p = 0; p < nnz; p++) bad |= (uint32_t)indices[p] >= (uint32_t)K;
     if (bad) return TA_ERR_INDEX;
-    for (i = 0; i < R; i++)
-        for (p = indptr[i] + 1; p < indptr[i + 1]; p++) unsorted |= indices[p] < indices[p - 1];
+    for (i = 0; i < R; i++) { /* one pass: range of every index, order within rows */
+        const int64_t end = indptr[i + 1];
+        if (indptr[i] < end) bad |= (uint32_t)indices[indptr[i]] >= (uint32_t)K;
+        for (p = indptr[i] + 1; p < end; p++) {
+            bad |= (uint32_t)indices[p] >= (uint32_t)K;
+            unsorted |= indices[p] < indices[p - 1];
+        }
+    }
+    if (bad) return TA_ERR_INDEX;
     *sorted = !unsorted;
     return TA_OK;
 }
@@ -355,7 +342,7 @@ static int csr_run(csr_job *job, int sorted, float *scratch, int64_t nscratch, i
     job->S = job->level == TA_ISA_AVX512 ? 128 : (job->level == TA_ISA_AVX2 ? 64 : 16);
     job->kb = job->level == TA_ISA_SCALAR ? job->K
                                           : block_cols(job->R, job->K, job->indptr[job->R],
-                                                       job->level == TA_ISA_AVX512 ? 32 : 64, sorted);
+                                                       job->level == TA_ISA_AVX512 ? 64 : 128, sorted);
     job->nstrips = (job->N + job->S - 1) / job->S;
     work = (job->indptr[job->R] + job->R + job->K) * job->S; /* lane operations per strip */
     job->nthreads = ta_threads_for(threads, job->nstrips * job->R, work / (job->R + 1) + 1, 1 << 21);
