@@ -52,6 +52,7 @@ typedef struct {
  * (R int64), alignment slack. */
 static int64_t slice_floats(int64_t R, int64_t K, int64_t S) {
     int64_t a, b;
+    if (R < 0 || K < 0 || K > TA_MAX_ELEMS || R > TA_MAX_ELEMS) return -1;
     if (!ta_mul_ok(K + R, S, TA_MAX_ELEMS / 4, &a) || !ta_mul_ok(R + 1, 2, TA_MAX_ELEMS / 4, &b))
         return -1;
     return a + b + 64;
