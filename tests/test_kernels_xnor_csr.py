@@ -318,6 +318,23 @@ def test_binary_linear_rejects_bad_input(backend):
         kernels.binary_linear(bad, w, 100, thresholds=t, backend=backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_argument_is_checked_everywhere(backend):
+    x, indptr, indices, data = _sparse_ok()
+    bits = np.zeros((2, 1), np.uint64)
+    calls = {"csr_matmul": lambda t: kernels.csr_matmul(indptr, indices, data, x.T.copy(), threads=t,
+                                                        backend=backend),
+             "xnor_gemm": lambda t: kernels.xnor_gemm(bits, bits, 10, threads=t, backend=backend),
+             "csr_linear": lambda t: kernels.csr_linear(x, indptr, indices, data, threads=t, backend=backend),
+             "binary_linear": lambda t: kernels.binary_linear(bits, bits, 10, threads=t, backend=backend)}
+    for op, call in calls.items():
+        for bad, exc in [(0, ValueError), (kernels.MAX_THREADS + 1, ValueError), (True, TypeError),
+                         ("2", TypeError)]:
+            with pytest.raises(exc, match=f"{op}: threads"):
+                call(bad)
+        assert call(kernels.MAX_THREADS) is not None
+
+
 @needs_c
 def test_c_entry_points_refuse_bad_arguments():
     lib, ffi = _ext.lib, _ext.ffi

@@ -24,6 +24,11 @@ Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 ``"c-scalar"``, ``"c-avx2"``, ``"c-avx512"`` cap the SIMD level of the C path (see
 :func:`c_paths`). :func:`info` tells which path each kernel uses. The C calls
 release the GIL.
+
+Threads: ``csr_matmul``, ``xnor_gemm``, ``csr_linear`` and ``binary_linear`` take
+``threads=`` (None: :func:`default_threads`); the C code splits the work over that many
+threads started for the call (fewer when the work is too small to pay for them) and the
+result is the same bits for every count.
 """
 import os
 import threading
