@@ -199,9 +199,11 @@ static void pack_block(const csr_job *job, int64_t s, int64_t w, int64_t ld, int
         for (k = 0; k < k1 - k0; k++) memset(panel + k * ld + w, 0, (size_t)(ld - w) * 4);
 }
 
-/* Write rows [r0, r1) of strip s from ybuf (stride ld) to the output. */
+/* Write rows [r0, r1) of strip s from ybuf (stride ld) to the output; for the
+ * layer, add the bias and apply ReLU to each row of ybuf (one output channel,
+ * contiguous) first, then transpose it into y. */
 static void store_strip(const csr_job *job, int64_t s, int64_t w, int64_t r0, int64_t r1,
-                        const float *ybuf, int64_t ld) {
+                        float *ybuf, int64_t ld) {
     const int64_t n0 = s * job->S, R = job->R;
     int64_t i, n;
     if (!job->layer) {
@@ -209,15 +211,16 @@ static void store_strip(const csr_job *job, int64_t s, int64_t w, int64_t r0, in
             memcpy(job->Y + i * job->N + n0, ybuf + (i - r0) * ld, (size_t)w * 4);
         return;
     }
-    transpose(job->level, ybuf, ld, job->Y + n0 * R + r0, R, r1 - r0, w);
-    if (job->bias == NULL && !job->relu) return;
-    for (n = n0; n < n0 + w; n++) {
-        float *y = job->Y + n * R;
-        if (job->bias != NULL)
-            for (i = r0; i < r1; i++) y[i] = y[i] + job->bias[i];
+    for (i = r0; i < r1; i++) {
+        float *row = ybuf + (i - r0) * ld;
+        if (job->bias != NULL) {
+            const float b = job->bias[i];
+            for (n = 0; n < w; n++) row[n] = row[n] + b;
+        }
         if (job->relu)
-            for (i = r0; i < r1; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+            for (n = 0; n < w; n++) row[n] = row[n] < 0.0f ? 0.0f : row[n];
     }
+    transpose(job->level, ybuf, ld, job->Y + n0 * R + r0, R, r1 - r0, w);
 }
 
 /* The share of thread q (called with [q, q + 1)): tasks [ntasks * q / nt,
