@@ -140,6 +140,38 @@ TA_TARGET_VPOPCNT static void strip_vpopcnt(const xnor_job *job, int64_t i, int 
     }
 }
 
+/* Few rows of A (a batch of a handful of samples): one row of A against 4 rows of
+ * B at a time, horizontal sums per dot product; B is read as it is (interleaving
+ * it would cost as much as the product). */
+TA_TARGET_VPOPCNT static void strip_vpopcnt_row(const xnor_job *job, int64_t i, int rows,
+                                                int64_t j0, int64_t j1, int32_t *dst,
+                                                int64_t ldd) {
+    const int64_t W = job->W;
+    const uint64_t *a = job->A + i * W;
+    int64_t j, w;
+    (void)rows;
+    (void)ldd;
+    for (j = j0; j < j1; j += 4) {
+        const int cols = (int)((j1 - j) < 4 ? (j1 - j) : 4);
+        const uint64_t *b[4];
+        __m512i acc[4];
+        int c;
+        for (c = 0; c < 4; c++) {
+            b[c] = job->B + (j + (c < cols ? c : cols - 1)) * W;
+            acc[c] = _mm512_setzero_si512();
+        }
+        for (w = 0; w < W; w += 8) {
+            const __mmask8 m = (W - w) >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (W - w)) - 1u);
+            const __m512i x = _mm512_maskz_loadu_epi64(m, a + w);
+            for (c = 0; c < 4; c++)
+                acc[c] = _mm512_add_epi64(acc[c], _mm512_popcnt_epi64(_mm512_xor_si512(
+                                                      x, _mm512_maskz_loadu_epi64(m, b[c] + w))));
+        }
+        for (c = 0; c < cols; c++)
+            dst[j - j0 + c] = (int32_t)(job->K - 2 * _mm512_reduce_add_epi64(acc[c]));
+    }
+}
+
 /* Interleave rows [8 g0, 8 g1) of B into groups of 8 (zero rows past N). */
 static void interleave_groups(void *ctx, int64_t g0, int64_t g1) {
     const xnor_job *job = (const xnor_job *)ctx;
@@ -314,7 +346,10 @@ static int xnor_run(xnor_job *job, int level, int threads) {
     job->jt = block_rows(job->W, 384 * 1024, 64, cap);
     job->mb = job->M;
 #if TA_X86
-    if (level == TA_ISA_AVX512) {
+    if (level == TA_ISA_AVX512 && job->M < 8) {
+        job->strip = strip_vpopcnt_row;
+        job->jt = block_rows(job->W, 384 * 1024, 64, cap);
+    } else if (level == TA_ISA_AVX512) {
         job->mr = 4;
         job->strip = strip_vpopcnt;
         job->jt = 8 * VP_GROUPS;
