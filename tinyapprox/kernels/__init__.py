@@ -585,10 +585,11 @@ def unpack_bits(bits, K):
 # ----------------------------------------------------------------- fused layers
 
 def _check_csr_weights(op, indptr, indices, data, K, shape):
-    """Validate W (M, K) in CSR for a fused layer -> (M, int64 indptr, int32-ready indices).
+    """Validate W (M, K) in CSR for a fused layer -> (M, indptr as int64).
 
     Same rules as :func:`csr_matmul`: indptr (M+1,) starting at 0, non-decreasing,
-    ending at nnz; indices (nnz,) integer in [0, K); data (nnz,) float32.
+    ending at nnz; indices (nnz,) integer; data (nnz,) float32. The column range of
+    indices is checked by the caller (in C for int32 indices).
     """
     _check_array(op, "indptr", indptr, kind="int", ndim=1)
     _check_array(op, "indices", indices, kind="int", ndim=1)
@@ -682,7 +683,7 @@ def _check_thresholds(op, thresholds, flip, M, K):
     _check_array(op, "flip", flip, dtype=np.bool_, ndim=1)
     if flip.shape != (M,):
         raise ValueError(f"{op}: flip must have shape ({M},) (one per output channel), got {flip.shape}")
-    return t, np.ascontiguousarray(flip).view(np.uint8)
+    return t, flip.view(np.uint8)
 
 
 def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, backend=None):
@@ -723,7 +724,11 @@ def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, b
             return reference.binary_linear(x_bits, w_bits, K)
         return reference.binary_linear(x_bits, w_bits, K, t, f.view(np.bool_))
     if thresholds is None:
-        return xnor_gemm(x_bits, w_bits, K, backend=backend, threads=nt)
+        dot = np.empty((N, M), dtype=np.int32)
+        rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits), M,
+                                   (K + 63) // 64, K, _ptr("int32_t", dot), nt)
+        _check_rc(op, rc)
+        return dot
     out = np.empty((N, (M + 63) // 64), dtype=np.uint64)
     rc = _ext.lib.ta_binary_threshold(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits),
                                       M, (K + 63) // 64, K, _ptr("int32_t", t), _ptr("uint8_t", f),
