@@ -427,9 +427,6 @@ static double popcnt_scalar(int64_t iters, int64_t *sink) {
 }
 
 #if TA_X86
-/* an empty asm that makes the compiler forget what a vector holds, so work is not hoisted */
-#define TA_OPAQUE512(v) __asm__ volatile("" : "+v"(v))
-#define TA_OPAQUE256(v) __asm__ volatile("" : "+x"(v))
 
 TA_TARGET_VPOPCNT static double popcnt_avx512(int64_t iters, int64_t *sink) {
     __m512i a[POP_CHAINS], s[POP_CHAINS];
@@ -438,7 +435,7 @@ TA_TARGET_VPOPCNT static double popcnt_avx512(int64_t iters, int64_t *sink) {
     int j;
     for (j = 0; j < POP_CHAINS; j++) a[j] = _mm512_set1_epi64(j), s[j] = _mm512_setzero_si512();
     for (it = 0; it < iters; it++) {
-        TA_OPAQUE512(y);
+        TA_OPAQUE(y);
         for (j = 0; j < POP_CHAINS; j++)
             s[j] = _mm512_add_epi64(s[j], _mm512_popcnt_epi64(_mm512_xor_si512(a[j], y)));
     }
@@ -462,7 +459,7 @@ TA_TARGET_AVX2 static double popcnt_avx2(int64_t iters, int64_t *sink) {
         const int64_t end = (iters - it) > 31 ? it + 31 : iters;
         for (j = 0; j < POP_CHAINS / 2; j++) s[j] = _mm256_setzero_si256();
         for (; it < end; it++) {
-            TA_OPAQUE256(y);
+            TA_OPAQUE(y);
             for (j = 0; j < POP_CHAINS / 2; j++) {
                 const __m256i x = _mm256_xor_si256(a[j], y);
                 s[j] = _mm256_add_epi8(s[j], POP_BYTES(x));

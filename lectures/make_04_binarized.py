@@ -205,7 +205,7 @@ print(f"size: float {n_float / 8 / 1024:.0f} KiB, packed {size['bytes'] / 1024:.
       f"(compression ratio {n_float / size['bits']:.1f}x)")
 """)
 code("""
-from tinyapprox.bench import median_time  # median of repeats after a warm-up, as every benchmark here
+from tinyapprox.experiments.harness import median_time  # median of repeats after a warm-up, as every benchmark here
 
 # one hidden layer over the test batch, on its real activations
 x_bits = hidden[0] > 0

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import kernels
+from ..conv import im2col
 from ..nn.module import Module, Sequential
 from ..tensor import Tensor, no_grad
 from .binarize import Binarize, _pm1
@@ -231,8 +232,10 @@ class _Stage:
         self.bn = bns[0] if bns else None
         self.flatten = "flatten" in kinds
         self.flatten_input = False
-        self.w_bits = _pack_rows(self.wb.reshape(self.out_channels, -1))
-        self.wb_int8 = self.wb.reshape(self.out_channels, -1).astype(np.int8)
+        # one weight row per output channel, in conv.im2col's column order (u, v, c) for a convolution
+        self.w_rows = (self.wb.transpose(0, 2, 3, 1) if self.conv else self.wb).reshape(self.out_channels, -1)
+        self.w_bits = _pack_rows(self.w_rows)
+        self.wb_int8 = self.w_rows.astype(np.int8)
         self.s = self.t = None
         if not self.first and not self.last:
             self.s, self.t = calibrate_threshold(self._affine, self.k, self.out_channels, spatial=self.conv)
@@ -271,11 +274,9 @@ class _Stage:
     def _dot(self, x, kernel, backend):
         """Integer dot products of the bool (True = +1) input x with the binary weights -> int32."""
         if self.conv:
-            n = x.shape[0]
-            kh, kw = self.kernel_size
-            win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::self.stride, ::self.stride]
-            oh, ow = win.shape[2], win.shape[3]
-            rows = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, self.k)
+            n, (kh, kw) = x.shape[0], self.kernel_size
+            rows = im2col(x, kh, kw, self.stride, 0)            # (n*oh*ow, kh*kw*C), the library's patch order
+            oh, ow = (x.shape[2] - kh) // self.stride + 1, (x.shape[3] - kw) // self.stride + 1
         else:
             rows = x
         if kernel == "xnor":
@@ -283,7 +284,7 @@ class _Stage:
         elif kernel == "int8":
             d = int8_matmul(_pm1(rows, np.int8), self.wb_int8)
         elif kernel == "float32":
-            d = (_pm1(rows, np.float32) @ self.wb.reshape(self.out_channels, -1).T).astype(np.int32)
+            d = (_pm1(rows, np.float32) @ self.w_rows.T).astype(np.int32)
         else:
             raise ValueError(f"PackedBNN: expected kernel in {KERNELS}, got {kernel!r}")
         if self.conv:

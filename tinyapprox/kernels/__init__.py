@@ -6,7 +6,9 @@ the same name in :mod:`tinyapprox.kernels.reference`:
 * :func:`csr_matmul` -- float32 CSR sparse (M, K) times dense (K, N) (pruned layers);
 * :func:`gemm_int8` -- exact int8 x int8 -> int32 product (quantized layers), with a
   prepacked-weight form (:func:`prepare_int8`) and a requantizing companion
-  (:func:`gemm_int8_requant`);
+  (:func:`gemm_int8_requant`); :func:`int8_linear` is the fused integer layer
+  (bias, integer requantization with round-half-even, ReLU, int8 / int32 / float32
+  output) and :func:`quantize_int8` turns a float activation into int8 codes;
 * :func:`xnor_gemm` -- +-1 products of bit-packed matrices by XOR and popcount
   (binarized layers), with :func:`pack_bits` / :func:`unpack_bits`.
 
@@ -22,13 +24,11 @@ never runs an instruction the CPU lacks.
 Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 ``"numpy"`` forces the twin; ``"c"`` forces C (``RuntimeError`` if absent);
 ``"c-scalar"``, ``"c-avx2"``, ``"c-avx512"`` cap the SIMD level of the C path (see
-:func:`c_paths`). :func:`info` tells which path each kernel uses. The C calls
-release the GIL.
-
-Threads: ``csr_matmul``, ``xnor_gemm``, ``csr_linear`` and ``binary_linear`` take
-``threads=`` (None: :func:`default_threads`); the C code splits the work over that many
-threads started for the call (fewer when the work is too small to pay for them) and the
-result is the same bits for every count.
+:func:`c_paths`); the int8 kernels also take ``"c-avx512bw"`` (the AVX-512BW kernel
+even on a VNNI CPU, see :func:`int8_c_paths`). :func:`info` tells which path each
+kernel uses. The C calls release the GIL. Kernels that take ``threads=`` split their
+work in C (``None``: :func:`default_threads`) over threads started for the call
+(fewer when the work is too small to pay for them); the results never depend on it.
 """
 import os
 import threading
@@ -39,16 +39,15 @@ from . import _ext, reference
 from .reference import INT8_MAX_K
 
 __all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
-           "Int8Weights", "gemm_int8_requant", "xnor_gemm", "pack_bits", "unpack_bits",
-           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear",
-           "binary_linear"]
+           "Int8Weights", "gemm_int8_requant", "int8_linear", "quantize_int8", "int8_c_paths", "xnor_gemm", "pack_bits", "unpack_bits",
+           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear", "binary_linear"]
 
 _INT32_MAX = 2**31 - 1
 _KERNEL_IDS = {"csr_matmul": 0, "gemm_int8": 1, "xnor_gemm": 2}
 _KERNEL_OF = {"csr_linear": "csr_matmul", "binary_linear": "xnor_gemm"}  # fused op -> its kernel
 _PATH_NAMES = {
     "csr_matmul": ("scalar", "avx2", "avx512"),
-    "gemm_int8": ("scalar", "avx2", "avx512-vnni"),
+    "gemm_int8": ("scalar", "avx2", "avx512-vnni"),  # "avx512bw" on AVX-512 without VNNI
     "xnor_gemm": ("scalar", "avx2", "avx512-vpopcntdq"),
 }
 _CPU_FLAGS = ("sse4.2", "popcnt", "avx2", "fma", "avx512f", "avx512bw", "avx512vnni",
@@ -64,6 +63,7 @@ _C_ERRORS = {
     8: (ValueError, "NULL pointer for a non-empty array"),
     9: (ValueError, "array not aligned for its dtype"),
     10: (ValueError, "thread count out of range"),
+    11: (ValueError, "an argument value is out of range or the input holds NaN"),
 }
 
 MAX_THREADS = 64
@@ -81,6 +81,8 @@ class KernelInfo(dict):
                  f"  forced NumPy       : {self['forced_numpy']}"]
         if self.get("load_error"):
             lines.append(f"  load error         : {self['load_error']}")
+        if self.get("simd_emulated"):
+            lines.append("  SIMD paths         : emulated by SIMDe (test build, slow)")
         for name in _KERNEL_IDS:
             lines.append(f"  {name:<19}: {self[name]}")
         flags = [k for k, v in self["cpu"].items() if v]
@@ -100,16 +102,22 @@ def info():
     """Which backend and SIMD path each kernel uses, and what the CPU offers.
 
     Returns a :class:`KernelInfo` (a dict) with keys ``extension_loaded``,
-    ``forced_numpy``, ``extension_path``, ``load_error``, one key per kernel
+    ``forced_numpy``, ``extension_path``, ``load_error``, ``simd_emulated``
+    (True only for the test build whose SIMD paths SIMDe emulates in plain C,
+    see ``c_kernels/simde_check.sh``), one key per kernel
     (``"csr_matmul"``, ``"gemm_int8"``, ``"xnor_gemm"``) whose value is
     ``"numpy"``, ``"scalar"``, ``"avx2"``, ``"avx512"``, ``"avx512-vnni"`` or
     ``"avx512-vpopcntdq"``, and ``cpu``: {feature: bool} as seen at run time.
     """
     loaded = _ext.lib is not None
     out = KernelInfo(extension_loaded=loaded, forced_numpy=_ext.forced_numpy,
-                     extension_path=_ext.path, load_error=_ext.load_error)
+                     extension_path=_ext.path, load_error=_ext.load_error,
+                     simd_emulated=loaded and hasattr(_ext.lib, "ta_simd_emulated")
+                     and bool(_ext.lib.ta_simd_emulated()))
     for name in _KERNEL_IDS:
         out[name] = _PATH_NAMES[name][_best_level(name)] if loaded else "numpy"
+    if loaded and out["gemm_int8"] == "avx512-vnni" and not _int8_vnni():
+        out["gemm_int8"] = "avx512bw"
     cpu = {flag: False for flag in _CPU_FLAGS}
     if loaded:
         feats = _ext.ffi.new("int[8]")
@@ -389,7 +397,9 @@ class Int8Weights:
         if layout not in self._packed:
             size = ffi.new("int64_t *")
             _check_rc("prepare_int8", lib.ta_int8_packed_size(layout, self.K, self.N, size))
-            buf = np.empty(int(size[0]), dtype=np.uint8)
+            raw = np.empty(int(size[0]) + 64, dtype=np.uint8)  # 64-byte aligned: whole-line loads
+            start = -raw.ctypes.data % 64
+            buf = raw[start:start + int(size[0])]
             _check_rc("prepare_int8", lib.ta_int8_pack(layout, _ptr("int8_t", self.B), self.K,
                                                        self.N, _ptr("uint8_t", buf), buf.size))
             self._packed[layout] = buf
@@ -408,16 +418,20 @@ def prepare_int8(B):
     return Int8Weights(B)
 
 
-def gemm_int8(A, B, backend=None, out=None):
+def gemm_int8(A, B, backend=None, out=None, threads=None):
     """C = A @ B exactly: A (M, K) int8, B (K, N) int8 or :class:`Int8Weights` -> (M, N) int32.
 
     The int32 accumulation is exact for K <= INT8_MAX_K = 131071 (since
     K * 128 * 128 < 2**31); larger K is refused with ValueError. Pass the
     result of :func:`prepare_int8` as B to reuse packed weights across calls.
     out: optional (M, N) int32 C-contiguous array to write C into.
+    threads: None (``default_threads()``) or an int in [1, MAX_THREADS]; the C
+    kernel splits column panels (or rows) over that many threads, and the result
+    does not depend on it.
     Raises TypeError for wrong dtypes, ValueError for shapes/layout.
     """
     op = "gemm_int8"
+    nthreads = _threads(op, threads)
     _check_array(op, "A", A, dtype=np.int8, ndim=2)
     if isinstance(B, Int8Weights):
         weights = B
@@ -430,7 +444,7 @@ def gemm_int8(A, B, backend=None, out=None):
     if K > INT8_MAX_K:
         raise ValueError(f"{op}: K={K} exceeds {INT8_MAX_K}, the largest K for which int32 "
                          "accumulation is exact (K * 128 * 128 < 2**31); split K")
-    level = _resolve(op, backend)
+    level = _resolve_int8(op, backend)
     M = A.shape[0]
     C = _out_array(op, out, (M, N), np.int32, (A, weights.B if weights is not None else B))
     if level is None:
@@ -438,10 +452,7 @@ def gemm_int8(A, B, backend=None, out=None):
         return C
     if weights is None:
         weights = Int8Weights(B, _copy=False)
-    layout, buf = weights._packed_for(level)
-    rc = _ext.lib.ta_gemm_int8_packed(level, _ptr("int8_t", A), M, K, N, layout,
-                                      _ptr("uint8_t", buf), buf.size, _ptr("int32_t", C))
-    _check_rc(op, rc)
+    _int8_c_call(op, level, nthreads, A, weights, None, None, None, -128, 127, False, 1, None, C)
     return C
 
 
@@ -466,11 +477,12 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
     ints in [-128, 127]); bias: None or (N,) real-valued floats, added after
     dequantization; output per tensor (out_scale, out_zero).
 
-    acc = sum_k (A - a_zero)(B - b_zero) is exact (int64, from the int32 GEMM);
-    out = clip(round_half_to_even((a_scale * b_scale * acc + bias) / out_scale)
-    + out_zero, -128, 127); with relu=True values below out_zero are raised to it.
-    The epilogue is :func:`reference.requantize` for every backend, so results
-    are identical to ``reference.gemm_int8_requant``.
+    acc = sum_k (A - a_zero)(B - b_zero) is exact (int64, from the int32 GEMM); the
+    bias is rounded (half to even) onto the accumulator grid a_scale * b_scale[j] and
+    added; then out = clip(round(acc * M_j) + out_zero, -128, 127) with
+    M_j = a_scale * b_scale[j] / out_scale, by :func:`reference.requantize` -- the
+    library's one requantizer (integer multiplier and shift, round half to even) -- for
+    every backend. With relu=True values below out_zero are raised to it.
     """
     op = "gemm_int8_requant"
     C = gemm_int8(A, B, backend=backend)
@@ -500,7 +512,211 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
             raise ValueError(f"{op}: bias must be None or ({N},) finite floats, got shape {bias.shape}")
     colsum = B.colsum if isinstance(B, Int8Weights) else B.sum(axis=0, dtype=np.int64)
     acc = reference.zero_point_accumulators(C, A, colsum, a_zero, bz)
-    return reference.requantize(acc, a_scale, bs, out_scale, out_zero, bias, bool(relu))
+    if bias is not None:
+        b_q = np.rint(bias / (a_scale * bs))
+        if np.any(np.abs(b_q) > _INT32_MAX):
+            raise ValueError(f"{op}: bias / (a_scale * b_scale) must fit an int32 accumulator, "
+                             f"got magnitudes up to {np.abs(b_q).max():.3g}")
+        acc = acc + b_q.astype(np.int64)
+    q = reference.requantize(acc, a_scale * bs / out_scale, -128 - out_zero, 127 - out_zero, bool(relu))
+    return (q + out_zero).astype(np.int8)
+
+
+# ----------------------------------------------------------------- fused int8 layer
+
+_INT8_OUTS = ("int8", "int32", "float32")
+
+
+def _per_channel_ints(op, name, value, M, lo, hi):
+    """value (int or (M,) integer array) as an int or an int64 (M,) array, each in [lo, hi]."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be an int or an integer array, got bool")
+    if isinstance(value, (int, np.integer)):
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"{op}: {name} must lie in [{lo}, {hi}], got {int(value)}")
+        return int(value)
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must be an int or ({M},) integers, got dtype {arr.dtype}")
+    if arr.ndim not in (0, 1) or (arr.ndim == 1 and arr.shape != (M,)):
+        raise ValueError(f"{op}: {name} must be an int or ({M},) integers, got shape {arr.shape}")
+    if arr.size:
+        vmin, vmax = int(arr.min()), int(arr.max())
+        if vmin < lo or vmax > hi:
+            raise ValueError(f"{op}: {name} must lie in [{lo}, {hi}], got values from {vmin} to {vmax}")
+    return arr if arr.ndim == 1 else int(arr)
+
+
+_NO_VNNI = 256  # TA_INT8_NO_VNNI, OR-ed into the level: the AVX-512BW kernel even with VNNI
+
+
+def _int8_vnni():
+    """True if the C int8 kernel at the AVX-512 level uses VNNI (else AVX-512BW)."""
+    return int(_ext.lib.ta_int8_choose_layout(2, 0)) == int(_ext.lib.TA_INT8_LAYOUT_K4)
+
+
+def int8_c_paths():
+    """C paths of the int8 kernels on this CPU: :func:`c_paths` plus ``"c-avx512bw"``
+    (the AVX-512BW kernel, forced even where VNNI exists) when AVX-512 is usable."""
+    paths = c_paths()
+    if _ext.lib is not None and int(_ext.lib.ta_best_isa(_KERNEL_IDS["gemm_int8"])) >= 2:
+        paths.append("c-avx512bw")
+    return paths
+
+
+def _resolve_int8(op, backend):
+    """_resolve for the int8 kernels (errors name `op`); also takes ``"c-avx512bw"``."""
+    if backend == "c-avx512bw":
+        if "c-avx512bw" not in int8_c_paths():
+            raise RuntimeError(f"{op}: backend='c-avx512bw' needs the C extension on a CPU with "
+                               "AVX-512BW")
+        return 2 | _NO_VNNI
+    try:
+        return _resolve("gemm_int8", backend)
+    except (ValueError, RuntimeError) as exc:
+        raise type(exc)(str(exc).replace("gemm_int8:", f"{op}:", 1)) from None
+
+
+_OUT_KINDS = {"int8": (0, np.int8), "int32": (1, np.int32), "float32": (2, np.float32)}
+
+
+def _int8_c_call(op, level, threads, x, weights, bias, mult, shift, lo, hi, relu, kind, scale, Y):
+    """ta_int8_linear on checked arguments; Y (N, M) receives the result."""
+    lib = _ext.lib
+    null = _ext.ffi.NULL
+    layout, buf = weights._packed_for(level)
+    N, K = x.shape
+    M = weights.N
+    m_ptr = s_ptr = sc_ptr = null
+    nq = nscale = 0
+    keep = []  # arrays the pointers view, alive until the call returns
+    if kind == 0 and np.ndim(mult) == 0 and np.ndim(shift) == 0:
+        m_ptr, s_ptr, nq = _ext.ffi.new("int32_t[1]", [mult]), _ext.ffi.new("int32_t[1]", [shift]), 1
+    elif kind == 0:  # per channel (a scalar one is broadcast)
+        keep = [np.ascontiguousarray(v if np.ndim(v) else np.full(M, v), dtype=np.int32)
+                for v in (mult, shift)]
+        m_ptr, s_ptr, nq = _ptr("int32_t", keep[0]), _ptr("int32_t", keep[1]), M
+    if kind == 2:
+        keep = [np.ascontiguousarray(np.ravel(scale), dtype=np.float64)]
+        sc_ptr, nscale = _ptr("double", keep[0]), keep[0].size
+    ctype = {0: "int8_t", 1: "int32_t", 2: "float"}[kind]
+    rc = lib.ta_int8_linear(
+        level, threads, _ptr("int8_t", x), N, K, M, layout, _ptr("uint8_t", buf), buf.size,
+        null if bias is None else _ptr("int32_t", bias), m_ptr, s_ptr, nq, sc_ptr, nscale,
+        lo, hi, int(bool(relu)), kind, _ptr(ctype, Y))
+    _check_rc(op, rc)
+
+
+def _int8_weights(op, weights):
+    """(Int8Weights, B) from an Int8Weights or a raw int8 (K, M) array (packed on the fly)."""
+    if isinstance(weights, Int8Weights):
+        return weights
+    if not isinstance(weights, np.ndarray):
+        raise TypeError(f"{op}: weights must be Int8Weights (see prepare_int8) or an int8 "
+                        f"ndarray, got {type(weights).__name__}")
+    _check_array(op, "weights", weights, dtype=np.int8, ndim=2)
+    if weights.shape[0] > INT8_MAX_K:
+        raise ValueError(f"{op}: K={weights.shape[0]} exceeds {INT8_MAX_K}, the largest K for "
+                         "which int32 accumulation is exact (K * 128 * 128 < 2**31)")
+    return Int8Weights(weights, _copy=False)
+
+
+def int8_linear(x, weights, bias=None, multiplier=1, shift=0, lo=-128, hi=127, relu=False,
+                out="int8", out_scale=None, threads=None, backend=None):
+    """A quantized linear layer, y = requant(x @ B + bias), row-major in and out.
+
+    x: (N, K) int8 C-contiguous activation codes; weights: :class:`Int8Weights`
+    from ``prepare_int8(B)`` with B (K, M) int8 = W_codes.T (a raw int8 (K, M)
+    array is packed on every call); bias: None or (M,) int32 on the accumulator
+    grid. acc = x @ B + bias in an int32 accumulator (exact for a checked layer).
+
+    out="int8" (default): ``round_half_to_even(acc * multiplier / 2**shift)``
+    clipped to [max(lo, 0) if relu else lo, hi] -> (N, M) int8; multiplier int
+    in [1, 2**31) and shift int in [0, 62], each a scalar or (M,) per output
+    channel; -128 <= lo <= hi <= 127. Equal to ``quant.integer.requantize`` with
+    ``(multiplier, shift) = quant.integer.multiplier(M_real)``.
+    out="int32": acc (max(acc, 0) with relu) -> (N, M) int32.
+    out="float32": float32(acc * out_scale) computed in float64, out_scale a
+    positive float or (M,) positive floats, relu applied to acc first.
+
+    threads: None (``default_threads()``) or an int in [1, MAX_THREADS]; the
+    result does not depend on it. backend as for :func:`gemm_int8`.
+    Raises TypeError / ValueError naming the argument on bad input.
+    """
+    op = "int8_linear"
+    _check_array(op, "x", x, dtype=np.int8, ndim=2)
+    w = _int8_weights(op, weights)
+    K, M = w.shape
+    N = x.shape[0]
+    if x.shape[1] != K:
+        raise ValueError(f"{op}: x has K={x.shape[1]} columns but the weights have K={K} rows "
+                         f"(x {x.shape}, weights {w.shape})")
+    if out not in _INT8_OUTS:
+        raise ValueError(f"{op}: out must be one of {_INT8_OUTS}, got {out!r}")
+    if bias is not None:
+        _check_array(op, "bias", bias, dtype=np.int32, ndim=1)
+        if bias.shape != (M,):
+            raise ValueError(f"{op}: bias must have shape ({M},), got {bias.shape}")
+    mult = _per_channel_ints(op, "multiplier", multiplier, M, 1, _INT32_MAX)
+    shf = _per_channel_ints(op, "shift", shift, M, 0, 62)
+    lo = _check_int(op, "lo", lo, -128, 127)
+    hi = _check_int(op, "hi", hi, -128, 127)
+    if lo > hi:
+        raise ValueError(f"{op}: lo must be <= hi, got lo={lo}, hi={hi}")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: relu must be a bool, got {type(relu).__name__}")
+    scale = None
+    if out == "float32":
+        if out_scale is None:
+            raise ValueError(f"{op}: out='float32' needs out_scale (a positive float or ({M},))")
+        scale = np.asarray(out_scale, dtype=np.float64) if not isinstance(out_scale, str) else None
+        if scale is None or scale.ndim not in (0, 1) or (scale.ndim == 1 and scale.shape != (M,)):
+            raise ValueError(f"{op}: out_scale must be a positive float or ({M},) positive floats, "
+                             f"got {out_scale!r}")
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ValueError(f"{op}: out_scale must be finite and > 0")
+    elif out_scale is not None:
+        raise ValueError(f"{op}: out_scale is only used with out='float32', got out={out!r}")
+    nthreads = _threads(op, threads)
+    level = _resolve_int8(op, backend)
+    if level is None:
+        return reference.int8_linear(x, w.B, bias, mult, shf, lo, hi, bool(relu), out, scale)
+    kind, dtype = _OUT_KINDS[out]
+    Y = np.empty((N, M), dtype=dtype)
+    _int8_c_call(op, level, nthreads, x, w, bias, mult, shf, lo, hi, relu, kind, scale, Y)
+    return Y
+
+
+def quantize_int8(x, scale, lo=-128, hi=127, threads=None, backend=None):
+    """int8 codes of a float32 activation: clip(round_half_to_even(x / scale), lo, hi).
+
+    x: float32 C-contiguous ndarray of any shape (typically (N, K)); scale: a
+    positive finite float (per tensor); -128 <= lo <= hi <= 127. The division is
+    done in float64, so the codes equal ``quant.formats.Affine(8, scale).quantize(x)``
+    bit for bit (that quantizer clips to [-127, 127]: pass lo=-127). +-inf
+    saturates to hi / lo; NaN raises ValueError. Returns int8 of x's shape.
+    """
+    op = "quantize_int8"
+    _check_array(op, "x", x, dtype=np.float32)
+    s = _check_scale(op, "scale", scale)
+    lo = _check_int(op, "lo", lo, -128, 127)
+    hi = _check_int(op, "hi", hi, -128, 127)
+    if lo > hi:
+        raise ValueError(f"{op}: lo must be <= hi, got lo={lo}, hi={hi}")
+    nthreads = _threads(op, threads)
+    level = _resolve_int8(op, backend)
+    nan_message = f"{op}: x contains NaN, which has no int8 code"
+    if level is None:
+        if np.isnan(x).any():
+            raise ValueError(nan_message)
+        return reference.quantize_int8(x, s, lo, hi)
+    out = np.empty(x.shape, dtype=np.int8)
+    rc = _ext.lib.ta_quantize_int8(level & ~_NO_VNNI, nthreads, _ptr("float", x), x.size, s, lo,
+                                   hi, _ptr("int8_t", out))
+    if rc == _ext.lib.TA_ERR_VALUE:
+        raise ValueError(nan_message)
+    _check_rc(op, rc)
+    return out
 
 
 # ----------------------------------------------------------------- XNOR / popcount

@@ -36,8 +36,10 @@ def to_sparse(model, min_sparsity: float = 0.0, backend=None):
         for cname, child in list(parent._modules.items()):
             if child._modules:
                 continue
+            if not nn.is_weight_layer(child):
+                continue
             w = effective_weight(child)
-            if w is None or w.ndim not in (2, 4) or (w.size and np.mean(w == 0) < min_sparsity):
+            if w.size and np.mean(w == 0) < min_sparsity:
                 continue
             new = SparseLinear.from_linear(child, backend) if w.ndim == 2 else SparseConv2d.from_conv(child, backend)
             parent._modules[cname] = new  # in place, so the call order of a Sequential is kept

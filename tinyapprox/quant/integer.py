@@ -11,7 +11,9 @@ runs it without floats between the input quantizer and the logits:
 * the next ``ActQuant`` becomes a *requantization* ``q = clip(round(acc * M), lo, hi)`` with
   ``M = s_acc / s_out`` applied in integers: ``M = m0 * 2^-(30 + k)``, ``m0`` an int in
   [2^30, 2^31), ``acc * m0`` in int64, then an arithmetic right shift that rounds half to
-  even (``round_shift``). A ReLU just before is fused into the clip (``lo = 0``).
+  even (``round_shift``). A ReLU just before is fused into the clip (``lo = 0``). The
+  requantizer is ``kernels.reference.requantize`` (re-exported here with ``multiplier`` and
+  ``round_shift``): one implementation, which the C kernels are held to.
 
 Why it equals the simulation exactly: when every scale is a power of two (``pow2_scale=True``
 for int8, always for dynamic fixed point and power-of-two weights), ``M`` is a power of two,
@@ -32,72 +34,13 @@ import numpy as np
 
 from .. import kernels, nn
 from ..conv import im2col
+from ..kernels.reference import multiplier, requantize, round_shift  # the one requantizer, re-exported
 from ..tensor import no_grad
 from .fake import ActQuant, WeightQuant
 from .formats import Affine, DynamicFixedPoint, PowerOfTwo
 
 __all__ = ["round_shift", "requantize", "multiplier", "wrap", "accumulator_bound", "pow2_matmul",
            "pow2_matmul_reference", "IntegerModel"]
-
-
-def round_shift(v: np.ndarray, s) -> np.ndarray:
-    """``round(v / 2^s)`` for integer ``v`` and integer shifts ``s`` (broadcast), ties to even.
-
-    ``s <= 0`` is an exact left shift. For ``s > 0`` it is one expression of adds and
-    arithmetic shifts: ``(v + 2^(s-1) - 1 + ((v >> s) & 1)) >> s`` — with ``v = q 2^s + r``,
-    ``0 <= r < 2^s``, this is q when r is below half, q + 1 above, and the even one of the
-    two at exactly half. Equal to ``np.rint(v / 2**s)``. Works in int64.
-    """
-    v = np.asarray(v, dtype=np.int64)
-    s = np.asarray(s, dtype=np.int64)
-    if s.ndim == 0 and int(s) <= 0:
-        return v << int(-s)
-    pos = np.maximum(s, 0)
-    half = np.left_shift(np.int64(1), np.maximum(pos - 1, 0)) * (pos > 0)
-    q = (v + half - (pos > 0) + ((v >> pos) & 1) * (pos > 0)) >> pos
-    if s.ndim == 0:
-        return q
-    return np.where(s < 0, v << np.maximum(-s, 0), q)
-
-
-def multiplier(M):
-    """Integer form of a positive real multiplier: ``M = m0 * 2^-(30 + k)`` with ``m0`` in [2^30, 2^31).
-
-    Returns ``(m0, shift)`` as int64 arrays (``shift = 30 + k``); a power of two gives
-    ``m0 = 2^30`` exactly. Raises ValueError for non-positive or non-finite M.
-    """
-    M = np.asarray(M, dtype=np.float64)
-    if not np.all(np.isfinite(M)) or np.any(M <= 0):
-        raise ValueError(f"requantize: multipliers must be finite and > 0, got {M}")
-    f, e = np.frexp(M)                       # M = f * 2^e, f in [0.5, 1)
-    m0 = np.rint(np.ldexp(f, 31)).astype(np.int64)
-    e = e.astype(np.int64)
-    carry = m0 == 2 ** 31
-    m0 = np.where(carry, 2 ** 30, m0)
-    e = np.where(carry, e + 1, e)
-    return m0, 31 - e
-
-
-def requantize(acc, M, lo, hi, relu=False, channel_axis=1):
-    """Integer requantization ``clip(round(acc * M), lo, hi)`` with ``M = m0 * 2^-shift``.
-
-    Args:
-        acc: int32/int64 accumulators, any shape; M: scalar or per-channel (along
-            ``channel_axis``) positive multipliers ``s_acc / s_out``; lo, hi: code range;
-            relu: clip below at max(lo, 0) (ReLU fused).
-    Returns int64 codes. Rounding: half to even (``round_shift``).
-    """
-    acc = np.asarray(acc, dtype=np.int64)
-    m0, shift = multiplier(M)
-    if m0.ndim:
-        shape = [1] * acc.ndim
-        shape[channel_axis] = m0.size
-        m0, shift = m0.reshape(shape), shift.reshape(shape)
-    if np.all(m0 == 2 ** 30):           # a power-of-two multiplier: one rounding shift, no product
-        q = round_shift(acc, shift - 30)
-    else:
-        q = round_shift(acc * m0, shift)
-    return np.clip(q, max(lo, 0) if relu else lo, hi)
 
 
 def wrap(v, bits):
@@ -279,17 +222,14 @@ def _pair(v):
 class IntegerModel:
     """A calibrated fake-quant Sequential, compiled to integer steps (see the module docstring).
 
-    Args:
-        qmodel: output of ``quant.ptq`` / ``calibrate`` (int8/affine symmetric, dfp or pow2
-            weights; symmetric int8 or dfp activations; an ``ActQuant`` in front of every
-            weight layer; biases on their accumulator grid).
-        acc_bits: accumulator width (32; 16 shows overflow by wrap-around; 64 = no wrap).
-        backend: kernel backend for the int8 GEMM (None = best available).
+    Build it with ``IntegerModel.from_fake(qmodel)``. ``model(images) -> logits`` (float64
+    (N, classes)); ``check()`` lists per-layer bounds.
 
-    ``model(images) -> logits`` (float64 (N, classes)); ``check()`` lists per-layer bounds.
-
-    Raises:
-        ValueError: a structure or format the integer path cannot run.
+    Attributes:
+        steps: the compiled steps in order, tuples led by their kind: ``("quant" | "requant",
+            fmt, out_scale, lo, hi, relu)``, ``("layer", _Layer)``, ``("relu",)``,
+            ``("maxpool", module)``, ``("flatten",)``.
+        acc_bits: accumulator width the layers wrap to.
     """
 
     def __init__(self, steps, acc_bits=32):
@@ -297,6 +237,21 @@ class IntegerModel:
 
     @classmethod
     def from_fake(cls, qmodel, acc_bits=32, backend=None):
+        """Compile a calibrated fake-quant model into integer steps.
+
+        Args:
+            qmodel: output of ``quant.ptq`` / ``calibrate`` (int8/affine symmetric, dfp or pow2
+                weights; symmetric int8 or dfp activations; an ``ActQuant`` in front of every
+                weight layer; biases on their accumulator grid).
+            acc_bits: accumulator width (32; 16 shows overflow by wrap-around; 64 = no wrap).
+            backend: kernel backend for the int8 GEMM (None = best available).
+
+        Returns an ``IntegerModel``.
+
+        Raises:
+            ValueError: a structure or format the integer path cannot run (an uncalibrated
+                ``ActQuant``, a weight layer without one in front, an unsupported layer).
+        """
         leaves = [m for _, m in qmodel.named_modules() if not m._modules]
         steps = []
         scale = None            # current scale: None = float input, scalar = codes, array = per-channel acc
@@ -309,9 +264,9 @@ class IntegerModel:
                 relu = bool(steps) and steps[-1][0] == "relu"
                 if relu:
                     steps.pop()
-                steps.append(("quant" if scale is None else "requant", m.fmt, scale, s, lo, hi, relu))
+                steps.append(("quant" if scale is None else "requant", m.fmt, s, lo, hi, relu))
                 scale, in_max = s, max(abs(lo), abs(hi))
-            elif m._parameters.get("weight") is not None and m.weight.ndim in (2, 4):
+            elif nn.is_weight_layer(m):
                 if not isinstance(scale, float):
                     raise ValueError(f"IntegerModel: weight layer {m!r} is not preceded by an ActQuant")
                 layer = _Layer(m, scale, in_max, acc_bits, backend)
@@ -340,7 +295,7 @@ class IntegerModel:
                 for i, L in enumerate(self.layers())]
 
     def __call__(self, images, batch_size=1000):
-        from .pipeline import images_to_float
+        from ..data import images_to_float
         x_all = images_to_float(images)
         outs = []
         for i in range(0, len(x_all), batch_size):
@@ -353,9 +308,9 @@ class IntegerModel:
             kind = step[0]
             if kind == "quant":
                 fmt = step[1]
-                x, scale = fmt.quantize(x), step[3]
+                x, scale = fmt.quantize(x), step[2]
             elif kind == "requant":
-                _, _, _, s, lo, hi, relu = step
+                _, _, s, lo, hi, relu = step
                 x = requantize(x, np.asarray(scale) / s, lo, hi, relu, channel_axis=1)
                 scale = s
             elif kind == "layer":

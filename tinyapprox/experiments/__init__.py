@@ -1,0 +1,8 @@
+"""The applications: the ``tinyapprox`` command, its experiments and benchmarks.
+
+The top floor of the package: it imports the library, and nothing in the library imports
+it. ``harness`` holds what every command shares (run directory, quick mode, data, recipes,
+timing, JSON, plots); ``compress``, ``quantize``, ``binarize``, ``hogwild`` and ``lowprec``
+are the experiments; ``bench``, ``bench_kernels`` and ``bench_bnn`` the benchmarks;
+``cli`` the command line.
+"""
