@@ -88,6 +88,20 @@ typedef void (*ta_range_fn)(void *ctx, int64_t begin, int64_t end);
  * disjoint outputs gives the same bits for any thread count. */
 void ta_parallel_for(int threads, int64_t ntasks, ta_range_fn fn, void *ctx);
 
+/* One unit of a kernel's work, run by participant `tid` (0 = the caller, 1.. helpers;
+ * each tid is used by one thread at a time, so it can index per-thread work space). */
+typedef void (*ta_unit_fn)(void *ctx, int tid, int64_t unit);
+
+/* Run fn on units [0, nunits) handed out one at a time by an atomic counter to the
+ * caller and threads - 1 detached helpers started for this call. A helper that
+ * starts late (a busy machine) finds fewer units or none; the caller waits only for
+ * units in progress, never for a helper to start, so a busy second core costs at
+ * most the units already taken. Each unit runs exactly once; a kernel whose units
+ * write disjoint outputs gives the same bits for any thread count. A helper that
+ * outlives the call touches only the pool it shares (freed by its last holder),
+ * never ctx. TA_OK, or TA_ERR_NOMEM (then nothing has run). */
+int ta_parallel_units(int threads, int64_t nunits, ta_unit_fn fn, void *ctx);
+
 /* Threads worth using: at most `threads` (clamped to 1..TA_MAX_THREADS), at most
  * ntasks, and at most (ntasks * work_per_task) / min_work so that each thread gets
  * at least min_work units of work (a thread start costs ~20-50 us). */

@@ -12,6 +12,10 @@ the same name in :mod:`tinyapprox.kernels.reference`:
 * :func:`xnor_gemm` -- +-1 products of bit-packed matrices by XOR and popcount
   (binarized layers), with :func:`pack_bits` / :func:`unpack_bits`.
 
+and fused inference entry points that take row-major activations (N, features):
+:func:`csr_linear` (pruned layer: ``x @ W.T + b``, ReLU) and :func:`binary_linear`
+(binary layer: dot products, or thresholds straight to packed bits).
+
 Every public function validates dtype, shape, C-contiguity, alignment and index
 ranges before any C call and raises ``TypeError`` / ``ValueError`` naming the
 operation, what it expected and what it got. The C code checks sizes again and
@@ -23,7 +27,8 @@ Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 :func:`c_paths`); the int8 kernels also take ``"c-avx512bw"`` (the AVX-512BW kernel
 even on a VNNI CPU, see :func:`int8_c_paths`). :func:`info` tells which path each
 kernel uses. The C calls release the GIL. Kernels that take ``threads=`` split their
-work in C (``None``: :func:`default_threads`); the results never depend on it.
+work in C (``None``: :func:`default_threads`) over threads started for the call
+(fewer when the work is too small to pay for them); the results never depend on it.
 """
 import os
 import threading
@@ -35,10 +40,11 @@ from .reference import INT8_MAX_K
 
 __all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
            "Int8Weights", "gemm_int8_requant", "int8_linear", "quantize_int8", "int8_c_paths", "xnor_gemm", "pack_bits", "unpack_bits",
-           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads"]
+           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear", "binary_linear"]
 
 _INT32_MAX = 2**31 - 1
 _KERNEL_IDS = {"csr_matmul": 0, "gemm_int8": 1, "xnor_gemm": 2}
+_KERNEL_OF = {"csr_linear": "csr_matmul", "binary_linear": "xnor_gemm"}  # fused op -> its kernel
 _PATH_NAMES = {
     "csr_matmul": ("scalar", "avx2", "avx512"),
     "gemm_int8": ("scalar", "avx2", "avx512-vnni"),  # "avx512bw" on AVX-512 without VNNI
@@ -140,8 +146,9 @@ def c_paths():
 
 def _resolve(op, backend):
     """None for the NumPy twin, else the SIMD level for the C call."""
+    kernel = _KERNEL_OF.get(op, op)
     if backend is None:
-        return None if _ext.lib is None else _best_level(op)
+        return None if _ext.lib is None else _best_level(kernel)
     if backend == "numpy":
         return None
     if backend == "c" or (isinstance(backend, str) and backend[2:] in _ext.ISA_NAMES
@@ -151,8 +158,8 @@ def _resolve(op, backend):
             raise RuntimeError(f"{op}: backend={backend!r} requested but the C extension is not "
                                f"loaded ({why})")
         if backend == "c":
-            return _best_level(op)
-        return min(_ext.ISA_NAMES.index(backend[2:]), int(_ext.lib.ta_best_isa(_KERNEL_IDS[op])))
+            return _best_level(kernel)
+        return min(_ext.ISA_NAMES.index(backend[2:]), int(_ext.lib.ta_best_isa(_KERNEL_IDS[kernel])))
     raise ValueError(f"{op}: unknown backend {backend!r}; expected None, 'numpy', 'c' or one of "
                      f"{['c-' + n for n in _ext.ISA_NAMES]}")
 
@@ -242,7 +249,7 @@ def _threads(op, threads):
 
 # ----------------------------------------------------------------- CSR x dense
 
-def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
+def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None, threads=None):
     """Y = A @ X for a CSR matrix A (M, K) and a dense X (K, N).
 
     indptr: (M+1,) integer, starts at 0, non-decreasing, ends at nnz;
@@ -251,6 +258,9 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
     shape: optional (M, K) of A, checked against indptr and X.
     out: optional (M, N) float32 C-contiguous array to write Y into (saves the
     allocation, which matters for small products); it must not overlap X.
+    threads: None (``default_threads()``) or int in [1, MAX_THREADS]; each
+    element of Y is summed by one thread in a fixed order, so Y is the same bits
+    for any thread count.
     Returns Y: (M, N) float32, equal to ``reference.csr_matmul`` up to float32
     rounding (the summation order differs).
 
@@ -293,6 +303,7 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
         row = int(np.argmax(ip[1:] < ip[:-1]))
         raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
                          f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
+    nt = _threads(op, threads)
     level = _resolve(op, backend)
     Y = _out_array(op, out, (M, N), np.float32, (indptr, indices, data, X))
     if level is None:
@@ -304,10 +315,10 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
     if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
         _check_csr_columns(op, indices, K)  # before narrowing to int32
     idx = indices.astype(np.int32, copy=False)
-    scratch = _csr_scratch(M, K, N)
+    scratch = _csr_scratch(M, K, nt)
     rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
                                     _ptr("float", data), _ptr("float", X), _ptr("float", Y),
-                                    _ptr("float", scratch), scratch.size)
+                                    _ptr("float", scratch), scratch.size, nt)
     if rc == _ext.lib.TA_ERR_INDEX:
         _check_csr_columns(op, indices, K)
     _check_rc(op, rc)
@@ -315,13 +326,14 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
 
 
 _local = threading.local()
-_SCRATCH_CAP = 1 << 22  # floats kept per thread between calls (16 MiB)
+_SCRATCH_CAP = 1 << 23  # floats kept per Python thread between calls (32 MiB)
 
 
-def _csr_scratch(M, K, N):
-    """Per-thread float32 work space reused across calls (fresh pages cost page faults)."""
-    need = (K + M) * 128 + 32 if N >= 64 else 0
-    if need == 0 or need > _SCRATCH_CAP:
+def _csr_scratch(R, K, threads):
+    """Per-Python-thread float32 work space reused across CSR calls (fresh pages cost page
+    faults); empty (the C code then allocates) if the call would need more than the cap."""
+    need = int(_ext.lib.ta_csr_scratch_floats(R, K, threads))
+    if need <= 0 or need > _SCRATCH_CAP:
         return np.empty(0, dtype=np.float32)
     buf = getattr(_local, "csr_scratch", None)
     if buf is None or buf.size < need:
@@ -743,7 +755,7 @@ def _check_bits(op, name, bits, K, ndim):
                              "bits k >= K must be 0 (use pack_bits)")
 
 
-def xnor_gemm(A_bits, B_bits, K, backend=None, out=None):
+def xnor_gemm(A_bits, B_bits, K, backend=None, out=None, threads=None):
     """+-1 matrix product on packed bits: C[i, j] = K - 2 * popcount(A_i XOR B_j).
 
     A_bits: (M, W) uint64 (rows of A), B_bits: (N, W) uint64 (rows of B^T, i.e.
@@ -751,12 +763,15 @@ def xnor_gemm(A_bits, B_bits, K, backend=None, out=None):
     makes them) -> (M, N) int32, equal to
     ``unpack_bits(A_bits, K) @ unpack_bits(B_bits, K).T`` exactly.
     K: int in [0, 2**31 - 1]. out: optional (M, N) int32 C-contiguous array
-    to write C into. Raises TypeError/ValueError on bad input.
+    to write C into. threads: None (``default_threads()``) or int in
+    [1, MAX_THREADS]; the result is exact whatever the count.
+    Raises TypeError/ValueError on bad input.
     """
     op = "xnor_gemm"
     K = _check_int(op, "K", K, 0, _INT32_MAX)
     _check_bits(op, "A_bits", A_bits, K, 2)
     _check_bits(op, "B_bits", B_bits, K, 2)
+    nt = _threads(op, threads)
     level = _resolve(op, backend)
     M, N, W = A_bits.shape[0], B_bits.shape[0], (K + 63) // 64
     C = _out_array(op, out, (M, N), np.int32, (A_bits, B_bits))
@@ -764,7 +779,7 @@ def xnor_gemm(A_bits, B_bits, K, backend=None, out=None):
         C[...] = reference.xnor_gemm(A_bits, B_bits, K)
         return C
     rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", A_bits), M, _ptr("uint64_t", B_bits), N,
-                               W, K, _ptr("int32_t", C))
+                               W, K, _ptr("int32_t", C), nt)
     _check_rc(op, rc)
     return C
 
@@ -799,3 +814,158 @@ def unpack_bits(bits, K):
     K = _check_int(op, "K", K, 0, _INT32_MAX)
     _check_bits(op, "bits", bits, K, (1, 2))
     return reference.unpack_bits(bits, K)
+
+
+# ----------------------------------------------------------------- fused layers
+
+def _check_csr_weights(op, indptr, indices, data, K, shape):
+    """Validate W (M, K) in CSR for a fused layer -> (M, indptr as int64).
+
+    Same rules as :func:`csr_matmul`: indptr (M+1,) starting at 0, non-decreasing,
+    ending at nnz; indices (nnz,) integer; data (nnz,) float32. The column range of
+    indices is checked by the caller (in C for int32 indices).
+    """
+    _check_array(op, "indptr", indptr, kind="int", ndim=1)
+    _check_array(op, "indices", indices, kind="int", ndim=1)
+    _check_array(op, "data", data, dtype=np.float32, ndim=1)
+    if indptr.size == 0:
+        raise ValueError(f"{op}: indptr must have M+1 >= 1 entries, got 0")
+    M, nnz = indptr.size - 1, indices.size
+    if data.size != nnz:
+        raise ValueError(f"{op}: indices and data must have the same length (nnz), "
+                         f"got {nnz} and {data.size}")
+    if shape is not None and tuple(shape) != (M, K):
+        raise ValueError(f"{op}: shape {tuple(shape)} does not match indptr (M={M}) and "
+                         f"x (K={K} columns); expected ({M}, {K})")
+    if indptr.dtype.kind == "u" and int(indptr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{op}: indptr values exceed int64")
+    ip = indptr.astype(np.int64, copy=False)
+    if ip[0] != 0 or ip[-1] != nnz:
+        raise ValueError(f"{op}: indptr must start at 0 and end at nnz={nnz}, "
+                         f"got {int(ip[0])} ... {int(ip[-1])}")
+    if M and bool((ip[1:] < ip[:-1]).any()):
+        row = int(np.argmax(ip[1:] < ip[:-1]))
+        raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
+                         f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
+    return M, ip
+
+
+def csr_linear(x, indptr, indices, data, bias=None, relu=False, shape=None, threads=None,
+               backend=None):
+    """Fused pruned layer: y = x @ W.T + bias, ReLU if asked, W sparse in CSR.
+
+    x: (N, K) float32 C-contiguous row-major activations (one sample per row);
+    W: (M, K) as indptr (M+1,) integer (starts at 0, non-decreasing, ends at nnz),
+    indices (nnz,) integer columns in [0, K) (any order, duplicates add up), data
+    (nnz,) float32 -- the layout of ``sparse.CSR`` of a ``Linear.weight``;
+    bias: (M,) float32 or None; relu: bool; shape: optional (M, K), checked.
+    Returns y: (N, M) float32. Each y[n, j] is summed by one thread in the order of
+    row j's stored entries, then the bias is added and ReLU applied (max(y, 0)),
+    so the result is the same bits for every ``threads``; it equals
+    ``reference.csr_linear`` up to float32 rounding. NaN/inf follow IEEE over the
+    stored entries (as in :func:`csr_matmul`).
+    threads: None (``default_threads()``) or int in [1, MAX_THREADS].
+    Raises TypeError for wrong types/dtypes, ValueError for bad shapes, layout,
+    index ranges or threads, RuntimeError if ``backend`` asks for C that is absent.
+    """
+    op = "csr_linear"
+    _check_array(op, "x", x, dtype=np.float32, ndim=2)
+    N, K = x.shape
+    M, ip = _check_csr_weights(op, indptr, indices, data, K, shape)
+    if bias is not None:
+        _check_array(op, "bias", bias, dtype=np.float32, ndim=1)
+        if bias.shape != (M,):
+            raise ValueError(f"{op}: bias must have shape ({M},) (one per output), got {bias.shape}")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: relu must be a bool, got {type(relu).__name__}")
+    nt = _threads(op, threads)
+    level = _resolve(op, backend)
+    if level is None:
+        _check_csr_columns(op, indices, K)
+        return reference.csr_linear(x, ip, indices, data, bias, bool(relu))
+    if K > _INT32_MAX:
+        raise ValueError(f"{op}: K={K} exceeds the C kernel limit {_INT32_MAX}; use backend='numpy'")
+    if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
+        _check_csr_columns(op, indices, K)  # before narrowing to int32; int32 is checked in C
+    idx = indices.astype(np.int32, copy=False)
+    y = np.empty((N, M), dtype=np.float32)
+    scratch = _csr_scratch(M, K, nt)
+    rc = _ext.lib.ta_csr_linear_f32(level, N, K, M, idx.size, _ptr("int64_t", ip), _ptr("int32_t", idx),
+                                    _ptr("float", data), _ptr("float", x),
+                                    _ext.ffi.NULL if bias is None else _ptr("float", bias), int(bool(relu)),
+                                    _ptr("float", y), _ptr("float", scratch), scratch.size, nt)
+    if rc == _ext.lib.TA_ERR_INDEX:
+        _check_csr_columns(op, indices, K)
+    _check_rc(op, rc)
+    return y
+
+
+def _check_thresholds(op, thresholds, flip, M, K):
+    """thresholds (M,) integer -> int32 clipped to [-K-1, K+1] (same outcome for every
+    dot in [-K, K]); flip None or (M,) bool -> uint8 (M,)."""
+    _check_array(op, "thresholds", thresholds, kind="int", ndim=1)
+    if thresholds.shape != (M,):
+        raise ValueError(f"{op}: thresholds must have shape ({M},) (one per output channel), "
+                         f"got {thresholds.shape}")
+    if thresholds.dtype.kind == "u":
+        t = np.minimum(thresholds, np.uint64(K + 1)).astype(np.int64)
+    else:
+        t = thresholds.astype(np.int64)
+    t = np.clip(t, -K - 1, K + 1).astype(np.int32)
+    if flip is None:
+        return t, np.zeros(M, dtype=np.uint8)
+    _check_array(op, "flip", flip, dtype=np.bool_, ndim=1)
+    if flip.shape != (M,):
+        raise ValueError(f"{op}: flip must have shape ({M},) (one per output channel), got {flip.shape}")
+    return t, flip.view(np.uint8)
+
+
+def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, backend=None):
+    """Fused binary layer on packed +-1 bits: dot products, or thresholds to packed bits.
+
+    Bit convention (:func:`pack_bits`): bit k % 64 of word k // 64 of a row is 1 for
+    +1 (a value >= 0, so sign(0) = +1) and 0 for -1; padding bits beyond K are 0.
+    x_bits: (N, W) uint64 packed activations (one sample per row), w_bits: (M, W)
+    uint64 packed weights (one row per output channel), W = ceil(K/64); K: int.
+    dot[n, j] = K - 2 * popcount(x_bits[n] XOR w_bits[j]), the +-1 dot product.
+
+    thresholds None: returns dot, (N, M) int32.
+    thresholds (M,) integer (+ flip (M,) bool or None): returns the packed signs
+    (N, ceil(M/64)) uint64, bit j of row n = 1 (+1) iff dot >= thresholds[j]
+    (flip[j] False) or dot <= thresholds[j] (flip[j] True, a negative batch-norm
+    gamma); padding bits beyond M are 0, so the result is the x_bits of the next
+    binary layer. Thresholds of any integer dtype are accepted; values beyond
+    [-K-1, K+1] decide the same way as the nearest end of that range.
+    From ``bnn.packing.fold_threshold``'s (s, t) (bit = s * dot >= t):
+    ``thresholds = s * t, flip = s < 0``.
+    threads: None (``default_threads()``) or int in [1, MAX_THREADS]; the result
+    does not depend on it. Raises TypeError/ValueError on bad input.
+    """
+    op = "binary_linear"
+    K = _check_int(op, "K", K, 0, _INT32_MAX)
+    _check_bits(op, "x_bits", x_bits, K, 2)
+    _check_bits(op, "w_bits", w_bits, K, 2)
+    N, M = x_bits.shape[0], w_bits.shape[0]
+    if thresholds is None:
+        if flip is not None:
+            raise ValueError(f"{op}: flip given without thresholds")
+    else:
+        t, f = _check_thresholds(op, thresholds, flip, M, K)
+    nt = _threads(op, threads)
+    level = _resolve(op, backend)
+    if level is None:
+        if thresholds is None:
+            return reference.binary_linear(x_bits, w_bits, K)
+        return reference.binary_linear(x_bits, w_bits, K, t, f.view(np.bool_))
+    if thresholds is None:
+        dot = np.empty((N, M), dtype=np.int32)
+        rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits), M,
+                                   (K + 63) // 64, K, _ptr("int32_t", dot), nt)
+        _check_rc(op, rc)
+        return dot
+    out = np.empty((N, (M + 63) // 64), dtype=np.uint64)
+    rc = _ext.lib.ta_binary_threshold(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits),
+                                      M, (K + 63) // 64, K, _ptr("int32_t", t), _ptr("uint8_t", f),
+                                      _ptr("uint64_t", out), out.shape[1], nt)
+    _check_rc(op, rc)
+    return out
