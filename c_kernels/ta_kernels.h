@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define TA_ABI_VERSION 5
+#define TA_ABI_VERSION 6
 
 #define TA_OK 0
 #define TA_ERR_SIZE 1       /* negative size or a size product that overflows */
