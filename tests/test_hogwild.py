@@ -46,7 +46,31 @@ train.save_model(model, sys.argv[2])
 """
 
 
-def _plain_sgd_one_blas_thread(trainset, tmp_path):
+_PLAIN_SGD_LINEAR = """
+import sys
+import numpy as np
+from tinyapprox import Tensor, data, functional as F, models, train
+with np.load(sys.argv[1]) as z:
+    images, labels = z["images"], z["labels"]
+model = models.lenet_300_100(seed=3)
+loader = data.DataLoader(images, labels, batch_size=32, shuffle=True, seed=3)
+params = list(model.parameters())
+total, step = 2 * len(loader), 0
+for _ in range(2):
+    for x, y in loader:
+        loss = F.cross_entropy(model(Tensor(x)), y)
+        for p in params:
+            p.grad = None
+        loss.backward()
+        lr = 0.05 * (1.0 - step / total)
+        for p in params:
+            p.data -= p.grad * lr
+        step += 1
+train.save_model(model, sys.argv[2])
+"""
+
+
+def _plain_sgd_one_blas_thread(trainset, tmp_path, script=_PLAIN_SGD):
     """The reference run in a process with one BLAS thread, like a Hogwild worker.
 
     BLAS results depend (in the last bit) on the thread count, so a bit-for-bit
@@ -54,7 +78,7 @@ def _plain_sgd_one_blas_thread(trainset, tmp_path):
     """
     np.savez(tmp_path / "train.npz", images=trainset[0], labels=trainset[1])
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-c", _PLAIN_SGD, str(tmp_path / "train.npz"), str(tmp_path / "model.npz")],
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "train.npz"), str(tmp_path / "model.npz")],
                    env=env, check=True)
     return train.load_model(models.lenet_300_100(seed=3), tmp_path / "model.npz")
 
@@ -72,6 +96,17 @@ def test_one_worker_equals_plain_sgd_bit_for_bit(tmp_path):
     for name in result.segments:
         assert not hw.segment_exists(name)
     assert _our_segments() == before
+
+
+def test_one_worker_with_a_linear_schedule_equals_sgd_with_a_decaying_rate(tmp_path):
+    trainset, testset = _toy_data(200, 1), _toy_data(64, 2)
+    result = hw.train_hogwild(workers=1, epochs=2, lr=0.05, batch_size=32, seed=3, train=trainset, test=testset,
+                              lr_schedule="linear")
+    model = _plain_sgd_one_blas_thread(trainset, tmp_path, _PLAIN_SGD_LINEAR)
+    for name, p in model.named_parameters():
+        assert result.params[name].tobytes() == p.data.tobytes(), name
+    constant = hw.train_hogwild(workers=1, epochs=2, lr=0.05, batch_size=32, seed=3, train=trainset, test=testset)
+    assert any(constant.params[n].tobytes() != result.params[n].tobytes() for n in result.params)
 
 
 def test_two_workers_share_the_work_and_release_memory():
@@ -109,6 +144,8 @@ def test_bad_arguments_are_refused():
         hw.train_hogwild(workers=1.5, train=trainset, test=trainset)
     with pytest.raises(ValueError, match="lr must be a number > 0, got -0.1"):
         hw.train_hogwild(lr=-0.1, train=trainset, test=trainset)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        hw.train_hogwild(lr_schedule="cosine", train=trainset, test=trainset)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         hw.train_hogwild(batch_size=0, train=trainset, test=trainset)
     with pytest.raises(ValueError, match="fewer than one batch"):

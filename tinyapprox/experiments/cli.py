@@ -260,6 +260,7 @@ _EPOCHS = _int_in(0, 100_000)
 #: instead of a run that never ends or an allocation that cannot succeed.
 CHECKS = {
     "epochs": _EPOCHS, "retrain_epochs": _EPOCHS, "qat_epochs": _EPOCHS, "finetune_epochs": _EPOCHS,
+    "extra_epochs": _EPOCHS,
     "limit": _int_in(1, 2**31 - 1), "batch_size": _int_in(1, 2**31 - 1), "rounds": _int_in(1, 1000),
     "repeats": _int_in(1, 100_000), "threads": _int_in(1, 1024), "calib": _int_in(1, 10**7),
     "workers": _int_in(1, 1024), "seed_workers": _int_in(1, 1024),

@@ -18,22 +18,29 @@ from ..optim.hogwild import train_hogwild
 from . import harness
 from .parallel import add_executor_options, executor_from_args, sweep
 
-__all__ = ["seed_runs", "compare", "format_table", "plot_comparison", "add_arguments", "run"]
+__all__ = ["seed_runs", "compare", "format_table", "plot_comparison", "plot_time_accuracy", "add_arguments", "run"]
 
 
 def seed_runs(seed: int, workers: int, epochs: int, lock: bool, lr: float, batch_size: int, model: str,
-              limit=None, quick: bool = False, verbose: bool = True) -> list:
-    """Single-process, lock-free and (``lock``) locked training of one seed, back to back (single
-    first, so load from other programs spreads over all of them); returns their summaries."""
+              limit=None, quick: bool = False, verbose: bool = True, lr_schedule: str = "linear",
+              extra_epochs: int = 0) -> list:
+    """Single-process, lock-free, (``lock``) locked and (``extra_epochs``) lock-free with more
+    epochs, for one seed, back to back (single first, so load from other programs spreads over
+    all of them), all on the same learning-rate schedule; returns their summaries."""
     train, test = harness.load_dataset(quick, limit)
-    plan = [(1, False)] + [(workers, False)] + ([(workers, True)] if lock else [])
+    plan = [(1, False, epochs), (workers, False, epochs)] + ([(workers, True, epochs)] if lock else [])
+    if extra_epochs:
+        plan.append((workers, False, epochs + extra_epochs))
     out = []
-    for w, lk in plan:
-        r = train_hogwild(workers=w, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lock=lk,
-                          model=model, train=train, test=test)
-        out.append(r.summary())
+    for w, lk, ep in plan:
+        r = train_hogwild(workers=w, epochs=ep, lr=lr, batch_size=batch_size, seed=seed, lock=lk,
+                          model=model, train=train, test=test, lr_schedule=lr_schedule)
+        summary = r.summary()
+        if ep != epochs:
+            summary["variant"] = f"{r.variant}+{ep - epochs}ep"
+        out.append(summary)
         if verbose:
-            print(f"  seed {seed} {r.variant:<9} {r.seconds_per_epoch:7.2f} s/epoch-eq  top-1 {r.test_top1:.4f}  "
+            print(f"  seed {seed} {summary['variant']:<13} {r.seconds_per_epoch:7.2f} s/epoch-eq  top-1 {r.test_top1:.4f}  "
                   f"stale {r.stale_updates}/{r.updates}  overlapping {r.overlapping_updates}  "
                   f"lost increments {r.lost_increments}  cpu share {r.cpu_share:.2f}", flush=True)
     return out
@@ -41,17 +48,23 @@ def seed_runs(seed: int, workers: int, epochs: int, lock: bool, lr: float, batch
 
 def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr: float = 0.05,
             batch_size: int = 32, model: str = "lenet-300-100", limit=None, verbose: bool = True,
-            quick: bool = False, executor=None) -> dict:
+            quick: bool = False, executor=None, lr_schedule: str = "linear", extra_epochs: int = 0) -> dict:
     """Run lock-free, (locked) and single-process training on the same work, for each seed.
 
     The seeds are independent runs (``seed_runs``) spread over ``executor`` (None: one after
     the other here). Returns ``{"rows": [summary per variant], "runs": {variant:
     [HogwildResult summaries]}}``; a row holds the median seconds per epoch-equivalent,
     ``speedup`` = single's median / this median (same run, same machine), the mean test
-    top-1 over seeds and the summed update counts.
+    top-1 over seeds and the summed update counts; ``seconds`` is the median wall time of the
+    whole run (what the accuracy-against-time plot uses).
+
+    The learning rate follows ``lr_schedule`` in every variant (default "linear": decaying
+    to 0, so the final weights are an average-like end of the run rather than the last few
+    noisy steps; with a constant rate the final-iterate accuracy of one seed is a lottery).
     """
     points = [dict(seed=s, workers=workers, epochs=epochs, lock=lock, lr=lr, batch_size=batch_size, model=model,
-                   limit=limit, quick=quick, verbose=verbose) for s in seeds]
+                   limit=limit, quick=quick, verbose=verbose, lr_schedule=lr_schedule, extra_epochs=extra_epochs)
+              for s in seeds]
     runs = {}
     for summaries in sweep(seed_runs, points, executor):
         for summary in summaries:
@@ -61,6 +74,8 @@ def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr
     for variant, summaries in runs.items():
         sec = float(np.median([s["seconds_per_epoch"] for s in summaries]))
         rows.append({"variant": variant, "workers": summaries[0]["workers"], "seconds_per_epoch": sec,
+                     "seconds": float(np.median([s["seconds"] for s in summaries])),
+                     "epochs": summaries[0]["epochs"],
                      "speedup": base / sec, "test_top1": float(np.mean([s["test_top1"] for s in summaries])),
                      "test_top1_per_seed": [s["test_top1"] for s in summaries],
                      **{k: int(sum(s[k] for s in summaries)) for k in
@@ -69,16 +84,17 @@ def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr
                      "cpu_share": float(np.mean([s["cpu_share"] for s in summaries]))})
     return {"rows": rows, "runs": runs, "config": {"workers": workers, "epochs": epochs, "seeds": list(seeds),
                                                    "lr": lr, "batch_size": batch_size, "model": model,
-                                                   "limit": limit}}
+                                                   "limit": limit, "lr_schedule": lr_schedule,
+                                                   "extra_epochs": extra_epochs}}
 
 
 def format_table(rows) -> str:
     """The comparison as a text table (one line per variant)."""
-    head = (f"{'variant':<10}{'workers':>8}{'s/epoch-eq':>12}{'speedup':>9}{'test top-1':>12}{'updates':>9}"
+    head = (f"{'variant':<14}{'workers':>8}{'s/epoch-eq':>12}{'speedup':>9}{'test top-1':>12}{'updates':>9}"
             f"{'stale':>8}{'mean tau':>10}{'overlapping':>13}{'lost incr.':>12}{'cpu share':>11}")
     lines = [head]
     for r in rows:
-        lines.append(f"{r['variant']:<10}{r['workers']:>8}{r['seconds_per_epoch']:>12.2f}{r['speedup']:>8.2f}x"
+        lines.append(f"{r['variant']:<14}{r['workers']:>8}{r['seconds_per_epoch']:>12.2f}{r['speedup']:>8.2f}x"
                      f"{r['test_top1']:>12.4f}{r['updates']:>9}{r['stale_updates']:>8}{r['mean_staleness']:>10.2f}"
                      f"{r['overlapping_updates']:>13}{r['lost_increments']:>12}{r['cpu_share']:>11.2f}")
     return "\n".join(lines)
@@ -91,7 +107,7 @@ def plot_comparison(result: dict, path, title=None):
     names = [r["variant"] for r in rows]
     x = np.arange(len(rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    ax1.bar(x, [r["seconds_per_epoch"] for r in rows], color=["#888", "#c44", "#48c"][:len(rows)])
+    ax1.bar(x, [r["seconds_per_epoch"] for r in rows], color=["#888", "#c44", "#48c", "#c84"][:len(rows)])
     for i, r in enumerate(rows):
         ax1.text(i, r["seconds_per_epoch"], f"{r['speedup']:.2f}x", ha="center", va="bottom", fontsize=9)
     ax1.set_xticks(x, [f"{n}\n({r['workers']} proc)" for n, r in zip(names, rows)])
@@ -111,6 +127,22 @@ def plot_comparison(result: dict, path, title=None):
     harness.save_plot(fig, path, dpi=110)
 
 
+def plot_time_accuracy(result: dict, path):
+    """Write a PNG: mean test top-1 against wall-clock seconds of the whole run, one point per variant
+    (Hogwild!'s claim: lock-free SGD given a few more epochs still beats full locking on time)."""
+    plt = harness.pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for r in result["rows"]:
+        ax.plot(r["seconds"], r["test_top1"], "o", ms=8, label=f"{r['variant']} ({r['epochs']} epochs)")
+    ax.set_xlabel("wall-clock seconds of the run (median over seeds)")
+    ax.set_ylabel("test top-1 (mean over seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    cfg = result.get("config", {})
+    ax.set_title(f"accuracy against time, lr schedule {cfg.get('lr_schedule')}", fontsize=10)
+    harness.save_plot(fig, path, dpi=110)
+
+
 def add_arguments(parser):
     """Options of ``tinyapprox hogwild``."""
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the parallel variants")
@@ -118,6 +150,12 @@ def add_arguments(parser):
     parser.add_argument("--lock", action="store_true", help="also run the locked variant (a lock around each update)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to average over (default 0)")
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr-schedule", default="linear", choices=["linear", "constant"],
+                        help="every variant's learning rate: decaying linearly to 0 (default; stable final "
+                             "accuracy) or constant (the final iterate of one seed is a lottery)")
+    parser.add_argument("--extra-epochs", type=int, default=1,
+                        help="also run lock-free with this many more epochs (0: not), for the accuracy-against-"
+                             "time plot")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="lenet-300-100", choices=["lenet-300-100", "lenet5", "small-convnet"])
     parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT images of each split")
@@ -171,12 +209,13 @@ def run(args) -> int:
     with executor_from_args(args) as executor:
         result = compare(workers=args.workers, epochs=epochs, seeds=seeds, lock=args.lock, lr=args.lr,
                          batch_size=args.batch_size, model=args.model, limit=args.limit, quick=quick,
-                         executor=executor)
+                         executor=executor, lr_schedule=args.lr_schedule, extra_epochs=args.extra_epochs)
     print(format_table(result["rows"]))
     print("stale: updates computed from weights another worker changed meanwhile; overlapping: updates written "
           "while another worker was writing; lost incr.: lock-free increments of a shared counter overwritten "
           "(see tinyapprox.optim.hogwild); cpu share: CPU time / wall time of the workers (1 = a core each)")
     plot_comparison(result, out / "hogwild.png")
+    plot_time_accuracy(result, out / "hogwild_time_accuracy.png")
     harness.write_json(out / "hogwild.json", result)
-    print(f"wrote {out / 'hogwild.png'}, {out / 'hogwild.json'}")
+    print(f"wrote {out / 'hogwild.png'}, {out / 'hogwild_time_accuracy.png'}, {out / 'hogwild.json'}")
     return 0

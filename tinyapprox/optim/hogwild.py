@@ -72,7 +72,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-__all__ = ["WORKER_ENV", "SharedArrays", "UpdateTracker", "HogwildResult", "HogwildWorkerError", "train_hogwild",
+__all__ = ["LR_SCHEDULES", "WORKER_ENV", "SharedArrays", "UpdateTracker", "HogwildResult", "HogwildWorkerError", "train_hogwild",
            "replay_schedule"]
 
 #: Environment set for every worker before it starts (one BLAS / OpenMP thread each).
@@ -451,15 +451,22 @@ def _variant_name(workers, lock):
     return "single" if workers == 1 else ("locked" if lock else "lock-free")
 
 
+LR_SCHEDULES = ("constant", "linear")
+
+
 def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_size: int = 32, seed: int = 0,
                   lock: bool = False, model: str = "lenet-300-100", train=None, test=None, limit=None,
-                  timeout: float = 3600.0, _fail_at=None) -> HogwildResult:
+                  timeout: float = 3600.0, lr_schedule: str = "constant", _fail_at=None) -> HogwildResult:
     """Train ``model`` with ``workers`` processes sharing one copy of the weights.
 
     Args:
         workers: number of worker processes (1 = the single-process baseline).
         epochs: passes of each worker over its shard (together: ``epochs`` epochs).
         lr: SGD learning rate (plain SGD, no momentum: ``w -= lr * g``).
+        lr_schedule: ``"constant"``, or ``"linear"``: each worker's rate falls linearly from
+            ``lr`` to 0 over its own steps (``lr * (1 - t / T)``, T = its epochs x batches), so
+            the last steps are small and the final weights do not hinge on the last few
+            updates (the same schedule for every variant makes their accuracies comparable).
         batch_size: mini-batch size of every worker.
         seed: model initialisation; worker ``k`` shuffles its shard with seed ``seed + k``.
         lock: hold one lock around each update (the locked variant).
@@ -487,6 +494,8 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
         raise ValueError(f"train_hogwild: workers must be an int >= 1, got {workers!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"train_hogwild: epochs must be an int >= 0, got {epochs!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"train_hogwild: lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or not lr > 0:
         raise ValueError(f"train_hogwild: lr must be a number > 0, got {lr!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -517,7 +526,8 @@ def train_hogwild(workers: int = 2, epochs: int = 1, lr: float = 0.05, batch_siz
         dataset["images"][...] = images
         dataset["labels"][...] = labels
         cfg = {"model": model, "names": [n for n, _ in named], "workers": workers, "epochs": int(epochs),
-               "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "fail_at": _fail_at,
+               "lr": float(lr), "lr_schedule": lr_schedule, "batch_size": int(batch_size), "seed": int(seed),
+               "fail_at": _fail_at,
                "lock": bool(lock), "parent": os.getpid()}
         t_launch = time.perf_counter()
         saved_env = {k: os.environ.get(k) for k in WORKER_ENV}
@@ -684,6 +694,8 @@ def _worker(k, cfg, param_handle, data_handle, conn):
         loader = data.DataLoader(images, labels, batch_size=cfg["batch_size"], shuffle=True, seed=cfg["seed"] + k)
         tracker = UpdateTracker(shared["started"], shared["finished"], shared["counter"], k)
         lr, fail_at = cfg["lr"], cfg["fail_at"]
+        total_steps = max(cfg["epochs"] * len(loader), 1)
+        decay = cfg.get("lr_schedule", "constant") == "linear"
         cross_entropy, grad_step = F.cross_entropy, 0
         loss_sum, samples = 0.0, 0
         conn.send({"ready": True})
@@ -700,8 +712,9 @@ def _worker(k, cfg, param_handle, data_handle, conn):
                 if lock is not None:
                     lock.acquire()
                 tracker.begin()
+                step_lr = lr * (1.0 - grad_step / total_steps) if decay else lr
                 for p, tmp in zip(params, scratch):
-                    np.multiply(p.grad, lr, out=tmp)
+                    np.multiply(p.grad, step_lr, out=tmp)
                     np.subtract(p.data, tmp, out=p.data)
                 tracker.end()
                 if lock is not None:
