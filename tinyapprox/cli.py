@@ -6,6 +6,7 @@
     tinyapprox binarize     binarized networks and XNOR inference
     tinyapprox hogwild      lock-free parallel SGD and low-precision training
     tinyapprox bench        autograd / training / kernel benchmarks (ratios, same run)
+    tinyapprox course       release the exercises to students (release OUT) and grade them (grade DIR)
     tinyapprox info         versions and which kernel backend is live
     tinyapprox demo         a tiny graph and its gradients
 """
@@ -22,6 +23,7 @@ EXPERIMENTS = {
     "quantize": ("tinyapprox.quant.experiment", "quantize a trained model (PTQ / QAT) and measure it"),
     "binarize": ("tinyapprox.bnn.experiment", "train a binarized network and run it on the XNOR kernel"),
     "hogwild": ("tinyapprox.optim.hogwild", "Hogwild! parallel SGD and low-precision training"),
+    "course": ("tinyapprox.experiments.course", "release the student version of the exercises, or grade a copy"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Applications of the library (commands, course tooling); nothing in the library imports this package."""
