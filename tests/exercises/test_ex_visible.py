@@ -12,7 +12,6 @@ import pytest
 
 import tinyapprox as ta
 from tinyapprox import functional as F
-from tinyapprox import kernels
 from tinyapprox.bnn import packing
 from tinyapprox.optim import races, stored
 from tinyapprox.prune import criteria, schedules

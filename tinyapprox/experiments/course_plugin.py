@@ -8,7 +8,6 @@ written to FILE as JSON at the end of the session.
 """
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import os
