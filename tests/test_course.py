@@ -116,3 +116,25 @@ def test_planted_submission_scores_exactly_its_two_exercises(released, tmp_path)
     agp = next(r for r in result["exercises"] if r["name"] == "agp_sparsity")
     assert "Falsifying example" in agp["failure"] and "NotImplementedError" not in agp["failure"]
     assert "total" in course.format_table(result)
+
+
+def test_instructors_guide_lists_every_exercise():
+    guide = (ROOT / "lectures/INSTRUCTORS.md").read_text()
+    for e in EXERCISES:
+        assert f"`{e['name']}`" in guide, f"lectures/INSTRUCTORS.md does not describe {e['name']}"
+
+
+def test_notebook_exercises_have_nbgrader_cells():
+    nbformat = pytest.importorskip("nbformat")
+    for path in sorted((ROOT / "lectures").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        meta = [c.metadata.get("nbgrader") for c in cells]
+        solutions = [m for m in meta if m and m["solution"]]
+        grades = [m for m in meta if m and m["grade"]]
+        assert solutions and len(grades) == len(solutions), path.name
+        assert all(m["locked"] and m["points"] > 0 for m in grades)
+        for c, m in zip(cells, meta):
+            has_region = "BEGIN SOLUTION" in c.source
+            assert has_region == bool(m and m["solution"]), f"{path.name}: solution region outside a solution cell"
+            if m and m["grade"]:
+                assert "### BEGIN HIDDEN TESTS" in c.source and "assert" in c.source
