@@ -24,7 +24,24 @@ mkdir -p source/lectures submitted/blank/lectures submitted/solution/lectures
 cp "$ROOT"/lectures/*.ipynb source/lectures/
 nbgrader generate_assignment lectures --force --log-level=WARN
 cp release/lectures/*.ipynb submitted/blank/lectures/
-cp source/lectures/*.ipynb submitted/solution/lectures/
+# the "solution" student: the released notebooks with each solution cell filled in from the source
+python - <<'PY'
+import json
+from pathlib import Path
+
+for released in sorted(Path("release/lectures").glob("*.ipynb")):
+    nb = json.loads(released.read_text())
+    source = json.loads((Path("source/lectures") / released.name).read_text())
+    answers = {c["metadata"]["nbgrader"]["grade_id"]: c["source"] for c in source["cells"]
+               if c["metadata"].get("nbgrader", {}).get("solution")}
+    for cell in nb["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("solution"):
+            text = "".join(answers[meta["grade_id"]])
+            cell["source"] = "".join(line for line in text.splitlines(keepends=True)
+                                     if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+    (Path("submitted/solution/lectures") / released.name).write_text(json.dumps(nb, indent=1))
+PY
 nbgrader autograde lectures --force --log-level=WARN
 
 python - <<'PY'

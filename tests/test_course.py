@@ -62,6 +62,7 @@ def test_release_strips_every_solution(released):
     assert not (out / course.HIDDEN_TESTS).exists()
     assert (out / "tests/exercises/test_ex_visible.py").exists()
     assert not list((out / "lectures").glob("make_*.py")) and not (out / "lectures/INSTRUCTORS.md").exists()
+    assert not (out / "tests/test_course.py").exists()
     for nb in (out / "lectures").glob("*.ipynb"):
         text = nb.read_text()
         assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text, nb.name
@@ -109,12 +110,16 @@ def test_planted_submission_scores_exactly_its_two_exercises(released, tmp_path)
     wrong = ("def agp_sparsity(step, final_sparsity, start_step, end_step, initial_sparsity=0.0):\n"
              "    return final_sparsity * min(max(step - start_step, 0) / (end_step - start_step), 1.0)\n")
     _splice(course.module_file(sub, module), None, qual, wrong)
+    broken = course.module_file(sub, "tinyapprox.quant.integer")  # a file that no longer parses
+    broken.write_text(broken.read_text() + "\ndef unfinished(:\n")
     result = course.grade(sub, ROOT)
     passed = {r["name"] for r in result["exercises"] if r["passed"]}
     assert passed == set(PLANTED)
     assert result["total"] == sum(BY_NAME[n]["points"] for n in PLANTED)
     agp = next(r for r in result["exercises"] if r["name"] == "agp_sparsity")
     assert "Falsifying example" in agp["failure"] and "NotImplementedError" not in agp["failure"]
+    requant = next(r for r in result["exercises"] if r["name"] == "requantize")
+    assert "cannot read" in requant["failure"] and "integer.py" in requant["failure"]
     assert "total" in course.format_table(result)
 
 
