@@ -143,3 +143,20 @@ def test_notebook_exercises_have_nbgrader_cells():
             assert has_region == bool(m and m["solution"]), f"{path.name}: solution region outside a solution cell"
             if m and m["grade"]:
                 assert "### BEGIN HIDDEN TESTS" in c.source and "assert" in c.source
+
+
+def test_otter_variant_has_one_question_per_grade_cell(tmp_path):
+    import subprocess
+    import sys
+
+    nbformat = pytest.importorskip("nbformat")
+    script = ROOT / "lectures" / "make_04_binarized.py"
+    subprocess.run([sys.executable, str(script), "--otter", str(tmp_path)], check=True, capture_output=True)
+    cells = nbformat.read(tmp_path / "04_binarized.ipynb", as_version=4).cells
+    raw = [c.source.splitlines()[0] for c in cells if c.cell_type == "raw"]
+    assert raw[0] == "# ASSIGNMENT CONFIG"
+    assert raw.count("# BEGIN QUESTION") == raw.count("# END QUESTION") == 2
+    assert raw.count("# BEGIN TESTS") == raw.count("# BEGIN SOLUTION") == 2
+    hidden = [c.source for c in cells if c.cell_type == "code" and c.source.startswith("# HIDDEN")]
+    assert len(hidden) == 2 and all("assert" in h and "HIDDEN TESTS" not in h for h in hidden)
+    assert not any("nbgrader" in c.metadata for c in cells)

@@ -33,7 +33,7 @@ from .exercises import BY_NAME, EXERCISES
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 HIDDEN_TESTS = Path("tests") / "exercises" / "hidden"
-NOT_RELEASED = ("lectures/make_*.py", "lectures/nbbuild.py", "lectures/INSTRUCTORS.md", "lectures/nbgrader_check.sh",
+NOT_RELEASED = ("lectures/make_*.py", "lectures/nbbuild.py", "lectures/INSTRUCTORS.md", "lectures/*_check.sh",
                 "tests/test_course.py",
                 str(HIDDEN_TESTS))
 _IGNORED = (".git", "__pycache__", "*.so", "*.o", "*.pyc", "*.egg-info", "build", "dist", ".hypothesis", ".pytest_cache",
