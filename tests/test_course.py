@@ -72,6 +72,7 @@ def test_release_strips_every_solution(released):
         course.release(out, ROOT)
 
 
+@pytest.mark.slow
 def test_blank_release_scores_zero(released, tmp_path):
     out, _ = released
     result = course.grade(out, ROOT, json_path=tmp_path / "blank.json")
@@ -80,6 +81,7 @@ def test_blank_release_scores_zero(released, tmp_path):
     assert json.loads((tmp_path / "blank.json").read_text()) == result
 
 
+@pytest.mark.slow
 def test_instructor_copy_scores_full_marks():
     result = course.grade(ROOT, ROOT)
     assert result["total"] == result["max"], [r for r in result["exercises"] if not r["passed"]]
@@ -98,6 +100,7 @@ def _splice(dst_file: Path, src_file: Path, qual: str, text=None):
     dst_file.write_text("".join(lines))
 
 
+@pytest.mark.slow
 def test_planted_submission_scores_exactly_its_two_exercises(released, tmp_path):
     out, _ = released
     sub = tmp_path / "submission"
@@ -130,19 +133,20 @@ def test_instructors_guide_lists_every_exercise():
 
 
 def test_notebook_exercises_have_nbgrader_cells():
-    nbformat = pytest.importorskip("nbformat")
     for path in sorted((ROOT / "lectures").glob("*.ipynb")):
-        cells = nbformat.read(path, as_version=4).cells
-        meta = [c.metadata.get("nbgrader") for c in cells]
+        cells = json.loads(path.read_text())["cells"]
+        for c in cells:
+            c["source"] = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        meta = [c["metadata"].get("nbgrader") for c in cells]
         solutions = [m for m in meta if m and m["solution"]]
         grades = [m for m in meta if m and m["grade"]]
         assert solutions and len(grades) == len(solutions), path.name
         assert all(m["locked"] and m["points"] > 0 for m in grades)
         for c, m in zip(cells, meta):
-            has_region = "BEGIN SOLUTION" in c.source
+            has_region = "BEGIN SOLUTION" in c["source"]
             assert has_region == bool(m and m["solution"]), f"{path.name}: solution region outside a solution cell"
             if m and m["grade"]:
-                assert "### BEGIN HIDDEN TESTS" in c.source and "assert" in c.source
+                assert "### BEGIN HIDDEN TESTS" in c["source"] and "assert" in c["source"]
 
 
 def test_otter_variant_has_one_question_per_grade_cell(tmp_path):
