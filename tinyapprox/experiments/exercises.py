@@ -122,7 +122,7 @@ EXERCISES = [
         "gradcheck with and without bias, 2-D and 3-D inputs"),
     _ex("cross_entropy", "layers", "code", 2, 10, [f"{_F}:CrossEntropy.backward"],
         "softmax(logits) minus the one-hot labels, times the per-sample gradient",
-        "gradcheck with every reduction; labels get no gradient"),
+        "gradcheck with every reduction (mean, sum, none)"),
     _ex("fake_quant_ste", "quantization", "code", 1, 5, ["tinyapprox.quant.fake:FakeQuant.backward"],
         "the straight-through estimator: pass g where the input was inside the format's range, 0 elsewhere",
         "gradient is g inside [low, high], 0 outside, for int8 and dynamic fixed point formats"),
