@@ -46,6 +46,7 @@ setup(
         "cluster": ["dask[distributed]>=2023.1"],
         "lectures": ["jupyter", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.5"],
         "bench": ["scipy>=1.8", "threadpoolctl>=3.1"],
+        "course": ["nbgrader>=0.9"],
     },
     setup_requires=["cffi>=1.15"],
     cffi_modules=["c_kernels/build_ckernels.py:ffibuilder"],

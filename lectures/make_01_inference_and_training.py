@@ -3,6 +3,7 @@ from nbbuild import Notebook
 
 notebook = Notebook()
 md, code = notebook.md, notebook.code
+solution, tests = notebook.solution, notebook.tests
 
 md("""# Lecture 1 — Inference and training from first principles
 
@@ -62,7 +63,7 @@ md("""### Exercise: the backward of the sigmoid
 
 Write `backward` for the logistic sigmoid `s(x) = 1 / (1 + e^-x)`, then let
 `gradcheck` judge it. (Hint: `s' = s (1 - s)`, and `forward` may save `s`.)""")
-code("""class MySigmoid(ta.Function):
+solution("""class MySigmoid(ta.Function):
     @staticmethod
     def forward(ctx, x):
         s = 1 / (1 + np.exp(-x))
@@ -71,13 +72,20 @@ code("""class MySigmoid(ta.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        # BEGIN SOLUTION
+        ### BEGIN SOLUTION
         s, = ctx.saved
         return grad * s * (1 - s)
-        # END SOLUTION
-
-
-print(gradcheck(MySigmoid.apply, [rng.standard_normal((3, 4))], name="my_sigmoid"))""")
+        ### END SOLUTION""", "sigmoid_backward")
+tests("""assert gradcheck(MySigmoid.apply, [rng.standard_normal((3, 4))], name="my_sigmoid")
+### BEGIN HIDDEN TESTS
+for seed in range(4):
+    x = np.random.default_rng(seed).standard_normal((2, 5)) * 4
+    assert gradcheck(MySigmoid.apply, [x], name="my_sigmoid")
+t = ta.tensor(np.zeros(3), requires_grad=True)
+MySigmoid.apply(t).backward(np.ones(3))
+assert np.allclose(t.grad, 0.25)
+### END HIDDEN TESTS
+print("MySigmoid.backward passes gradcheck")""", "sigmoid_backward_tests", 2)
 md("""## 3. Convolution: six loops and one matrix product
 
 The lecture's convolution is `B[x,y,j] += A[x-u, y-v, k] * K[u,v,k,j]`; frameworks (and

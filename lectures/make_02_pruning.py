@@ -3,6 +3,7 @@ from nbbuild import Notebook
 
 notebook = Notebook()
 md, code = notebook.md, notebook.code
+solution, tests = notebook.solution, notebook.tests
 
 
 md("""
@@ -69,21 +70,34 @@ Magnitude pruning removes the weights with the smallest |w|. Exercise: write the
 for one array yourself (keep the `1 − amount` largest magnitudes) and check it against
 `prune.magnitude`.
 """)
-code("""
+solution("""
 def magnitude_mask(w, amount):
-    # BEGIN SOLUTION
+    \"\"\"Keep mask (bool, w's shape) pruning the round(amount * w.size) smallest |w| (ties: lower index first).\"\"\"
+    ### BEGIN SOLUTION
     k = int(round(amount * w.size))
     order = np.argsort(np.abs(w).ravel(), kind="stable")
     mask = np.ones(w.size, dtype=bool)
     mask[order[:k]] = False
     return mask.reshape(w.shape)
-    # END SOLUTION
-
+    ### END SOLUTION
+""", "magnitude_mask")
+tests("""
 m = fresh_copy(dense)
 mine = magnitude_mask(m[1].weight.data, 0.8)
 theirs = prune.magnitude(m, amount=0.8, params=["1.weight"])["1.weight"]
-print("same mask as prune.magnitude:", np.array_equal(mine, theirs))
-""")
+assert np.array_equal(mine, theirs), "not the mask prune.magnitude gives"
+### BEGIN HIDDEN TESTS
+rng_t = np.random.default_rng(3)
+for amount in (0.0, 0.3, 0.5, 0.97, 1.0):
+    w_t = rng_t.standard_normal((7, 5))
+    keep = magnitude_mask(w_t, amount)
+    assert keep.shape == w_t.shape and keep.dtype == bool
+    assert np.count_nonzero(~keep) == round(amount * w_t.size)
+    if keep.any() and (~keep).any():
+        assert np.abs(w_t[keep]).min() >= np.abs(w_t[~keep]).max()
+### END HIDDEN TESTS
+print("same mask as prune.magnitude")
+""", "magnitude_mask_tests", 2)
 code("""
 levels = [0.5, 0.8, 0.9, 0.95] if not QUICK else [0.5, 0.9]
 rows = []

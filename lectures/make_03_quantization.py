@@ -3,6 +3,7 @@ from nbbuild import Notebook
 
 notebook = Notebook()
 md, code = notebook.md, notebook.code
+solution, tests = notebook.solution, notebook.tests
 
 
 md("""
@@ -89,20 +90,37 @@ Round to nearest with **ties to even** (`np.rint`: 0.5 -> 0, 1.5 -> 2), saturate
 the range. Stochastic rounding rounds up with probability equal to the fractional part,
 so it is unbiased on average. *Exercise*: write the b-bit symmetric quantizer yourself.
 """)
-code("""
+solution("""
 def my_symmetric_quantize(x, bits, max_abs):
-    \"\"\"Codes of x on a symmetric b-bit grid covering [-max_abs, max_abs] (ties to even, saturating).\"\"\"
-    # BEGIN SOLUTION
+    \"\"\"Codes of x on a symmetric b-bit grid covering [-max_abs, max_abs] (ties to even, saturating).
+
+    Returns (int64 codes of x's shape, the scale max_abs / (2^(bits-1) - 1)).
+    \"\"\"
+    ### BEGIN SOLUTION
     qmax = 2 ** (bits - 1) - 1
     scale = max_abs / qmax
     return np.clip(np.rint(x / scale), -qmax, qmax).astype(np.int64), scale
-    # END SOLUTION
-
-
+    ### END SOLUTION
+""", "symmetric_quantize")
+tests("""
 x = np.linspace(-1.5, 1.5, 601)
 codes, scale = my_symmetric_quantize(x, 4, 1.0)
 ref = quant.Affine.from_range(-1.0, 1.0, 4)
 assert np.array_equal(codes, ref.quantize(x))
+### BEGIN HIDDEN TESTS
+for bits_t, max_t in ((2, 1.0), (3, 0.5), (8, 4.0)):
+    q_t, s_t = my_symmetric_quantize(x, bits_t, max_t)
+    qmax_t = 2 ** (bits_t - 1) - 1
+    assert np.isclose(s_t, max_t / qmax_t) and np.abs(q_t).max() <= qmax_t
+    inside = np.abs(x) <= max_t
+    assert np.all(np.abs(q_t * s_t - x)[inside] <= s_t / 2 + 1e-12)
+    assert np.array_equal(q_t, quant.Affine.from_range(-max_t, max_t, bits_t).quantize(x))
+ties, _ = my_symmetric_quantize(np.array([0.5, 1.5, -0.5, 2.5]), 4, 7.0)
+assert np.array_equal(ties, [0, 2, 0, 2])
+### END HIDDEN TESTS
+print("my_symmetric_quantize agrees with quant.Affine")
+""", "symmetric_quantize_tests", 2)
+code("""
 stoch = np.mean([ref.fake(x, rounding="stochastic", rng=s) for s in range(200)], axis=0)
 plt.figure(figsize=(7, 3))
 plt.plot(x, x, "k:", lw=1, label="x")

@@ -3,6 +3,7 @@ from nbbuild import Notebook
 
 notebook = Notebook()
 md, code = notebook.md, notebook.code
+solution, tests = notebook.solution, notebook.tests
 
 
 md("""
@@ -116,21 +117,30 @@ code("""
 rng = np.random.default_rng(1)
 K = 70                                   # not a multiple of 64: two words, the second mostly padding
 v = rng.choice([-1, 1], K)
-
+""")
+solution("""
 def pack_row(v):
-    # BEGIN SOLUTION
+    \"\"\"(K,) of +-1 -> (ceil(K/64),) uint64: bit j % 64 of word j // 64 is 1 where v[j] >= 0.\"\"\"
+    ### BEGIN SOLUTION
     words = [0] * ((len(v) + 63) // 64)
     for j, value in enumerate(v):
         if value >= 0:
             words[j // 64] |= 1 << (j % 64)
     return np.array(words, dtype=np.uint64)
-    # END SOLUTION
-
+    ### END SOLUTION
+""", "pack_row")
+tests("""
 mine = pack_row(v)
 print([f"{w:064b}"[::-1] for w in mine])   # printed low bit first, so it reads like v
 print("".join("1" if e > 0 else "0" for e in v))
 assert np.array_equal(mine, kernels.pack_bits(v[None])[0])
-""")
+### BEGIN HIDDEN TESTS
+for k_t in (1, 63, 64, 65, 128, 129):
+    v_t = np.random.default_rng(k_t).choice([-1, 1], k_t)
+    assert np.array_equal(pack_row(v_t), kernels.pack_bits(v_t[None])[0])
+assert np.array_equal(pack_row(np.zeros(3)), np.array([7], dtype=np.uint64))  # sign(0) = +1
+### END HIDDEN TESTS
+""", "pack_row_tests", 1)
 
 md("""
 ## 4. The XNOR dot product on a small example
@@ -144,16 +154,26 @@ a = np.array([+1, -1, +1, +1, -1, -1, +1, -1])
 w = np.array([+1, +1, -1, +1, -1, +1, +1, +1])
 abits, wbits = kernels.pack_bits(a[None])[0, 0], kernels.pack_bits(w[None])[0, 0]
 print(f"a bits {int(abits):08b}   w bits {int(wbits):08b}   (bit 0 on the right)")
-
+""")
+solution("""
 def xnor_dot(abits, wbits, K):
-    # BEGIN SOLUTION
+    \"\"\"Dot product of two +-1 vectors of length K <= 64 packed into one word each.\"\"\"
+    ### BEGIN SOLUTION
     disagree = bin(int(abits) ^ int(wbits)).count("1")
     return K - 2 * disagree
-    # END SOLUTION
-
+    ### END SOLUTION
+""", "xnor_dot")
+tests("""
 print("a . w =", a @ w, "  K - 2 popcount(a XOR w) =", xnor_dot(abits, wbits, len(a)))
 assert xnor_dot(abits, wbits, len(a)) == a @ w == bnn.xnor_dot(a, w)
-""")
+### BEGIN HIDDEN TESTS
+for k_t in (1, 7, 33, 64):
+    r_t = np.random.default_rng(k_t)
+    a_t, w_t = r_t.choice([-1, 1], k_t), r_t.choice([-1, 1], k_t)
+    ab_t, wb_t = kernels.pack_bits(a_t[None])[0, 0], kernels.pack_bits(w_t[None])[0, 0]
+    assert xnor_dot(ab_t, wb_t, k_t) == a_t @ w_t
+### END HIDDEN TESTS
+""", "xnor_dot_tests", 1)
 
 md("""
 ## 5. Batch norm + sign = an integer threshold

@@ -1,5 +1,5 @@
 """Write lectures/05_training.ipynb (outputs stripped). Run: python lectures/make_05_training.py"""
-from nbbuild import Notebook
+from nbbuild import Notebook, grade_cell, solution_cell
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 cells = [
@@ -82,8 +82,9 @@ increments loaded 0, so the counter ends at 1 after two updates: one increment i
 
 **Exercise.** Given a schedule, count the lost increments by simulating the shared counter
 (load at `begin`, store `loaded + 1` at `end`)."""),
-    new_code_cell("""def lost_increments(schedule):
-    # BEGIN SOLUTION
+    solution_cell("""def lost_increments(schedule):
+    \"\"\"Increments of the unlocked shared counter that the schedule loses (updates - final counter).\"\"\"
+    ### BEGIN SOLUTION
     counter, loaded, updates = 0, {}, 0
     for worker, op in schedule:
         if op == "begin":
@@ -92,13 +93,21 @@ increments loaded 0, so the counter ends at 1 after two updates: one increment i
             counter = loaded[worker] + 1
             updates += 1
     return updates - counter
-    # END SOLUTION
-
-
-nested = [(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (1, "end"), (0, "end")]
+    ### END SOLUTION""", "lost_increments"),
+    grade_cell("""nested = [(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (1, "end"), (0, "end")]
 assert lost_increments(race) == hw.replay_schedule(race, processes=False)["lost_increments"] == 1
 assert lost_increments(nested) == hw.replay_schedule(nested, processes=False)["lost_increments"] == 1
-print("ok")"""),
+### BEGIN HIDDEN TESTS
+rng_t = np.random.default_rng(0)
+for _ in range(30):
+    todo = {k: ["read", "begin", "end"] * int(rng_t.integers(1, 4)) for k in range(int(rng_t.integers(1, 4)))}
+    sched = []
+    while any(todo.values()):
+        k = int(rng_t.choice([k for k, ops in todo.items() if ops]))
+        sched.append((k, todo[k].pop(0)))
+    assert lost_increments(sched) == hw.replay_schedule(sched, workers=len(todo), processes=False)["lost_increments"]
+### END HIDDEN TESTS
+print("lost_increments agrees with the replayed schedules")""", "lost_increments_tests", 2),
     new_markdown_cell("""## 5.2 Lock-free, locked and single process on the same work
 
 LeNet-300-100, batch 32, plain SGD with lr 0.05 on Fashion-MNIST. All variants process the
@@ -154,14 +163,23 @@ from tinyapprox.tensor import Tensor
 model = models.lenet_300_100(seed=0)
 x, y = next(iter(data.DataLoader(train_x, train_y, batch_size=32, shuffle=True, seed=0)))
 F.cross_entropy(model(Tensor(x)), y).backward()
-w = model[1].weight
-# BEGIN SOLUTION
+w = model[1].weight"""),
+    solution_cell("""# set layer_fmt (the layer's 8-bit DynamicFixedPoint) and fraction (a float in [0, 1])
+### BEGIN SOLUTION
 layer_fmt = DynamicFixedPoint.from_tensor(w.data, bits=8, signed=True)
 update = np.abs(0.05 * w.grad)
 nonzero = w.grad != 0
 fraction = np.count_nonzero((update < layer_fmt.step / 2) & nonzero) / np.count_nonzero(nonzero)
-# END SOLUTION
-print(f"step {layer_fmt.step:.2e}: {100 * fraction:.1f}% of the first layer's updates would vanish")"""),
+### END SOLUTION""", "vanishing_fraction"),
+    grade_cell("""assert layer_fmt.bits == 8 and layer_fmt.integer_length == int(np.ceil(np.log2(np.abs(w.data).max()))) + 1
+assert 0.0 <= fraction <= 1.0
+### BEGIN HIDDEN TESTS
+half = 2.0 ** -(8 - (int(np.ceil(np.log2(np.abs(w.data).max()))) + 1)) / 2
+g_t = w.grad[w.grad != 0]
+assert abs(fraction - np.mean(np.abs(0.05 * g_t) < half)) < 1e-9
+### END HIDDEN TESTS
+print(f"step {layer_fmt.step:.2e}: {100 * fraction:.1f}% of the first layer's updates would vanish")""",
+               "vanishing_fraction_tests", 2),
     new_markdown_cell("""## 5.4 Training LeNet-300-100 with low-precision weights
 
 Same seed, data order and learning rate for every recipe:

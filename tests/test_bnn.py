@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import tinyapprox as ta
 from tinyapprox import bnn, kernels, nn, optim
@@ -182,19 +181,7 @@ def test_fold_threshold_hand_values():
     assert not bits[:, 2].any() and bits[:, 3].all()
 
 
-@st.composite
-def bn_params(draw, max_c=6):
-    c = draw(st.integers(1, max_c))
-    k = draw(st.integers(1, 40))
-    num = st.floats(-3, 3, allow_nan=False, width=32)
-    gamma = draw(hnp.arrays(np.float32, c, elements=num | st.sampled_from([0.0, -1.0, 1e-3, -1e-3])))
-    beta = draw(hnp.arrays(np.float32, c, elements=num))
-    mean = draw(hnp.arrays(np.float32, c, elements=st.integers(-k, k).map(float) | st.floats(-k, k, width=32)))
-    var = draw(hnp.arrays(np.float32, c, elements=st.just(0.0) | st.floats(0, 9, width=32)))
-    return k, gamma, beta, mean, var
-
-
-@given(bn_params())
+@given(tst.bn_params())
 def test_folded_threshold_equals_batch_norm_then_sign(params):
     k, gamma, beta, mean, var = params
     eps = 1e-4
@@ -209,7 +196,7 @@ def test_folded_threshold_equals_batch_norm_then_sign(params):
     np.testing.assert_array_equal(got[sure], want[sure])
 
 
-@given(bn_params())
+@given(tst.bn_params())
 def test_calibrated_threshold_equals_the_float32_batch_norm_module_exactly(params):
     k, gamma, beta, mean, var = params
     bn = nn.BatchNorm1d(len(gamma), eps=1e-4)

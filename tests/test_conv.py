@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import tinyapprox as ta
 from tinyapprox.conv import avg_pool2d, col2im, conv2d, im2col, max_pool2d
 from tinyapprox.testing import gradcheck
-from tinyapprox.testing.strategies import arrays
+from tinyapprox.testing.strategies import conv_cases, pool_cases
 
 pytestmark = pytest.mark.training
 
@@ -69,21 +69,6 @@ def test_flipped_kernel_turns_cross_correlation_into_the_lectures_convolution():
 
 
 # ------------------------------------------------------------ im2col against the reference
-@st.composite
-def conv_cases(draw, max_side=6):
-    N = draw(st.integers(1, 2))
-    C, O = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    H = draw(st.integers(max(1, kh - 2 * ph), max_side))
-    W = draw(st.integers(max(1, kw - 2 * pw), max_side))
-    x = draw(arrays(shape=(N, C, H, W), low=-2, high=2))
-    w = draw(arrays(shape=(O, C, kh, kw), low=-2, high=2, noncontiguous=False))
-    b = draw(st.none() | arrays(shape=(O,), low=-2, high=2, noncontiguous=False))
-    return x, w, b, (sh, sw), (ph, pw)
-
-
 def _run(impl, x, w, b, stride, padding, seed=0):
     X, Wt = ta.tensor(x, requires_grad=True), ta.tensor(w, requires_grad=True)
     B = None if b is None else ta.tensor(b, requires_grad=True)
@@ -228,19 +213,6 @@ def _pool_grad_reference(x, g, k, s, p, kind, where):
         else:
             dx[n, c, i * s:i * s + k, j * s:j * s + k] += g[n, c, i, j] / (k * k)
     return dx[:, :, p:p + x.shape[2], p:p + x.shape[3]]
-
-
-@st.composite
-def pool_cases(draw):
-    k = draw(st.integers(1, 3))
-    s = draw(st.integers(1, 3))
-    p = draw(st.integers(0, k // 2))
-    H = draw(st.integers(max(1, k - 2 * p), 7))
-    W = draw(st.integers(max(1, k - 2 * p), 7))
-    ints = draw(st.booleans())     # small integers make ties frequent
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), H, W)
-    x = draw(arrays(shape=shape, low=-3, high=3))
-    return (np.round(x) if ints else x), k, s, p
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

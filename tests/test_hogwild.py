@@ -14,6 +14,7 @@ from tinyapprox.optim import hogwild as hw
 from tinyapprox.experiments.lowprec import train_lowprec
 from tinyapprox.quant.lowprec import StoredLowPrecision, apply_variant
 from tinyapprox.quant import FP16, DynamicFixedPoint, WeightQuant
+from tinyapprox.testing import strategies as tst
 
 pytestmark = pytest.mark.hogwild
 
@@ -183,18 +184,6 @@ def test_constructed_schedules(schedule, stale, overlapping, lost):
     assert (out["stale_updates"], out["overlapping_updates"], out["lost_increments"]) == (stale, overlapping, lost)
 
 
-@st.composite
-def schedules(draw):
-    """Interleavings of 2-3 workers, each doing 1-3 updates (read, begin, end)."""
-    workers = draw(st.integers(2, 3))
-    remaining = {k: ["read", "begin", "end"] * draw(st.integers(1, 3)) for k in range(workers)}
-    out = []
-    while any(remaining.values()):
-        k = draw(st.sampled_from(sorted(k for k, ops in remaining.items() if ops)))
-        out.append((k, remaining[k].pop(0)))
-    return workers, out
-
-
 def _reference_counts(schedule):
     """Counts from the update intervals: read at r, write over [b, e] (positions in the schedule)."""
     updates, open_ = [], {}
@@ -222,7 +211,7 @@ def _reference_counts(schedule):
     return stale, tau, overlapping, len(updates) - counter
 
 
-@given(schedules())
+@given(tst.race_schedules())
 def test_counts_match_the_interval_definition(drawn):
     workers, schedule = drawn
     out = hw.replay_schedule(schedule, workers=workers, processes=False)

@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from tinyapprox import kernels
 from tinyapprox.kernels import _ext, reference
+from tinyapprox.testing.strategies import csr_problems, int8_problems, sign_problems
 
 pytestmark = pytest.mark.kernels
 
@@ -25,74 +26,6 @@ F32_EPS = float(np.finfo(np.float32).eps)
 
 
 # ----------------------------------------------------------------- strategies
-
-@st.composite
-def csr_problems(draw):
-    """(indptr, indices, data, X, dense A): density 0..1, unsorted columns, duplicates."""
-    M = draw(st.integers(0, 9))
-    K = draw(st.integers(0, 40) | st.sampled_from([63, 64, 65, 129, 250]))  # > 64: K blocks
-    N = draw(st.sampled_from([0, 1, 3, 7, 8, 9, 16, 31, 33, 64, 65, 70, 100, 130]))
-    density = draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    mask = rng.random((M, K)) < density
-    values = rng.standard_normal((M, K)).astype(np.float32)
-    shuffled = draw(st.booleans())  # sorted rows take the K-blocked C path
-    indptr, indices, data = [0], [], []
-    for i in range(M):
-        cols = np.flatnonzero(mask[i])
-        if shuffled:
-            rng.shuffle(cols)
-        for c in cols:
-            if draw(st.booleans()) and len(cols) and K:  # split a value into a duplicate pair
-                half = np.float32(values[i, c] / 2)
-                indices += [c, c]
-                data += [half, values[i, c] - half]
-            else:
-                indices.append(c)
-                data.append(values[i, c])
-        indptr.append(len(indices))
-    A = np.zeros((M, K), dtype=np.float64)
-    for i in range(M):
-        for p in range(indptr[i], indptr[i + 1]):
-            A[i, indices[p]] += data[p]
-    X = rng.standard_normal((K, N)).astype(np.float32)
-    index_dtype = draw(st.sampled_from([np.int32, np.int64, np.uint32]))
-    return (np.array(indptr, dtype=np.int64), np.array(indices, dtype=index_dtype),
-            np.array(data, dtype=np.float32), X, A)
-
-
-INT8_EXTREMES = st.sampled_from([-128, -127, -1, 0, 1, 126, 127]) | st.integers(-128, 127)
-
-
-@st.composite
-def int8_problems(draw):
-    M = draw(st.integers(0, 9))
-    K = draw(st.sampled_from([0, 1, 2, 3, 4, 5, 7, 16, 33, 64, 129]))
-    N = draw(st.integers(0, 40))
-    A = draw(hnp.arrays(np.int8, (M, K), elements=INT8_EXTREMES))
-    B = draw(hnp.arrays(np.int8, (K, N), elements=INT8_EXTREMES))
-    if draw(st.booleans()):
-        B = np.clip(B, -127, 127).astype(np.int8)  # symmetric weights: the vpmaddubsw path
-    return A, B
-
-
-@st.composite
-def sign_problems(draw):
-    M = draw(st.integers(0, 7))
-    N = draw(st.integers(0, 7))
-    K = draw(st.sampled_from([0, 1, 5, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300, 1000]))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    kind = draw(st.sampled_from(["normal", "zeros", "ints"]))
-    if kind == "normal":
-        Xa, Xb = rng.standard_normal((M, K)), rng.standard_normal((N, K))
-    elif kind == "zeros":  # sign(0) = +1 and exact zeros next to negatives
-        Xa, Xb = rng.integers(-1, 1, (M, K)).astype(np.float32), np.zeros((N, K))
-    else:
-        Xa, Xb = rng.integers(-3, 3, (M, K)), rng.integers(-3, 3, (N, K)).astype(np.int8)
-    return Xa, Xb, K
-
 
 # ----------------------------------------------------------------- the references, by hand
 

@@ -61,8 +61,10 @@ class SignSTE(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         (inside,) = ctx.saved
         return g * inside
+        # END SOLUTION
 
 
 class StochasticSignSTE(Function):
@@ -178,3 +180,20 @@ class Binarize(ParamTransform):
     def __repr__(self):
         mode = "stochastic" if self.stochastic else "deterministic"
         return f"Binarize({mode}, clip={self.clip:g})"
+
+
+# ----------------------------------------------------------------------------- exercises
+def stochastic_sign_from_uniform(x, u) -> np.ndarray:
+    """Stochastic binarization with given uniform draws, in plain NumPy (exercise).
+
+    ``+1`` where ``u < clip((x + 1) / 2, 0, 1)`` (``binarize_probability``), else ``-1``:
+    so ``x >= 1`` always gives +1, ``x <= -1`` always -1, and the mean over draws is
+    ``clip(x, -1, 1)``. x, u: real arrays of one shape, u in [0, 1). Returns x's dtype and shape.
+    Raises ValueError for shapes that differ.
+    """
+    x, u = np.asarray(x), np.asarray(u)
+    if x.shape != u.shape:
+        raise ValueError(f"stochastic_sign_from_uniform: expected u of x's shape {x.shape}, got {u.shape}")
+    # BEGIN SOLUTION
+    return np.where(u < binarize_probability(x), 1, -1).astype(x.dtype)
+    # END SOLUTION

@@ -446,3 +446,58 @@ def sign_path(model: Module, x) -> tuple:
         model.train(was)
     return _to_array(h), hidden
 
+
+
+# ----------------------------------------------------------------------------- exercises
+def pack_signs(v) -> np.ndarray:
+    """Pack a real vector's signs into 64-bit words, in plain NumPy (exercise).
+
+    v: (K,) real -> (ceil(K/64),) uint64 where bit ``j % 64`` (least significant first) of
+    word ``j // 64`` is 1 iff ``v[j] >= 0`` (+1); padding bits are 0. The layout of
+    ``kernels.pack_bits``. Raises ValueError for a non-1-D input.
+    """
+    v = np.asarray(v)
+    if v.ndim != 1:
+        raise ValueError(f"pack_signs: expected a 1-D vector, got shape {v.shape}")
+    # BEGIN SOLUTION
+    words = np.zeros((v.size + 63) // 64, dtype=np.uint64)
+    for j in np.flatnonzero(v >= 0):
+        words[j // 64] |= np.uint64(1) << np.uint64(j % 64)
+    return words
+    # END SOLUTION
+
+
+def xnor_popcount_dot(a_bits, b_bits, k: int) -> int:
+    """Dot product of two packed +-1 vectors of length ``k``: ``k - 2 * popcount(a XOR b)`` (exercise).
+
+    a_bits, b_bits: (ceil(k/64),) uint64 in the ``pack_signs`` layout (padding bits 0).
+    Returns a Python int equal to ``unpack(a) @ unpack(b)`` exactly. Raises ValueError when
+    the word counts do not fit k.
+    """
+    a_bits, b_bits = np.asarray(a_bits, dtype=np.uint64), np.asarray(b_bits, dtype=np.uint64)
+    if a_bits.shape != ((k + 63) // 64,) or b_bits.shape != a_bits.shape:
+        raise ValueError(f"xnor_popcount_dot: expected two vectors of {(k + 63) // 64} words for k={k}, "
+                         f"got {a_bits.shape} and {b_bits.shape}")
+    # BEGIN SOLUTION
+    differing = sum(bin(int(word)).count("1") for word in a_bits ^ b_bits)
+    return int(k - 2 * differing)
+    # END SOLUTION
+
+
+def bn_sign_threshold(gamma, beta, mean, var, eps: float = 1e-5):
+    """Fold batch norm followed by sign into one integer comparison per channel (exercise).
+
+    For an integer dot product d, ``sign(gamma * (d - mean) / sqrt(var + eps) + beta) = +1``
+    exactly when ``s * d >= t``. Per-channel (C,) float arrays with gamma != 0 in, returns
+    ``(s, t)``: s int8 (C,) in {+1, -1} (the sign of gamma), t int64 (C,). Raises ValueError
+    for a zero gamma (that channel's output is constant; ``fold_threshold`` handles it).
+    """
+    gamma, beta, mean, var = (np.asarray(a, dtype=np.float64) for a in (gamma, beta, mean, var))
+    if np.any(gamma == 0):
+        raise ValueError("bn_sign_threshold: expected gamma != 0 in every channel (use fold_threshold)")
+    # BEGIN SOLUTION
+    tau = np.clip(mean - beta * np.sqrt(var + eps) / gamma, -2.0**62, 2.0**62)
+    s = np.where(gamma > 0, 1, -1).astype(np.int8)
+    t = np.where(gamma > 0, np.ceil(tau), -np.floor(tau))
+    return s, t.astype(np.int64)
+    # END SOLUTION

@@ -6,6 +6,7 @@
     tinyapprox binarize     binarized networks and XNOR inference
     tinyapprox hogwild      lock-free parallel SGD and low-precision training
     tinyapprox bench        autograd / training / kernel benchmarks (ratios, same run)
+    tinyapprox course       release the exercises to students (release OUT) and grade them (grade DIR)
     tinyapprox info         versions and which kernel backend is live
     tinyapprox demo         a tiny graph and its gradients
 """
@@ -25,6 +26,7 @@ EXPERIMENTS = {
     "quantize": "quantize a trained model (PTQ / QAT) and measure it",
     "binarize": "train a binarized network and run it on the XNOR kernel",
     "hogwild": "Hogwild! parallel SGD and low-precision training",
+    "course": "release the student version of the exercises, or grade a copy",
 }
 
 
@@ -38,6 +40,8 @@ def _experiment(name: str):
         from . import binarize as module
     elif name == "hogwild":
         from . import hogwild as module
+    elif name == "course":
+        from . import course as module
     else:
         raise ValueError(f"tinyapprox: unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}")
     return module

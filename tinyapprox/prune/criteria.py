@@ -318,3 +318,33 @@ def saliency(model, x, y, loss_fn, amount=None, threshold=None, kind: str = "obd
 
     return prune_by_scores(model, score, amount, threshold, granularity, scope, list(sal), False, prune_bias,
                            op="prune.saliency")
+
+
+# ----------------------------------------------------------------------------- exercises
+def magnitude_keep_mask(w, amount: float, granularity: str = "element") -> np.ndarray:
+    """Keep mask of one-shot magnitude pruning of one weight, in plain NumPy (exercise).
+
+    Ranks the groups of ``w`` at ``granularity`` (``group_shape``) by ``group_scores``
+    (mean |w| of the group) and prunes the ``round(amount * groups)`` weakest; equal
+    scores are pruned lower group index first (a stable sort).
+
+    Args:
+        w: (out, in) or (O, C, kh, kw) real weights.
+        amount: fraction of groups to prune, in [0, 1].
+        granularity: "element", "vector", "kernel" or "filter".
+
+    Returns:
+        bool array of ``w``'s shape (True = kept), constant within each group.
+
+    Raises:
+        ValueError: a weight that is not 2-D or 4-D, an unknown granularity, an amount
+            outside [0, 1].
+    """
+    w = np.asarray(w)
+    n_prune = _n_prune(float(amount), group_shape(w.shape, granularity)[0], "magnitude_keep_mask")
+    # BEGIN SOLUTION
+    scores = group_scores(w, granularity)
+    keep = np.ones(scores.size, dtype=bool)
+    keep[np.argsort(scores, kind="stable")[:n_prune]] = False
+    return expand_group_mask(keep, w.shape, granularity)
+    # END SOLUTION

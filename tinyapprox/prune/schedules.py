@@ -112,9 +112,11 @@ def agp_sparsity(step, final_sparsity: float, start_step: int, end_step: int, in
     for what, v in (("final_sparsity", final_sparsity), ("initial_sparsity", initial_sparsity)):
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"agp_sparsity: expected {what} in [0, 1], got {v}")
+    # BEGIN SOLUTION
     t = min(max(step, start_step), end_step)
     frac = (t - start_step) / (end_step - start_step)
     return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - frac) ** 3
+    # END SOLUTION
 
 
 class GradualPruning:

@@ -100,8 +100,10 @@ class FakeQuant(Function):
 
     @staticmethod
     def backward(ctx, g):
+        # BEGIN SOLUTION
         (inside,) = ctx.saved
         return g * inside
+        # END SOLUTION
 
 
 def fake_quant(x, fmt, rounding="nearest", rng=None) -> Tensor:

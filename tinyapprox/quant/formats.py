@@ -772,3 +772,49 @@ def get_format(name: str):
         return _FORMATS[name]
     except KeyError:
         raise ValueError(f"quant: unknown format {name!r}; expected one of {sorted(_FORMATS)}") from None
+
+
+# ----------------------------------------------------------------------------- exercises
+def dfp_quantize(x, bits: int = 8):
+    """Signed dynamic fixed point of one tensor in plain NumPy (exercise; ``DynamicFixedPoint`` is the library's way).
+
+    Chooses the integer length ``IL = ceil(log2 max|x|) + 1`` (one bit for the sign; 1 for
+    an all-zero x), the fractional length ``FL = bits - IL``, and rounds:
+    ``codes = clip(round(x * 2^FL), -2^(bits-1), 2^(bits-1) - 1)``, ties to even.
+
+    Args:
+        x: real array, any shape; bits: 2..32.
+
+    Returns:
+        ``(codes, frac_length)``: int64 codes of x's shape and the int FL; the value of a
+        code q is ``q * 2^-FL``.
+
+    Raises:
+        ValueError: NaN or inf in x; bits out of range.
+    """
+    x = _check_finite("dfp_quantize", _as_float("dfp_quantize", x))
+    bits = _check_bits("dfp_quantize", bits, 2, 32)
+    # BEGIN SOLUTION
+    max_abs = float(np.abs(x).max()) if x.size else 0.0
+    il = (int(np.ceil(np.log2(max_abs))) if max_abs > 0 else 0) + 1
+    fl = bits - il
+    q = np.clip(np.rint(np.ldexp(x, fl)), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return q.astype(np.int64), fl
+    # END SOLUTION
+
+
+def quantize_int8(x, scale: float, zero_point: int = 0) -> np.ndarray:
+    """Affine int8 quantization in plain NumPy (exercise): ``clip(round(x / scale) + zero_point, -128, 127)``.
+
+    Rounding is half to even. x: real array, any shape; scale > 0; zero_point an integer
+    in [-128, 127]. Returns int8 codes of x's shape; the value of code q is
+    ``(q - zero_point) * scale``. Raises ValueError for NaN/inf, scale <= 0 or a bad zero point.
+    """
+    x = _check_finite("quantize_int8", _as_float("quantize_int8", x))
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"quantize_int8: expected a finite scale > 0, got {scale}")
+    if int(zero_point) != zero_point or not -128 <= zero_point <= 127:
+        raise ValueError(f"quantize_int8: expected an integer zero_point in [-128, 127], got {zero_point}")
+    # BEGIN SOLUTION
+    return np.clip(np.rint(x / scale) + int(zero_point), -128, 127).astype(np.int8)
+    # END SOLUTION

@@ -95,10 +95,16 @@ def pow2_matmul(x_int, sign, exp, min_exp):
 
 
 def pow2_matmul_reference(x_int, sign, exp, min_exp):
-    """The literal loop of ``pow2_matmul`` (slow; for tests)."""
+    """The literal loop of ``pow2_matmul`` (slow; for tests, and an exercise).
+
+    x_int: (N, K) integers; sign: (O, K) in {-1, 0, +1}; exp: (O, K) >= min_exp.
+    Returns int64 (N, O): ``z[n, o] = sum_j sign[o, j] * (x[n, j] << (exp[o, j] - min_exp))``
+    with Python integers (no overflow), shifts and adds only.
+    """
     x = np.asarray(x_int, dtype=np.int64)
     N, K = x.shape
     O = sign.shape[0]
+    # BEGIN SOLUTION
     z = np.zeros((N, O), dtype=np.int64)
     for n in range(N):
         for o in range(O):
@@ -110,6 +116,7 @@ def pow2_matmul_reference(x_int, sign, exp, min_exp):
                     acc -= int(x[n, j]) << int(exp[o, j] - min_exp)
             z[n, o] = acc
     return z
+    # END SOLUTION
 
 
 # --------------------------------------------------------------- the integer model
@@ -334,3 +341,22 @@ def _int_max_pool(x, m):
     from ..conv import max_pool2d
     y = max_pool2d(x.astype(np.float64), m.kernel_size, m.stride, m.padding)
     return np.asarray(y.data).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- exercises
+def requantize_int8(acc, M, zero_point: int = 0) -> np.ndarray:
+    """int32 accumulators to int8 codes with integer arithmetic only (exercise).
+
+    ``clip(round(acc * M) + zero_point, -128, 127)`` where ``M`` (a positive scalar, e.g.
+    ``s_in * s_w / s_out``) is applied as ``m0 * 2^-shift`` from ``multiplier(M)`` and the
+    rounding is ``round_shift`` (half to even). acc: int array, any shape, |acc| < 2^31.
+    Returns int8 of acc's shape. Raises ValueError for M <= 0 or a zero point outside int8.
+    """
+    if int(zero_point) != zero_point or not -128 <= zero_point <= 127:
+        raise ValueError(f"requantize_int8: expected an integer zero_point in [-128, 127], got {zero_point}")
+    acc = np.asarray(acc, dtype=np.int64)
+    m0, shift = multiplier(M)
+    # BEGIN SOLUTION
+    q = round_shift(acc * m0, shift) + int(zero_point)
+    return np.clip(q, -128, 127).astype(np.int8)
+    # END SOLUTION

@@ -481,3 +481,41 @@ def csr_matmul(indptr, indices, data, x, backend=None) -> np.ndarray:
     if m == 0 or n == 0 or x.shape[0] == 0 or len(data) == 0:
         return np.zeros((m, n), dtype=VALUE_DTYPE)
     return kernels.csr_matmul(indptr, indices, data, x, backend=backend)
+
+
+# ----------------------------------------------------------------------------- exercises
+def csr_arrays(dense):
+    """The three CSR arrays of a 2-D array, in plain NumPy (exercise; ``CSR.from_dense`` is the library's way).
+
+    Args:
+        dense: (M, K) real array; entries != 0 are stored.
+
+    Returns:
+        ``(indptr, indices, data)``: indptr int64 (M+1,) with ``indptr[0] = 0`` and
+        ``indptr[i+1] - indptr[i]`` the entries of row i; indices int32 (nnz,), the columns
+        of each row in increasing order; data float32 (nnz,), their values.
+
+    Raises:
+        ValueError: a non-2-D or non-finite array. TypeError: a non-numeric one.
+    """
+    dense = _check_dense("csr_arrays", dense)
+    # BEGIN SOLUTION
+    rows, cols = np.nonzero(dense)
+    indptr = np.zeros(dense.shape[0] + 1, dtype=INDPTR_DTYPE)
+    np.cumsum(np.bincount(rows, minlength=dense.shape[0]), out=indptr[1:])
+    return indptr, cols.astype(INDEX_DTYPE), dense[rows, cols].astype(VALUE_DTYPE)
+    # END SOLUTION
+
+
+def csr_nbytes(n_rows: int, nnz: int, value_bytes: int = VALUE_DTYPE.itemsize,
+               index_bytes: int = INDEX_DTYPE.itemsize, indptr_bytes: int = INDPTR_DTYPE.itemsize) -> int:
+    """Bytes a CSR matrix of ``n_rows`` rows and ``nnz`` stored entries occupies (exercise).
+
+    Counts every array: the values, one column index per value, and ``n_rows + 1`` row
+    pointers. With the defaults this equals ``CSR.nbytes``. Raises ValueError for negative counts.
+    """
+    if n_rows < 0 or nnz < 0:
+        raise ValueError(f"csr_nbytes: expected non-negative n_rows and nnz, got {n_rows}, {nnz}")
+    # BEGIN SOLUTION
+    return int(nnz * (value_bytes + index_bytes) + (n_rows + 1) * indptr_bytes)
+    # END SOLUTION

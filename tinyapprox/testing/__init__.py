@@ -2,7 +2,10 @@
 
 * ``gradcheck``: compare a function's analytic gradients with central differences.
 * ``strategies``: hypothesis strategies that find the corners (odd shapes, size-1 and
-  empty dimensions, non-contiguous views, values near quantizer steps and near zero).
+  empty dimensions, non-contiguous views, values near quantizer steps and near zero), and
+  whole problems per topic (convolution, pooling, batch-norm folding, Hogwild races, CSR,
+  int8 and sign products).
+* ``properties``: the "write the property" exercises and the references they are graded on.
 """
 from .gradcheck import GradcheckError, gradcheck, numerical_grad
 
