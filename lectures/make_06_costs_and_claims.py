@@ -2,7 +2,7 @@
 from nbbuild import Notebook
 
 notebook = Notebook()
-md, code = notebook.md, notebook.code
+md, code, solution, tests = notebook.md, notebook.code, notebook.solution, notebook.tests
 
 
 md("""
@@ -255,6 +255,48 @@ for i, (k, c) in enumerate(counts.items()):
 plt.xticks(range(len(keys)), keys); plt.xlabel("counting convention"); plt.ylabel("millions per image")
 plt.title("one forward pass, five numbers"); plt.legend(fontsize=8); plt.show()
 """)
+
+md("""
+**Exercise.** Count the multiply-adds of one image through a network by hand: a Linear layer
+(out, in) costs `in * out` MACs; a Conv2d with weight (O, C, kh, kw) producing an OH x OW map
+costs `O * C * kh * kw * OH * OW`. Write `count_macs(layers)` for a list of such layer
+descriptions and check it against `cost.flop_counts(...)["macs"]` for LeNet-5.
+""")
+solution("""
+def count_macs(layers):
+    \"\"\"MACs of one image. layers: dicts {"kind": "linear", "in": int, "out": int} or
+    {"kind": "conv", "O": int, "C": int, "kh": int, "kw": int, "OH": int, "OW": int}.\"\"\"
+    ### BEGIN SOLUTION
+    total = 0
+    for L in layers:
+        if L["kind"] == "linear":
+            total += L["in"] * L["out"]
+        else:
+            total += L["O"] * L["C"] * L["kh"] * L["kw"] * L["OH"] * L["OW"]
+    return total
+    ### END SOLUTION
+""", "count_macs")
+tests("""
+layers5 = []
+for row in cost.layer_costs(lenet5, (1, 1, 28, 28)):
+    mod = dict(lenet5.named_modules())[row["name"]]
+    w = mod.weight.data if getattr(mod, "weight", None) is not None else None
+    if w is None or w.ndim not in (2, 4):
+        continue
+    if w.ndim == 2:
+        layers5.append({"kind": "linear", "in": w.shape[1], "out": w.shape[0]})
+    else:
+        oh, ow = row["output_shape"][-2:]
+        layers5.append({"kind": "conv", "O": w.shape[0], "C": w.shape[1], "kh": w.shape[2], "kw": w.shape[3],
+                        "OH": oh, "OW": ow})
+assert count_macs(layers5) == cost.flop_counts(lenet5, (1, 1, 28, 28))["macs"], "not the MACs cost.flop_counts counts"
+### BEGIN HIDDEN TESTS
+assert count_macs([]) == 0
+assert count_macs([{"kind": "linear", "in": 784, "out": 300}]) == 235200
+assert count_macs([{"kind": "conv", "O": 6, "C": 1, "kh": 5, "kw": 5, "OH": 24, "OW": 24}]) == 86400
+### END HIDDEN TESTS
+print("count_macs agrees with cost.flop_counts")
+""", "count_macs_tests", 2)
 
 md("""
 ## 6. Dally's table, whole, and where the energy goes
