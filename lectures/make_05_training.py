@@ -1,9 +1,11 @@
-"""Write lectures/05_training.ipynb (outputs stripped). Run: python lectures/make_05_training.py"""
-from nbbuild import Notebook, grade_cell, solution_cell
-from nbformat.v4 import new_code_cell, new_markdown_cell
+"""Generate lectures/05_training.ipynb (outputs stripped). Run: python lectures/make_05_training.py"""
+from nbbuild import Notebook
 
-cells = [
-    new_markdown_cell("""# 5. Training considerations: Hogwild! and low precision
+notebook = Notebook()
+md, code, solution, tests = notebook.md, notebook.code, notebook.solution, notebook.tests
+
+md("""
+# 5. Training considerations: Hogwild! and low precision
 
 SGD is itself an approximation: every step follows a noisy estimate of the gradient. It
 therefore tolerates two further approximations that would break most algorithms:
@@ -17,28 +19,38 @@ therefore tolerates two further approximations that would break most algorithms:
    update `lr * g` is often much smaller than the weight it changes. If the weight lives on a
    grid with step `s`, round-to-nearest discards every update smaller than `s / 2`.
 
-This notebook measures both. The trainers are in `tinyapprox/optim/hogwild.py` and
+This notebook measures both, and then goes beyond the weights: activations and
+gradients in fp16 or 8-bit fixed point, with loss scaling. The trainers are in `tinyapprox/optim/hogwild.py` and
 `tinyapprox/quant/lowprec.py`, the experiments around them in `tinyapprox/experiments/hogwild.py`
-and `tinyapprox/experiments/lowprec.py`; the command `tinyapprox hogwild` runs the same experiments."""),
-    new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
-    new_code_cell("""import os
+and `tinyapprox/experiments/lowprec.py`; the command `tinyapprox hogwild` runs the same experiments.""")
+code("QUICK = False", tags=["parameters"])
+code("""
+import os
+
 import numpy as np
-import matplotlib
-matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 from IPython.display import Image, display
 
-from tinyapprox import data, optim
-from tinyapprox.nn import Parameter
+from tinyapprox import data, models, optim
+from tinyapprox import functional as F
 from tinyapprox.experiments import hogwild as experiment
-from tinyapprox.experiments.lowprec import plot_lowprec, train_lowprec
+from tinyapprox.experiments.lowprec import TENSOR_VARIANTS, plot_lowprec, train_lowprec, train_lowprec_tensors
+from tinyapprox.nn import Parameter
 from tinyapprox.optim import hogwild as hw
-from tinyapprox.quant import lowprec
-from tinyapprox.quant import DynamicFixedPoint, WeightQuant
+from tinyapprox.quant import DynamicFixedPoint, WeightQuant, lowprec
+from tinyapprox.tensor import Tensor
 
-LIMIT = 2000 if QUICK else None      # images per split
-EPOCHS = 1 if QUICK else 3
-print("CPUs:", os.cpu_count())"""),
-    new_markdown_cell("""## 5.1 How the workers share the weights
+LIMIT = 4000 if QUICK else None      # training images (the quick test split is 1,000 images)
+EPOCHS = 2 if QUICK else 3
+RUN = "runs/lecture05"               # figures of the experiment helpers go here, not next to the notebook
+os.makedirs(RUN, exist_ok=True)
+if QUICK:
+    print("QUICK MODE: 4,000 training images, 2 epochs - a smoke run; the figures are not meaningful")
+print("CPUs:", os.cpu_count())
+""")
+
+md("""
+## 5.1 How the workers share the weights
 
 `hw.train_hogwild(workers=N, ...)` copies the model's parameters into one
 shared-memory segment (anonymous: no name in `/dev/shm`, so it cannot leak) and starts `N` processes with the *spawn* method.
@@ -70,19 +82,23 @@ and compares with the others' `started` total when it begins to write:
   of overwritten increments — lost updates on a one-coordinate "weight".
 
 A constructed race makes the definitions concrete. Each step of the schedule below runs in a
-real process, in exactly this order (events force it):"""),
-    new_code_cell("""race = [(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (0, "end"), (1, "end")]
+real process, in exactly this order (events force it):""")
+code("""
+race = [(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (0, "end"), (1, "end")]
 out = hw.replay_schedule(race)
 for k, s in enumerate(out["per_worker"]):
     print(f"worker {k}: {s}")
-print("lost increments:", out["lost_increments"], " counter:", out["counter"], "after", out["updates"], "updates")"""),
-    new_markdown_cell("""Worker 1 read the weights before worker 0 wrote, and began its own write while worker 0
+print("lost increments:", out["lost_increments"], " counter:", out["counter"], "after", out["updates"], "updates")
+""")
+md("""
+Worker 1 read the weights before worker 0 wrote, and began its own write while worker 0
 was still writing: its update is stale (by one update), both writes overlap, and both
 increments loaded 0, so the counter ends at 1 after two updates: one increment is lost.
 
 **Exercise.** Given a schedule, count the lost increments by simulating the shared counter
-(load at `begin`, store `loaded + 1` at `end`)."""),
-    solution_cell("""def lost_increments(schedule):
+(load at `begin`, store `loaded + 1` at `end`).""")
+solution("""
+def lost_increments(schedule):
     \"\"\"Increments of the unlocked shared counter that the schedule loses (updates - final counter).\"\"\"
     ### BEGIN SOLUTION
     counter, loaded, updates = 0, {}, 0
@@ -93,8 +109,9 @@ increments loaded 0, so the counter ends at 1 after two updates: one increment i
             counter = loaded[worker] + 1
             updates += 1
     return updates - counter
-    ### END SOLUTION""", "lost_increments"),
-    grade_cell("""nested = [(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (1, "end"), (0, "end")]
+    ### END SOLUTION""", "lost_increments")
+tests("""
+nested = [(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (1, "end"), (0, "end")]
 assert lost_increments(race) == hw.replay_schedule(race, processes=False)["lost_increments"] == 1
 assert lost_increments(nested) == hw.replay_schedule(nested, processes=False)["lost_increments"] == 1
 ### BEGIN HIDDEN TESTS
@@ -107,37 +124,58 @@ for _ in range(30):
         sched.append((k, todo[k].pop(0)))
     assert lost_increments(sched) == hw.replay_schedule(sched, workers=len(todo), processes=False)["lost_increments"]
 ### END HIDDEN TESTS
-print("lost_increments agrees with the replayed schedules")""", "lost_increments_tests", 2),
-    new_markdown_cell("""## 5.2 Lock-free, locked and single process on the same work
+print("lost_increments agrees with the replayed schedules")""", "lost_increments_tests", 2)
 
-LeNet-300-100, batch 32, plain SGD with lr 0.05 on Fashion-MNIST. All variants process the
-same number of samples (`EPOCHS` times the training set, split over the workers);
-*seconds per epoch-equivalent* is the wall time of the training phase (process start-up
-excluded) divided by `EPOCHS`. The speedup is the single process's time over the variant's,
-measured in the same run on the same machine.
+md("""
+## 5.2 Lock-free, locked and single process on the same work
+
+LeNet-300-100, batch 32, plain SGD on Fashion-MNIST, the learning rate falling linearly from
+0.05 to 0 over each worker's steps — the same schedule in every variant. (With a constant rate
+the final weights depend on the last few noisy steps, and one seed's final accuracy is a
+lottery: a lock-free run can land several points below the single process by chance.) All
+variants process the same number of samples (`EPOCHS` times the training set, split over the
+workers), except the last, which gives the lock-free workers one more epoch. *Seconds per
+epoch-equivalent* is the wall time of the training phase (process start-up excluded) divided
+by the epochs; the speedup is the single process's time over the variant's, measured in the
+same run on the same machine.
 
 Timings depend on what else runs on the machine: with two cores, two workers can be at most
-2x faster, and any other busy program takes cores away. The last column, *cpu share*, is the
-workers' CPU time over their wall time: 1.0 means each worker had a core to itself; a smaller
-value means it waited (for other programs, or for the lock). Re-run the cell (or
-`tinyapprox hogwild --lock --seeds 0 1 2`) on an idle machine before trusting a speedup."""),
-    new_code_cell("""result = experiment.compare(workers=2, epochs=EPOCHS, seeds=[0], lock=True, limit=LIMIT, verbose=False)
+2x faster, and any other busy program takes cores away. *cpu share* is the workers' CPU time
+over their wall time: 1.0 means each worker had a core to itself. Re-run the cell (or
+`tinyapprox hogwild --lock --seeds 0 1 2`) on an idle machine before trusting a speedup.
+""")
+code("""
+(train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=LIMIT)
+if QUICK:
+    test_x, test_y = test_x[:1000], test_y[:1000]
+result = experiment.compare(workers=2, epochs=EPOCHS, seeds=[0], lock=True, limit=LIMIT, verbose=False,
+                            quick=QUICK, lr_schedule="linear", extra_epochs=1)
 print(experiment.format_table(result["rows"]))
-experiment.plot_comparison(result, "hogwild.png")
-display(Image("hogwild.png"))"""),
-    new_markdown_cell("""Read the table from right to left. Lock-free workers collide: many updates are stale (the
+experiment.plot_comparison(result, f"{RUN}/hogwild.png")
+experiment.plot_time_accuracy(result, f"{RUN}/hogwild_time_accuracy.png")
+display(Image(f"{RUN}/hogwild.png"), Image(f"{RUN}/hogwild_time_accuracy.png"))
+""")
+md("""
+Read the table from right to left. Lock-free workers collide: many updates are stale (the
 Hogwild! paper's bounded delay tau is the mean staleness) and some increments are lost. The
 lock removes overlapping writes and lost increments but not stale reads, since reading the
 weights is never locked — and it makes a worker wait while the other writes. Accuracy after
 the same work stays close to the single process: SGD absorbs the noise.
 
+The second figure is the paper's practical claim: *a few more epochs of lock-free SGD cost
+less time than full locking*. Where the lock-free point with one extra epoch sits to the
+left of the locked point and at least as high, the claim holds on this machine; on a busy
+machine it may not, and the figure then shows that honestly.
+
 ## 5.3 Updates below half a step vanish
+
 
 Put a weight on an 8-bit fixed-point grid with step `2**-7` and apply 100 updates of
 `0.003`, a bit less than half a step. Stored in the format, the weight never moves. With a
 full-precision *shadow* weight (the quantization-aware-training recipe: the forward pass sees
-the rounded value, the optimizer updates the shadow), the updates accumulate."""),
-    new_code_cell("""fmt = DynamicFixedPoint(bits=8, frac_length=7)
+the rounded value, the optimizer updates the shadow), the updates accumulate.""")
+code("""
+fmt = DynamicFixedPoint(bits=8, frac_length=7)
 print("step", fmt.step, " half step", fmt.step / 2)
 
 stored = lowprec.StoredLowPrecision(fmt).attach(Parameter(np.array([0.5], dtype=np.float32)))
@@ -150,37 +188,37 @@ for _ in range(100):
     opt.step()
 print("stored in 8-bit fixed point:", stored.data[0])
 print("shadow weight:", shadow.data[0], " the forward pass uses", shadow.effective().data[0])
-print("expected 0.5 - 100 * 0.003 =", 0.5 - 0.3)"""),
-    new_markdown_cell("""**Exercise.** For the first layer of a fresh LeNet-300-100, what fraction of the
+print("expected 0.5 - 100 * 0.003 =", 0.5 - 0.3)""")
+md("""
+**Exercise.** For the first layer of a fresh LeNet-300-100, what fraction of the
 coordinates of one SGD update (lr 0.05, batch 32) is smaller than half the 8-bit fixed-point
 step of that layer (fractional length chosen from the weights' range, as Ristretto does)?
-Count only coordinates with a non-zero gradient."""),
-    new_code_cell("""from tinyapprox import models
-from tinyapprox import functional as F
-from tinyapprox.tensor import Tensor
-
-(train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=LIMIT)
+Count only coordinates with a non-zero gradient.""")
+code("""
 model = models.lenet_300_100(seed=0)
 x, y = next(iter(data.DataLoader(train_x, train_y, batch_size=32, shuffle=True, seed=0)))
 F.cross_entropy(model(Tensor(x)), y).backward()
-w = model[1].weight"""),
-    solution_cell("""# set layer_fmt (the layer's 8-bit DynamicFixedPoint) and fraction (a float in [0, 1])
+w = model[1].weight""")
+solution("""
+# set layer_fmt (the layer's 8-bit DynamicFixedPoint) and fraction (a float in [0, 1])
 ### BEGIN SOLUTION
 layer_fmt = DynamicFixedPoint.from_tensor(w.data, bits=8, signed=True)
 update = np.abs(0.05 * w.grad)
 nonzero = w.grad != 0
 fraction = np.count_nonzero((update < layer_fmt.step / 2) & nonzero) / np.count_nonzero(nonzero)
-### END SOLUTION""", "vanishing_fraction"),
-    grade_cell("""assert layer_fmt.bits == 8 and layer_fmt.integer_length == int(np.ceil(np.log2(np.abs(w.data).max()))) + 1
+### END SOLUTION""", "vanishing_fraction")
+tests("""
+assert layer_fmt.bits == 8 and layer_fmt.integer_length == int(np.ceil(np.log2(np.abs(w.data).max()))) + 1
 assert 0.0 <= fraction <= 1.0
 ### BEGIN HIDDEN TESTS
 half = 2.0 ** -(8 - (int(np.ceil(np.log2(np.abs(w.data).max()))) + 1)) / 2
 g_t = w.grad[w.grad != 0]
 assert abs(fraction - np.mean(np.abs(0.05 * g_t) < half)) < 1e-9
 ### END HIDDEN TESTS
-print(f"step {layer_fmt.step:.2e}: {100 * fraction:.1f}% of the first layer's updates would vanish")""",
-               "vanishing_fraction_tests", 2),
-    new_markdown_cell("""## 5.4 Training LeNet-300-100 with low-precision weights
+print(f"step {layer_fmt.step:.2e}: {100 * fraction:.1f}% of the first layer's updates would vanish")""", "vanishing_fraction_tests", 2)
+
+md("""
+## 5.4 Training LeNet-300-100 with low-precision weights
 
 Same seed, data order and learning rate for every recipe:
 
@@ -193,24 +231,63 @@ Same seed, data order and learning rate for every recipe:
 * `fp16-shadow` / `fixed8-shadow`: fp32 shadow weights, fake-quantized in the forward pass.
 
 The printed *vanished updates* is the fraction of coordinate updates (with a non-zero gradient)
-that left the stored weight unchanged."""),
-    new_code_cell("""curves = train_lowprec(tuple(lowprec.VARIANTS), epochs=EPOCHS, limit=LIMIT,
-                       eval_limit=500 if QUICK else 2000, verbose=True)
-plot_lowprec(curves, "lowprec.png")
-display(Image("lowprec.png"))"""),
-    new_markdown_cell("""fp16 has about three significant decimal digits: near the weights' magnitude its step is small
+that left the stored weight unchanged.
+
+Each curve point is measured on the first `EVAL` test images (the axis says how many); the
+final accuracies printed under the cell are on the whole test split.
+""")
+code("""
+EVAL = None if QUICK else 2000
+curves = train_lowprec(tuple(lowprec.VARIANTS), epochs=EPOCHS, train=(train_x, train_y), test=(test_x, test_y),
+                       eval_limit=EVAL, verbose=True)
+plot_lowprec(curves, f"{RUN}/lowprec.png", eval_images=EVAL or len(test_x))
+display(Image(f"{RUN}/lowprec.png"))
+""")
+md("""
+fp16 has about three significant decimal digits: near the weights' magnitude its step is small
 enough that most updates still land, so fp16 storage follows fp32 at this learning rate (it
 stalls later, when the learning rate decays). 8-bit fixed point has a step of about 5e-4 for the
 first layer, several times the typical update: most updates vanish and the network learns
 much more slowly, while the shadow-weight version tracks fp32. Inference can be 8 bits; the
 *accumulation* of training updates needs more precision (or stochastic rounding).
 
+## 5.5 Beyond the weights: activations and gradients in low precision
+
+Gupta et al. (2015) and mixed-precision training (Micikevicius et al., 2018) also narrow the
+*tensors between layers*. `quant.lowprec.round_tensors` puts a rounding step after every layer:
+the layer's output (the activation) is rounded in the forward pass, the gradient flowing back
+into it in the backward pass; the weights stay fp32 ("master weights"). Two things go wrong
+in a narrow format: small gradients *underflow* (fp16's smallest normal number is 2^-14 ≈
+6e-5; below it precision is lost, below 6e-8 a value becomes 0), and 8-bit fixed point
+rounds small values to 0. **Loss scaling** multiplies the loss by S before `backward`, so
+every gradient is S times larger and stays in range, and divides the fp32 weight gradients
+by S before the step; dynamic scaling halves S whenever a gradient overflows to inf (and
+skips that step) and doubles it after a run of good steps.
+""")
+code("""
+tensors = train_lowprec_tensors(tuple(TENSOR_VARIANTS), epochs=EPOCHS, train=(train_x, train_y),
+                                test=(test_x, test_y), eval_limit=EVAL, verbose=True)
+plot_lowprec(tensors, f"{RUN}/lowprec_tensors.png", eval_images=EVAL or len(test_x),
+             title="LeNet-300-100, SGD with low-precision activations and gradients")
+display(Image(f"{RUN}/lowprec_tensors.png"))
+""")
+md("""
+*underflow to 0* and *subnormal* are the shares of all rounded values (activations and
+gradients) that became 0 or were left below fp16's normal range. On this small network the
+gradients are not small enough for fp16 to lose much: plain fp16 trains like fp32, and loss
+scaling mostly moves the subnormal share to zero — the point of the technique shows in the
+counts rather than in the accuracy here. Deeper networks with smaller gradients (the
+mixed-precision paper's) need it to train at all. With 8-bit fixed point ranged per tensor,
+round-to-nearest and stochastic rounding end close together: with a fresh range every step
+the grid follows the values, and what Gupta et al. showed to matter — stochastic rounding
+on a *fixed* grid — is the weight-storage experiment of 5.4 (`fixed8-store-sr`).
+
 From the command line:
 
 ```
 tinyapprox hogwild --workers 2 --epochs 3 --lock --seeds 0 1 2 --out runs/hogwild
 tinyapprox hogwild --lowprec --epochs 3 --out runs/hogwild
-```"""),
-]
+```
+""")
 
-Notebook(cells).write("05_training.ipynb")
+notebook.write("05_training.ipynb")

@@ -71,8 +71,12 @@ def train_lowprec(variants=("fp32", "fp16-store", "fp16-shadow", "fixed8-store",
                   flush=True)
     return out
 
-def plot_lowprec(curves: dict, path, title: str = "LeNet-300-100, SGD with low-precision weights"):
-    """Write a PNG of test accuracy against epochs, one line per variant."""
+def plot_lowprec(curves: dict, path, title: str = "LeNet-300-100, SGD with low-precision weights",
+                 eval_images=None):
+    """Write a PNG of test accuracy against epochs, one line per variant.
+
+    ``eval_images``: how many test images each point was measured on (the ``eval_limit`` of
+    the run), written on the y axis so the curve is not mistaken for the whole-split figure."""
     styles = {"store": "--", "store-sr": ":", "shadow": "-"}
     fig, ax = harness.pyplot().subplots(figsize=(6.5, 4))
     for name, c in curves.items():
@@ -80,7 +84,7 @@ def plot_lowprec(curves: dict, path, title: str = "LeNet-300-100, SGD with low-p
         ax.plot(c["epoch"], c["test_top1"], styles.get(storage, "-"), marker=".", label=name,
                 color="black" if name == "fp32" else None)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 (subset)")
+    ax.set_ylabel("test top-1" + (f" (first {eval_images:,} test images)" if eval_images else ""))
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
