@@ -110,7 +110,9 @@ md("""## 4. Losses side by side
 For a binary problem with label `t = ±1` and score `s`, each loss is a function of the
 margin `m = t·s`: square `(1 - m)^2`, log loss `log(1 + e^-m)`, hinge `max(0, 1 - m)`,
 squared hinge `max(0, 1 - m)^2`, and the 0-1 loss `[m <= 0]` that we really care about
-but cannot differentiate.""")
+but cannot differentiate. The log loss is drawn in bits, `log2(1 + e^-m)` (the natural-log
+value divided by ln 2), so that it passes through 1 at `m = 0` like the others and bounds
+the 0-1 loss from above; `F.binary_cross_entropy_with_logits` itself returns nats.""")
 code("""m = np.linspace(-2, 3, 201)
 s = ta.tensor(m[:, None])
 t = np.ones_like(m)[:, None]

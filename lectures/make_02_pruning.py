@@ -51,8 +51,14 @@ A mask is attached to a parameter as a *transform*: the forward pass uses `w * m
 pruned weights get zero gradient, and after each optimizer step the pruned entries of the
 stored weights are set back to exactly zero (momentum and Adam cannot revive them).
 
-The number of non-zero entries is often called the "L0 norm". It is a count, not a norm:
-scaling a tensor by 2 leaves it unchanged.
+"L0" is used in two opposite ways, so say which one you mean. In the sparse-coding
+literature the "L0 norm" ||w||_0 is the number of **non-zero** entries — a count, not a norm
+(scaling a tensor by 2 leaves it unchanged, which no norm allows), and the limit of
+sum |w_i|^p as p -> 0. The lecture's slide instead counts **zeros** ("#zeros"): pruning then
+*maximizes* L0, and the slide warns not to confuse it with L-infinity, the max-element norm.
+The two readings differ only by the tensor's size (zeros = size − non-zeros). This code uses
+the first: `prune.l0(w)` returns the number of non-zeros, and `prune.count_zeros` gives the
+zeros (the slide's L0) with the sparsity zeros / total.
 """)
 code("""
 m = fresh_copy(dense)
@@ -60,7 +66,8 @@ prune.magnitude(m, amount=0.9)
 for name, c in prune.count_zeros(m).items():
     print(f"{name}: {c['zeros']:,} zeros of {c['total']:,} (sparsity {c['sparsity']:.2%})")
 w = m[1].weight
-print("transforms:", w.transforms, "| L0 =", prune.l0(w), "| L0 of 2w =", prune.l0(2 * w.effective().data))
+print("transforms:", w.transforms, "| non-zeros (L0 as a count of non-zeros) =", prune.l0(w),
+      "| of 2w:", prune.l0(2 * w.effective().data), "| zeros (the slide's L0) =", w.size - prune.l0(w))
 """)
 
 md("""
