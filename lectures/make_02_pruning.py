@@ -143,17 +143,25 @@ accuracy for the same sparsity. Below: 50% of the second LeNet-5 conv layer at e
 granularity (black = pruned), first 8 filters × 8 input channels, each cell a 5×5 kernel.
 """)
 code("""
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+colors = ListedColormap(["black", "#e8c36a", "#9aa7b8"])          # pruned, kept, separator
 for ax, g in zip(axes, prune.GRANULARITIES):
     net = models.lenet5(seed=0)
     mask = prune.magnitude(net, amount=0.5, granularity=g, params=["2.weight"])["2.weight"]
-    grid = np.ones((8 * 6, 8 * 6))
+    grid = np.full((8 * 6 - 1, 8 * 6 - 1), 2)
     for o in range(8):
         for c in range(8):
             grid[o * 6:o * 6 + 5, c * 6:c * 6 + 5] = mask[o, c]
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(grid, cmap=colors, vmin=0, vmax=2, interpolation="nearest")
     ax.set_title(f"{g}: sparsity {1 - mask.mean():.0%}")
-    ax.set_xlabel("input channel"); ax.set_ylabel("filter"); ax.set_xticks([]); ax.set_yticks([])
+    ax.set_xlabel("input channel (0-7)"); ax.set_ylabel("filter (0-7)"); ax.set_xticks([]); ax.set_yticks([])
+fig.legend(handles=[Patch(color="black", label="pruned weight"), Patch(color="#e8c36a", label="kept weight"),
+                    Patch(color="#9aa7b8", label="gap between 5x5 kernels")],
+           loc="lower center", ncol=3, fontsize=9)
+plt.tight_layout(rect=(0, 0.08, 1, 1)); plt.show()
 plt.tight_layout(); plt.show()
 """)
 
@@ -168,10 +176,11 @@ md("""
 code("""
 t = np.arange(0, 1001)
 plt.figure(figsize=(5, 3))
-plt.plot(t, [prune.agp_sparsity(x, 0.9, 100, 900) for x in t])
+plt.plot(t, [prune.agp_sparsity(x, 0.9, 100, 900) for x in t], label="cubic formula s_t")
 cb = prune.GradualPruning(0.9, start_step=100, end_step=900, frequency=100)
-plt.step(t, [cb.sparsity_at(x) for x in t], where="post", alpha=0.7)
-plt.xlabel("training step"); plt.ylabel("sparsity"); plt.title("AGP schedule (s_f = 0.9)"); plt.show()
+plt.step(t, [cb.sparsity_at(x) for x in t], where="post", alpha=0.7, label="applied every 100 steps")
+plt.xlabel("training step"); plt.ylabel("sparsity"); plt.title("AGP schedule (s_f = 0.9)")
+plt.legend(fontsize=8); plt.show()
 """)
 code("""
 from tinyapprox import functional as F, optim
