@@ -56,7 +56,9 @@ def sweep(fn, grid, executor: Executor | None = None) -> list:
             product, see ``grid_points``).
         executor: any ``concurrent.futures.Executor`` (``make_executor`` builds the
             process pool and the Dask one); None runs the points one after the other in
-            this process.
+            this process, with the BLAS limited to one thread as in a pool worker (when
+            threadpoolctl is installed): a multi-threaded product may round differently, and
+            a run must give the same bits wherever it runs.
 
     Returns:
         The results, one per point, in grid order. The first exception raised by a run is
@@ -64,7 +66,8 @@ def sweep(fn, grid, executor: Executor | None = None) -> list:
     """
     points = grid_points(grid)
     if executor is None:
-        return [fn(**point) for point in points]
+        with _one_blas_thread_here():
+            return [fn(**point) for point in points]
     futures = [executor.submit(_call, fn, point) for point in points]
     return [f.result() for f in futures]
 
@@ -83,6 +86,18 @@ def _one_blas_thread():
     except ImportError:
         return
     threadpool_limits(1)
+
+
+@contextlib.contextmanager
+def _one_blas_thread_here():
+    """Limit the BLAS of this process to one thread for the duration (threadpoolctl; else as is)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
 
 
 @contextlib.contextmanager
@@ -107,8 +122,8 @@ def make_executor(workers: int | None = None, dask: str | None = None):
     Pool workers start with the ``spawn`` method and ``ONE_THREAD_ENV`` in their
     environment (set in this process while the pool exists, so each worker's NumPy starts
     with one BLAS thread); with threadpoolctl installed their initializer enforces it too.
-    Dask workers keep the threads they were started with (``dask worker --nthreads 1``
-    for one BLAS thread per task).
+    Dask workers start their processes with one BLAS thread (the nanny's default
+    environment); ``dask worker --nthreads 1`` runs one task per process at a time.
 
     Raises:
         ValueError: both ``workers`` and ``dask``, or ``workers`` < 1.
