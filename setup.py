@@ -42,7 +42,7 @@ setup(
     install_requires=["numpy>=1.22", "cffi>=1.15", "matplotlib>=3.5"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6",
-                 "dask[distributed]>=2023.1"],
+                 "dask[distributed]>=2023.1", "threadpoolctl>=3.1"],
         "cluster": ["dask[distributed]>=2023.1", "threadpoolctl>=3"],
         "lectures": ["jupyter", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.5"],
         "bench": ["scipy>=1.8", "threadpoolctl>=3.1"],
