@@ -55,6 +55,7 @@ def _wait_gone(pids, timeout):
 # ------------------------------------------------------------------ checkpointed training
 TRAIN_SCRIPT = textwrap.dedent("""
     import sys
+    import time
     import numpy as np
     from tinyapprox import data, models, optim, train
     from tinyapprox import functional as F
@@ -66,8 +67,13 @@ TRAIN_SCRIPT = textwrap.dedent("""
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = optim.StepLR(opt, step_size=2, gamma=0.5)
     loader = data.DataLoader(x, y, batch_size=32, shuffle=True, seed=3)
+
+    class Slow:  # each step takes at least 10 ms, so a kill lands inside the run on any machine
+        def on_step(self, model, step):
+            time.sleep(0.01)
+
     train.fit(model, loader, F.cross_entropy, opt, epochs, scheduler=sched, verbose=False, checkpoint=path,
-              resume=True, config={"lr": 0.05, "seed": 3})
+              resume=True, config={"lr": 0.05, "seed": 3}, callbacks=[Slow()])
     train.save_model(model, path + ".final.npz")
 """)
 
