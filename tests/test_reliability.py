@@ -514,17 +514,21 @@ def test_train_refuses_a_stale_checkpoint_in_one_line_unless_resume(tmp_path, ca
     assert cli.main(["train", "--quick", "--checkpoint", "--out", out]) == 0
     first = capsys.readouterr()
     assert "resumed" not in first.out
-    assert cli.main(["train", "--quick", "--checkpoint", "--lr", "0.01", "--epochs", "2", "--out", out]) == 2
+    from tinyapprox.experiments.harness import QUICK_EPOCHS
+
+    more = str(QUICK_EPOCHS + 1)
+    assert cli.main(["train", "--quick", "--checkpoint", "--lr", "0.01", "--epochs", more, "--out", out]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "checkpoint.npz" in err and "lr 0.1 -> 0.01" in err and "--resume" in err
     assert cli.main(["train", "--quick", "--checkpoint", "--seed", "3", "--out", out]) == 2
     assert "seed 0 -> 3" in capsys.readouterr().err
     assert cli.main(["train", "--quick", "--checkpoint", "--model", "lenet5", "--out", out]) == 2
     assert "model 'lenet-300-100' -> 'lenet5'" in capsys.readouterr().err
-    assert cli.main(["train", "--quick", "--resume", "--epochs", "2", "--out", out]) == 0
+    assert cli.main(["train", "--quick", "--resume", "--epochs", more, "--out", out]) == 0
     resumed = capsys.readouterr().out
-    assert "resumed from" in resumed and "1 epoch(s) done" in resumed and "epochs 1 -> 2" in resumed
-    assert json.loads((tmp_path / "history.json").read_text())["epochs"][-1]["epoch"] == 2
+    assert ("resumed from" in resumed and f"{QUICK_EPOCHS} epoch(s) done" in resumed
+            and f"epochs {QUICK_EPOCHS} -> {more}" in resumed)
+    assert json.loads((tmp_path / "history.json").read_text())["epochs"][-1]["epoch"] == QUICK_EPOCHS + 1
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path):

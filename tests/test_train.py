@@ -6,7 +6,7 @@ import pytest
 
 import tinyapprox as ta
 from tinyapprox import data, models, nn, optim, train
-from tinyapprox.experiments import cli
+from tinyapprox.experiments import cli, harness
 from tinyapprox import functional as F
 
 pytestmark = pytest.mark.training
@@ -146,7 +146,7 @@ def test_train_command_quick(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test top-1" in out
     hist = json.loads((tmp_path / "history.json").read_text())
-    assert len(hist["epochs"]) == 1
+    assert len(hist["epochs"]) == harness.QUICK_EPOCHS
     assert (tmp_path / "training_curve.png").stat().st_size > 1000
     model = train.load_model(models.lenet_300_100(), tmp_path / "model.npz")
     assert model.num_parameters() == 266_610
