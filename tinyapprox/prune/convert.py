@@ -1,7 +1,8 @@
 """Turning a pruned model into a smaller or faster one.
 
-* ``to_sparse(model)``: a copy for inference in which every Linear/Conv2d weight is a CSR
-  matrix multiplied on the C kernel (``sparse.SparseLinear`` / ``sparse.SparseConv2d``).
+* ``to_sparse(model)``: an eval-only copy in which every Linear/Conv2d weight is a CSR
+  matrix on the fused CSR kernel (``sparse.SparseLinear`` / ``sparse.SparseConv2d``, bias
+  and a following ReLU fused into the call).
 * ``remove_filters(model, input_shape)``: physical removal of fully pruned filters (output
   neurons / output maps) from a ``Sequential`` chain, with their biases and the matching
   input columns / channels of the next weight layer; the result is a smaller *dense* model
@@ -21,27 +22,43 @@ from .mask import PruneMask, apply_mask
 __all__ = ["to_sparse", "remove_filters"]
 
 
-def to_sparse(model, min_sparsity: float = 0.0, backend=None):
-    """An inference copy of ``model`` with pruned weight layers in CSR.
+def to_sparse(model, min_sparsity: float = 0.0, threads=None, backend=None):
+    """An eval-only inference copy of ``model`` with pruned weight layers in CSR.
 
     Every leaf layer whose weight is 2-D (Linear) or 4-D (Conv2d) and whose effective
     weight has at least ``min_sparsity`` zeros is replaced by ``SparseLinear`` /
-    ``SparseConv2d`` (masks applied); the original model is not modified. The copy takes
-    ndarrays or Tensors and computes without a graph.
+    ``SparseConv2d`` (masks applied), each one call of ``kernels.csr_linear`` with the bias
+    fused; a ``ReLU`` that directly follows such a layer in a ``Sequential`` is fused into
+    it (and removed). The original model is not modified. The copy takes ndarrays or
+    Tensors and returns float32 Tensors without a graph; ``threads`` and ``backend`` go to
+    the kernel.
+
+    Raises ValueError for ``min_sparsity`` outside [0, 1].
     """
     if not 0.0 <= min_sparsity <= 1.0:
         raise ValueError(f"to_sparse: expected min_sparsity in [0, 1], got {min_sparsity}")
     out = copy.deepcopy(model)
     for pname, parent in list(out.named_modules()):
-        for cname, child in list(parent._modules.items()):
-            if child._modules:
+        items = list(parent._modules.items())
+        fused = set()
+        for pos, (cname, child) in enumerate(items):
+            if child._modules or cname in fused:
                 continue
             w = effective_weight(child)
             if w is None or w.ndim not in (2, 4) or (w.size and np.mean(w == 0) < min_sparsity):
                 continue
-            new = SparseLinear.from_linear(child, backend) if w.ndim == 2 else SparseConv2d.from_conv(child, backend)
+            relu = isinstance(parent, nn.Sequential) and pos + 1 < len(items) and type(items[pos + 1][1]) is nn.ReLU
+            if w.ndim == 2:
+                new = SparseLinear.from_linear(child, relu, threads, backend)
+            else:
+                new = SparseConv2d.from_conv(child, relu, threads, backend)
             parent._modules[cname] = new  # in place, so the call order of a Sequential is kept
             object.__setattr__(parent, cname, new)
+            if relu:
+                fused.add(items[pos + 1][0])
+        for cname in fused:
+            del parent._modules[cname]
+            parent.__dict__.pop(cname, None)
     return out.eval()
 
 
