@@ -10,6 +10,10 @@ the same name in :mod:`tinyapprox.kernels.reference`:
 * :func:`xnor_gemm` -- +-1 products of bit-packed matrices by XOR and popcount
   (binarized layers), with :func:`pack_bits` / :func:`unpack_bits`.
 
+and fused inference entry points that take row-major activations (N, features):
+:func:`csr_linear` (pruned layer: ``x @ W.T + b``, ReLU) and :func:`binary_linear`
+(binary layer: dot products, or thresholds straight to packed bits).
+
 Every public function validates dtype, shape, C-contiguity, alignment and index
 ranges before any C call and raises ``TypeError`` / ``ValueError`` naming the
 operation, what it expected and what it got. The C code checks sizes again and
@@ -31,10 +35,12 @@ from .reference import INT8_MAX_K
 
 __all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
            "Int8Weights", "gemm_int8_requant", "xnor_gemm", "pack_bits", "unpack_bits",
-           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads"]
+           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear",
+           "binary_linear"]
 
 _INT32_MAX = 2**31 - 1
 _KERNEL_IDS = {"csr_matmul": 0, "gemm_int8": 1, "xnor_gemm": 2}
+_KERNEL_OF = {"csr_linear": "csr_matmul", "binary_linear": "xnor_gemm"}  # fused op -> its kernel
 _PATH_NAMES = {
     "csr_matmul": ("scalar", "avx2", "avx512"),
     "gemm_int8": ("scalar", "avx2", "avx512-vnni"),
@@ -127,8 +133,9 @@ def c_paths():
 
 def _resolve(op, backend):
     """None for the NumPy twin, else the SIMD level for the C call."""
+    kernel = _KERNEL_OF.get(op, op)
     if backend is None:
-        return None if _ext.lib is None else _best_level(op)
+        return None if _ext.lib is None else _best_level(kernel)
     if backend == "numpy":
         return None
     if backend == "c" or (isinstance(backend, str) and backend[2:] in _ext.ISA_NAMES
@@ -138,8 +145,8 @@ def _resolve(op, backend):
             raise RuntimeError(f"{op}: backend={backend!r} requested but the C extension is not "
                                f"loaded ({why})")
         if backend == "c":
-            return _best_level(op)
-        return min(_ext.ISA_NAMES.index(backend[2:]), int(_ext.lib.ta_best_isa(_KERNEL_IDS[op])))
+            return _best_level(kernel)
+        return min(_ext.ISA_NAMES.index(backend[2:]), int(_ext.lib.ta_best_isa(_KERNEL_IDS[kernel])))
     raise ValueError(f"{op}: unknown backend {backend!r}; expected None, 'numpy', 'c' or one of "
                      f"{['c-' + n for n in _ext.ISA_NAMES]}")
 
@@ -229,7 +236,7 @@ def _threads(op, threads):
 
 # ----------------------------------------------------------------- CSR x dense
 
-def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
+def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None, threads=None):
     """Y = A @ X for a CSR matrix A (M, K) and a dense X (K, N).
 
     indptr: (M+1,) integer, starts at 0, non-decreasing, ends at nnz;
@@ -238,6 +245,9 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
     shape: optional (M, K) of A, checked against indptr and X.
     out: optional (M, N) float32 C-contiguous array to write Y into (saves the
     allocation, which matters for small products); it must not overlap X.
+    threads: None (``default_threads()``) or int in [1, MAX_THREADS]; each
+    element of Y is summed by one thread in a fixed order, so Y is the same bits
+    for any thread count.
     Returns Y: (M, N) float32, equal to ``reference.csr_matmul`` up to float32
     rounding (the summation order differs).
 
@@ -280,6 +290,7 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None):
         row = int(np.argmax(ip[1:] < ip[:-1]))
         raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
                          f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
+    nt = _threads(op, threads)
     level = _resolve(op, backend)
     Y = _out_array(op, out, (M, N), np.float32, (indptr, indices, data, X))
     if level is None:
@@ -504,7 +515,7 @@ def _check_bits(op, name, bits, K, ndim):
                              "bits k >= K must be 0 (use pack_bits)")
 
 
-def xnor_gemm(A_bits, B_bits, K, backend=None, out=None):
+def xnor_gemm(A_bits, B_bits, K, backend=None, out=None, threads=None):
     """+-1 matrix product on packed bits: C[i, j] = K - 2 * popcount(A_i XOR B_j).
 
     A_bits: (M, W) uint64 (rows of A), B_bits: (N, W) uint64 (rows of B^T, i.e.
@@ -512,12 +523,15 @@ def xnor_gemm(A_bits, B_bits, K, backend=None, out=None):
     makes them) -> (M, N) int32, equal to
     ``unpack_bits(A_bits, K) @ unpack_bits(B_bits, K).T`` exactly.
     K: int in [0, 2**31 - 1]. out: optional (M, N) int32 C-contiguous array
-    to write C into. Raises TypeError/ValueError on bad input.
+    to write C into. threads: None (``default_threads()``) or int in
+    [1, MAX_THREADS]; the result is exact whatever the count.
+    Raises TypeError/ValueError on bad input.
     """
     op = "xnor_gemm"
     K = _check_int(op, "K", K, 0, _INT32_MAX)
     _check_bits(op, "A_bits", A_bits, K, 2)
     _check_bits(op, "B_bits", B_bits, K, 2)
+    nt = _threads(op, threads)
     level = _resolve(op, backend)
     M, N, W = A_bits.shape[0], B_bits.shape[0], (K + 63) // 64
     C = _out_array(op, out, (M, N), np.int32, (A_bits, B_bits))
@@ -560,3 +574,144 @@ def unpack_bits(bits, K):
     K = _check_int(op, "K", K, 0, _INT32_MAX)
     _check_bits(op, "bits", bits, K, (1, 2))
     return reference.unpack_bits(bits, K)
+
+
+# ----------------------------------------------------------------- fused layers
+
+def _check_csr_weights(op, indptr, indices, data, K, shape):
+    """Validate W (M, K) in CSR for a fused layer -> (M, int64 indptr, int32-ready indices).
+
+    Same rules as :func:`csr_matmul`: indptr (M+1,) starting at 0, non-decreasing,
+    ending at nnz; indices (nnz,) integer in [0, K); data (nnz,) float32.
+    """
+    _check_array(op, "indptr", indptr, kind="int", ndim=1)
+    _check_array(op, "indices", indices, kind="int", ndim=1)
+    _check_array(op, "data", data, dtype=np.float32, ndim=1)
+    if indptr.size == 0:
+        raise ValueError(f"{op}: indptr must have M+1 >= 1 entries, got 0")
+    M, nnz = indptr.size - 1, indices.size
+    if data.size != nnz:
+        raise ValueError(f"{op}: indices and data must have the same length (nnz), "
+                         f"got {nnz} and {data.size}")
+    if shape is not None and tuple(shape) != (M, K):
+        raise ValueError(f"{op}: shape {tuple(shape)} does not match indptr (M={M}) and "
+                         f"x (K={K} columns); expected ({M}, {K})")
+    if indptr.dtype.kind == "u" and int(indptr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{op}: indptr values exceed int64")
+    ip = indptr.astype(np.int64, copy=False)
+    if ip[0] != 0 or ip[-1] != nnz:
+        raise ValueError(f"{op}: indptr must start at 0 and end at nnz={nnz}, "
+                         f"got {int(ip[0])} ... {int(ip[-1])}")
+    if M and bool((ip[1:] < ip[:-1]).any()):
+        row = int(np.argmax(ip[1:] < ip[:-1]))
+        raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
+                         f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
+    _check_csr_columns(op, indices, K)
+    return M, ip
+
+
+def csr_linear(x, indptr, indices, data, bias=None, relu=False, shape=None, threads=None,
+               backend=None):
+    """Fused pruned layer: y = x @ W.T + bias, ReLU if asked, W sparse in CSR.
+
+    x: (N, K) float32 C-contiguous row-major activations (one sample per row);
+    W: (M, K) as indptr (M+1,) integer (starts at 0, non-decreasing, ends at nnz),
+    indices (nnz,) integer columns in [0, K) (any order, duplicates add up), data
+    (nnz,) float32 -- the layout of ``sparse.CSR`` of a ``Linear.weight``;
+    bias: (M,) float32 or None; relu: bool; shape: optional (M, K), checked.
+    Returns y: (N, M) float32. Each y[n, j] is summed by one thread in the order of
+    row j's stored entries, then the bias is added and ReLU applied (max(y, 0)),
+    so the result is the same bits for every ``threads``; it equals
+    ``reference.csr_linear`` up to float32 rounding. NaN/inf follow IEEE over the
+    stored entries (as in :func:`csr_matmul`).
+    threads: None (``default_threads()``) or int in [1, MAX_THREADS].
+    Raises TypeError for wrong types/dtypes, ValueError for bad shapes, layout,
+    index ranges or threads, RuntimeError if ``backend`` asks for C that is absent.
+    """
+    op = "csr_linear"
+    _check_array(op, "x", x, dtype=np.float32, ndim=2)
+    N, K = x.shape
+    M, ip = _check_csr_weights(op, indptr, indices, data, K, shape)
+    if bias is not None:
+        _check_array(op, "bias", bias, dtype=np.float32, ndim=1)
+        if bias.shape != (M,):
+            raise ValueError(f"{op}: bias must have shape ({M},) (one per output), got {bias.shape}")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: relu must be a bool, got {type(relu).__name__}")
+    nt = _threads(op, threads)
+    level = _resolve(op, backend)
+    if level is None:
+        return reference.csr_linear(x, ip, indices, data, bias, bool(relu))
+    Y = csr_matmul(ip, indices, data, np.ascontiguousarray(x.T), backend=backend).T
+    Y = np.ascontiguousarray(Y)
+    if bias is not None:
+        Y += bias[None, :]
+    if relu:
+        np.maximum(Y, np.float32(0), out=Y, where=~np.isnan(Y))
+    del nt
+    return Y
+
+
+def _check_thresholds(op, thresholds, flip, M, K):
+    """thresholds (M,) integer -> int32 clipped to [-K-1, K+1] (same outcome for every
+    dot in [-K, K]); flip None or (M,) bool -> uint8 (M,)."""
+    _check_array(op, "thresholds", thresholds, kind="int", ndim=1)
+    if thresholds.shape != (M,):
+        raise ValueError(f"{op}: thresholds must have shape ({M},) (one per output channel), "
+                         f"got {thresholds.shape}")
+    if thresholds.dtype.kind == "u":
+        t = np.minimum(thresholds, np.uint64(K + 1)).astype(np.int64)
+    else:
+        t = thresholds.astype(np.int64)
+    t = np.clip(t, -K - 1, K + 1).astype(np.int32)
+    if flip is None:
+        return t, np.zeros(M, dtype=np.uint8)
+    _check_array(op, "flip", flip, dtype=np.bool_, ndim=1)
+    if flip.shape != (M,):
+        raise ValueError(f"{op}: flip must have shape ({M},) (one per output channel), got {flip.shape}")
+    return t, flip.view(np.uint8)
+
+
+def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, backend=None):
+    """Fused binary layer on packed +-1 bits: dot products, or thresholds to packed bits.
+
+    Bit convention (:func:`pack_bits`): bit k % 64 of word k // 64 of a row is 1 for
+    +1 (a value >= 0, so sign(0) = +1) and 0 for -1; padding bits beyond K are 0.
+    x_bits: (N, W) uint64 packed activations (one sample per row), w_bits: (M, W)
+    uint64 packed weights (one row per output channel), W = ceil(K/64); K: int.
+    dot[n, j] = K - 2 * popcount(x_bits[n] XOR w_bits[j]), the +-1 dot product.
+
+    thresholds None: returns dot, (N, M) int32.
+    thresholds (M,) integer (+ flip (M,) bool or None): returns the packed signs
+    (N, ceil(M/64)) uint64, bit j of row n = 1 (+1) iff dot >= thresholds[j]
+    (flip[j] False) or dot <= thresholds[j] (flip[j] True, a negative batch-norm
+    gamma); padding bits beyond M are 0, so the result is the x_bits of the next
+    binary layer. Thresholds of any integer dtype are accepted; values beyond
+    [-K-1, K+1] decide the same way as the nearest end of that range.
+    From ``bnn.packing.fold_threshold``'s (s, t) (bit = s * dot >= t):
+    ``thresholds = s * t, flip = s < 0``.
+    threads: None (``default_threads()``) or int in [1, MAX_THREADS]; the result
+    does not depend on it. Raises TypeError/ValueError on bad input.
+    """
+    op = "binary_linear"
+    K = _check_int(op, "K", K, 0, _INT32_MAX)
+    _check_bits(op, "x_bits", x_bits, K, 2)
+    _check_bits(op, "w_bits", w_bits, K, 2)
+    N, M = x_bits.shape[0], w_bits.shape[0]
+    if thresholds is None:
+        if flip is not None:
+            raise ValueError(f"{op}: flip given without thresholds")
+    else:
+        t, f = _check_thresholds(op, thresholds, flip, M, K)
+    nt = _threads(op, threads)
+    level = _resolve(op, backend)
+    if level is None:
+        if thresholds is None:
+            return reference.binary_linear(x_bits, w_bits, K)
+        return reference.binary_linear(x_bits, w_bits, K, t, f.view(np.bool_))
+    dot = xnor_gemm(x_bits, w_bits, K, backend=backend)
+    del nt
+    if thresholds is None:
+        return dot
+    plus = np.where(f.view(np.bool_)[None, :], dot <= t[None, :], dot >= t[None, :])
+    return reference.pack_bits(np.where(plus, np.int8(1), np.int8(-1)))

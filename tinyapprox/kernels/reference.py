@@ -135,3 +135,43 @@ def xnor_gemm(A_bits, B_bits, K):
         differing = popcount64(A_bits[i][None, :] ^ B_bits).sum(axis=1)
         C[i] = K - 2 * differing
     return C
+
+
+def csr_linear(x, indptr, indices, data, bias=None, relu=False):
+    """Fused sparse layer: Y = x @ W.T + bias, then ReLU if asked.
+
+    x: (N, K) float32 row-major activations; W (M, K) in CSR (indptr (M+1,),
+    indices (nnz,) in [0, K), any order, duplicates add up; data (nnz,) float32);
+    bias: (M,) float32 or None -> Y: (N, M) float32. Each output is accumulated
+    in float64 (bias included) and rounded once, then ReLU'd (max(y, 0), NaN kept).
+    """
+    N, M = x.shape[0], len(indptr) - 1
+    Y = np.zeros((N, M), dtype=np.float64)
+    for j in range(M):
+        start, end = int(indptr[j]), int(indptr[j + 1])
+        Y[:, j] = x[:, indices[start:end]].astype(np.float64) @ data[start:end].astype(np.float64)
+    if bias is not None:
+        Y += bias.astype(np.float64)[None, :]
+    Y = Y.astype(np.float32)
+    if relu:
+        Y = np.where(Y < 0, np.float32(0), Y)
+    return Y
+
+
+def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None):
+    """Fused binary layer on packed +-1 bits (bit 1 = +1, see :func:`pack_bits`).
+
+    x_bits: (N, W) uint64 inputs, w_bits: (M, W) uint64 weights (one row per
+    output channel), W = ceil(K/64). dot = K - 2 * popcount(x XOR w), the +-1
+    dot product, (N, M). Without thresholds returns dot as int32. With
+    thresholds (M,) int and flip (M,) bool or None, output j is +1 iff
+    dot >= thresholds[j] (flip[j] False) or dot <= thresholds[j] (flip[j] True),
+    returned packed: (N, ceil(M/64)) uint64, padding bits zero.
+    """
+    dot = xnor_gemm(x_bits, w_bits, K)
+    if thresholds is None:
+        return dot
+    t = np.asarray(thresholds, dtype=np.int64)[None, :]
+    f = np.zeros(t.shape, dtype=bool) if flip is None else np.asarray(flip, dtype=bool)[None, :]
+    plus = np.where(f, dot <= t, dot >= t)
+    return pack_bits(np.where(plus, 1, -1).reshape(dot.shape))
