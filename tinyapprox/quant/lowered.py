@@ -101,8 +101,11 @@ class QuantizeInput(InferenceModule):
                                   backend=self.backend)
         return Tensor(q.reshape(x.shape))
 
-    def inference_cost(self, x, y):
-        return {**super().inference_cost(x, y), "params": 1, "bytes": 4, "act_bits": 8 if self.int8 else 32}
+    def stored_values(self):
+        return 1
+
+    def stored_bytes(self):
+        return 4
 
     def extra_repr(self):
         return f"scale={self.scale:.6g}, codes=[{self.lo}, {self.hi}]"
@@ -132,7 +135,7 @@ class IntMaxPool2d(InferenceModule):
         return Tensor(np.ascontiguousarray(win[:, :, ::self.sh, ::self.sw].max(axis=(4, 5))))
 
     def inference_cost(self, x, y):
-        return {**super().inference_cost(x, y), "kind": "pool", "act_bits": 8 * y.dtype.itemsize}
+        return {**super().inference_cost(x, y), "kind": "pool"}
 
     def extra_repr(self):
         return f"kernel_size=({self.kh}, {self.kw}), stride=({self.sh}, {self.sw})"
@@ -264,17 +267,22 @@ class _QuantizedLayer(InferenceModule):
         """Accumulator bound of this layer vs. its ``acc_bits`` limit, and float32-exactness of the simulation."""
         return {"kind": self.kind, **self.overflow, "acc_bits": self.acc_bits, "sim_exact": self.sim_exact}
 
+    def stored_values(self):
+        return int(np.prod(self.shape)) + (0 if self.bias is None else self.out_features)
+
+    def stored_bytes(self):
+        """Weight codes at ``weight_bits``, int32 bias codes, float32 scales and the (m0, shift) pairs."""
+        O = self.out_features
+        side = 4 * O + (0 if self.bias is None else 4 * O) + (0 if self.out is None else 8 * O)
+        return -(-int(np.prod(self.shape)) * self.weight_bits // 8) + side
+
     def _cost(self, kind, positions):
         size = int(np.prod(self.shape))
         nnz = int(np.count_nonzero(self.sign if self.kind == "shift" else self.codes))
-        O = self.out_features
-        side = 4 * O + (0 if self.bias is None else 4 * O) + (0 if self.out is None else 8 * O)
-        int8 = self.kind == "int8"
-        return {"kind": kind, "params": size + (0 if self.bias is None else O),
-                "weights": size, "nonzero_weights": nnz, "macs": positions * size, "nonzero_macs": positions * nnz,
-                "bytes": -(-size * self.weight_bits // 8) + side,
-                "mult_op": None if self.kind == "shift" else ("int8_mult" if int8 else "int32_mult"),
-                "add_op": "int32_add", "act_bits": 8 if int8 else 32}
+        mult = None if self.kind == "shift" else ("int8_mult" if self.weight_bits <= 8 else "int32_mult")
+        return {"kind": kind, "weights": size, "nonzero_weights": nnz, "macs": positions * size,
+                "nonzero_macs": positions * nnz, "executed_macs": positions * size, "mult_op": mult,
+                "add_op": "int32_add"}
 
     def _extra(self):
         out = "float32" if self.out is None else f"codes [{self.out[1]}, {self.out[2]}]"

@@ -64,13 +64,17 @@ class _SparseBase(InferenceModule):
         return kernels.csr_linear(x2, w.indptr, w.indices, w.data, bias=self.bias, relu=self.relu,
                                   shape=w.shape, threads=self.threads, backend=self.backend)
 
+    def stored_values(self):
+        return self.weight.nnz + (0 if self.bias is None else self.bias.size)
+
+    def stored_bytes(self):
+        return self.weight.nbytes + (0 if self.bias is None else 4 * self.bias.size)
+
     def _cost(self, kind, positions):
         nnz, size = self.weight.nnz, int(np.prod(self.weight.shape))
-        nb = 0 if self.bias is None else self.bias.size
-        return {"kind": kind, "params": nnz + nb, "weights": size, "nonzero_weights": nnz,
-                "macs": positions * size, "nonzero_macs": positions * nnz,
-                "bytes": self.weight.nbytes + 4 * nb, "mult_op": "float32_mult", "add_op": "float32_add",
-                "act_bits": 32}
+        return {"kind": kind, "weights": size, "nonzero_weights": nnz, "macs": positions * size,
+                "nonzero_macs": positions * nnz, "executed_macs": positions * nnz,
+                "mult_op": "float32_mult", "add_op": "float32_add"}
 
 
 class SparseLinear(_SparseBase):
