@@ -34,8 +34,8 @@ from . import _ext, reference
 from .reference import INT8_MAX_K
 
 __all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
-           "Int8Weights", "gemm_int8_requant", "xnor_gemm", "pack_bits", "unpack_bits",
-           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear",
+           "Int8Weights", "gemm_int8_requant", "int8_linear", "quantize_int8", "xnor_gemm", "pack_bits",
+           "unpack_bits", "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear",
            "binary_linear"]
 
 _INT32_MAX = 2**31 - 1
@@ -402,16 +402,20 @@ def prepare_int8(B):
     return Int8Weights(B)
 
 
-def gemm_int8(A, B, backend=None, out=None):
+def gemm_int8(A, B, backend=None, out=None, threads=None):
     """C = A @ B exactly: A (M, K) int8, B (K, N) int8 or :class:`Int8Weights` -> (M, N) int32.
 
     The int32 accumulation is exact for K <= INT8_MAX_K = 131071 (since
     K * 128 * 128 < 2**31); larger K is refused with ValueError. Pass the
     result of :func:`prepare_int8` as B to reuse packed weights across calls.
     out: optional (M, N) int32 C-contiguous array to write C into.
+    threads: None (``default_threads()``) or an int in [1, MAX_THREADS]; the C
+    kernel splits column panels (or rows) over that many threads, and the result
+    does not depend on it.
     Raises TypeError for wrong dtypes, ValueError for shapes/layout.
     """
     op = "gemm_int8"
+    nthreads = _threads(op, threads)
     _check_array(op, "A", A, dtype=np.int8, ndim=2)
     if isinstance(B, Int8Weights):
         weights = B
@@ -495,6 +499,135 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
     colsum = B.colsum if isinstance(B, Int8Weights) else B.sum(axis=0, dtype=np.int64)
     acc = reference.zero_point_accumulators(C, A, colsum, a_zero, bz)
     return reference.requantize(acc, a_scale, bs, out_scale, out_zero, bias, bool(relu))
+
+
+# ----------------------------------------------------------------- fused int8 layer
+
+_INT8_OUTS = ("int8", "int32", "float32")
+
+
+def _per_channel_ints(op, name, value, M, lo, hi):
+    """value (int or (M,) integer array) as an int64 array of shape () or (M,), each in [lo, hi]."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be an int or an integer array, got bool")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must be an int or ({M},) integers, got dtype {arr.dtype}")
+    if arr.ndim not in (0, 1) or (arr.ndim == 1 and arr.shape != (M,)):
+        raise ValueError(f"{op}: {name} must be an int or ({M},) integers, got shape {arr.shape}")
+    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+        raise ValueError(f"{op}: {name} must lie in [{lo}, {hi}], got values from "
+                         f"{int(arr.min())} to {int(arr.max())}")
+    return arr.astype(np.int64)
+
+
+def _resolve_int8(op, backend):
+    """_resolve for the int8 kernel, with errors naming `op`."""
+    try:
+        return _resolve("gemm_int8", backend)
+    except (ValueError, RuntimeError) as exc:
+        raise type(exc)(str(exc).replace("gemm_int8:", f"{op}:", 1)) from None
+
+
+def _int8_weights(op, weights):
+    """(Int8Weights, B) from an Int8Weights or a raw int8 (K, M) array (packed on the fly)."""
+    if isinstance(weights, Int8Weights):
+        return weights
+    if not isinstance(weights, np.ndarray):
+        raise TypeError(f"{op}: weights must be Int8Weights (see prepare_int8) or an int8 "
+                        f"ndarray, got {type(weights).__name__}")
+    _check_array(op, "weights", weights, dtype=np.int8, ndim=2)
+    if weights.shape[0] > INT8_MAX_K:
+        raise ValueError(f"{op}: K={weights.shape[0]} exceeds {INT8_MAX_K}, the largest K for "
+                         "which int32 accumulation is exact (K * 128 * 128 < 2**31)")
+    return Int8Weights(weights, _copy=False)
+
+
+def int8_linear(x, weights, bias=None, multiplier=1, shift=0, lo=-128, hi=127, relu=False,
+                out="int8", out_scale=None, threads=None, backend=None):
+    """A quantized linear layer, y = requant(x @ B + bias), row-major in and out.
+
+    x: (N, K) int8 C-contiguous activation codes; weights: :class:`Int8Weights`
+    from ``prepare_int8(B)`` with B (K, M) int8 = W_codes.T (a raw int8 (K, M)
+    array is packed on every call); bias: None or (M,) int32 on the accumulator
+    grid. acc = x @ B + bias in an int32 accumulator (exact for a checked layer).
+
+    out="int8" (default): ``round_half_to_even(acc * multiplier / 2**shift)``
+    clipped to [max(lo, 0) if relu else lo, hi] -> (N, M) int8; multiplier int
+    in [1, 2**31) and shift int in [0, 62], each a scalar or (M,) per output
+    channel; -128 <= lo <= hi <= 127. Equal to ``quant.integer.requantize`` with
+    ``(multiplier, shift) = quant.integer.multiplier(M_real)``.
+    out="int32": acc (max(acc, 0) with relu) -> (N, M) int32.
+    out="float32": float32(acc * out_scale) computed in float64, out_scale a
+    positive float or (M,) positive floats, relu applied to acc first.
+
+    threads: None (``default_threads()``) or an int in [1, MAX_THREADS]; the
+    result does not depend on it. backend as for :func:`gemm_int8`.
+    Raises TypeError / ValueError naming the argument on bad input.
+    """
+    op = "int8_linear"
+    _check_array(op, "x", x, dtype=np.int8, ndim=2)
+    w = _int8_weights(op, weights)
+    K, M = w.shape
+    N = x.shape[0]
+    if x.shape[1] != K:
+        raise ValueError(f"{op}: x has K={x.shape[1]} columns but the weights have K={K} rows "
+                         f"(x {x.shape}, weights {w.shape})")
+    if out not in _INT8_OUTS:
+        raise ValueError(f"{op}: out must be one of {_INT8_OUTS}, got {out!r}")
+    if bias is not None:
+        _check_array(op, "bias", bias, dtype=np.int32, ndim=1)
+        if bias.shape != (M,):
+            raise ValueError(f"{op}: bias must have shape ({M},), got {bias.shape}")
+    mult = _per_channel_ints(op, "multiplier", multiplier, M, 1, _INT32_MAX)
+    shf = _per_channel_ints(op, "shift", shift, M, 0, 62)
+    lo = _check_int(op, "lo", lo, -128, 127)
+    hi = _check_int(op, "hi", hi, -128, 127)
+    if lo > hi:
+        raise ValueError(f"{op}: lo must be <= hi, got lo={lo}, hi={hi}")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: relu must be a bool, got {type(relu).__name__}")
+    scale = None
+    if out == "float32":
+        if out_scale is None:
+            raise ValueError(f"{op}: out='float32' needs out_scale (a positive float or ({M},))")
+        scale = np.asarray(out_scale, dtype=np.float64) if not isinstance(out_scale, str) else None
+        if scale is None or scale.ndim not in (0, 1) or (scale.ndim == 1 and scale.shape != (M,)):
+            raise ValueError(f"{op}: out_scale must be a positive float or ({M},) positive floats, "
+                             f"got {out_scale!r}")
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ValueError(f"{op}: out_scale must be finite and > 0")
+    elif out_scale is not None:
+        raise ValueError(f"{op}: out_scale is only used with out='float32', got out={out!r}")
+    nthreads = _threads(op, threads)
+    level = _resolve_int8(op, backend)
+    if level is None:
+        return reference.int8_linear(x, w.B, bias, mult, shf, lo, hi, bool(relu), out, scale)
+    acc = gemm_int8(x, w, backend=backend, threads=nthreads)
+    return reference.int8_epilogue(acc, bias, mult, shf, lo, hi, bool(relu), out, scale)
+
+
+def quantize_int8(x, scale, lo=-128, hi=127, threads=None, backend=None):
+    """int8 codes of a float32 activation: clip(round_half_to_even(x / scale), lo, hi).
+
+    x: float32 C-contiguous ndarray of any shape (typically (N, K)); scale: a
+    positive finite float (per tensor); -128 <= lo <= hi <= 127. The division is
+    done in float64, so the codes equal ``quant.formats.Affine(8, scale).quantize(x)``
+    bit for bit (that quantizer clips to [-127, 127]: pass lo=-127). +-inf
+    saturates to hi / lo; NaN raises ValueError. Returns int8 of x's shape.
+    """
+    op = "quantize_int8"
+    _check_array(op, "x", x, dtype=np.float32)
+    s = _check_scale(op, "scale", scale)
+    lo = _check_int(op, "lo", lo, -128, 127)
+    hi = _check_int(op, "hi", hi, -128, 127)
+    if lo > hi:
+        raise ValueError(f"{op}: lo must be <= hi, got lo={lo}, hi={hi}")
+    _threads(op, threads)
+    _resolve_int8(op, backend)
+    if np.isnan(x).any():
+        raise ValueError(f"{op}: x contains NaN, which has no int8 code")
+    return reference.quantize_int8(x, s, lo, hi)
 
 
 # ----------------------------------------------------------------- XNOR / popcount

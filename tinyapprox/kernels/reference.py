@@ -88,6 +88,67 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
     return requantize(acc, a_scale, b_scale, out_scale, out_zero, bias, relu)
 
 
+def round_shift(v, shift):
+    """round(v / 2**shift), ties to even, for int64 v and shifts in [0, 62] (broadcast).
+
+    With v = q * 2**s + r, 0 <= r < 2**s: ``(v + 2**(s-1) - 1 + (q & 1)) >> s`` is q
+    below half, q + 1 above, and the even one of the two at exactly half. Shift 0
+    returns v. The caller keeps |v| + 2**61 below 2**63.
+    """
+    v = np.asarray(v, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    pos = s > 0
+    half = np.where(pos, np.left_shift(np.int64(1), np.maximum(s - 1, 0)) - 1, 0)
+    return (v + half + ((v >> s) & 1) * pos) >> s
+
+
+def int8_linear(x, B, bias=None, multiplier=1, shift=0, lo=-128, hi=127, relu=False,
+                out="int8", out_scale=None):
+    """A quantized linear layer on int8 codes: x (N, K) int8, B (K, M) int8 -> (N, M).
+
+    acc = x @ B + bias as an int32 accumulator (bias: (M,) int32 or None; the sum
+    wraps modulo 2**32 like a 32-bit adder, which never happens for checked layers).
+    out="int32": acc, or max(acc, 0) with relu.
+    out="float32": float32(float64(acc) * out_scale), out_scale a float or (M,)
+    float64; relu is applied to acc first.
+    out="int8": round_half_to_even(acc * multiplier / 2**shift) in int64, clipped
+    to [max(lo, 0) if relu else lo, hi]; multiplier in [1, 2**31) and shift in
+    [0, 62], scalars or (M,) (per output channel). |acc * multiplier| < 2**62, so
+    nothing overflows int64. This is ``quant.integer.requantize`` with m0 = multiplier.
+    """
+    return int8_epilogue(gemm_int8(x, B), bias, multiplier, shift, lo, hi, relu, out, out_scale)
+
+
+def int8_epilogue(acc, bias=None, multiplier=1, shift=0, lo=-128, hi=127, relu=False,
+                  out="int8", out_scale=None):
+    """The output stage of :func:`int8_linear` on acc = x @ B ((N, M) int32)."""
+    acc = np.asarray(acc).astype(np.int64)
+    if bias is not None:
+        acc = acc + np.asarray(bias, dtype=np.int64)[None, :]
+    acc = (acc + 2**31) % 2**32 - 2**31
+    if out == "int32":
+        return (np.maximum(acc, 0) if relu else acc).astype(np.int32)
+    if out == "float32":
+        if relu:
+            acc = np.maximum(acc, 0)
+        scale = np.asarray(out_scale, dtype=np.float64)
+        return (acc.astype(np.float64) * scale).astype(np.float32)
+    m = np.asarray(multiplier, dtype=np.int64)
+    q = round_shift(acc * m, shift)
+    return np.clip(q, max(lo, 0) if relu else lo, hi).astype(np.int8)
+
+
+def quantize_int8(x, scale, lo=-128, hi=127):
+    """int8 codes of float x (any shape): clip(round_half_to_even(float64(x) / scale), lo, hi).
+
+    The division is done in float64, exactly as ``quant.formats.Affine.quantize``
+    does for a per-tensor symmetric quantizer, so the codes are equal bit for bit;
+    +-inf saturates to hi / lo. NaN has no code (the public face refuses it).
+    """
+    q = np.rint(np.asarray(x, dtype=np.float64) / np.float64(scale))
+    return np.clip(q, lo, hi).astype(np.int8)
+
+
 def pack_bits(X):
     """Pack signs of X (M, K) real/int into uint64 (M, ceil(K/64)); bit = X >= 0.
 
