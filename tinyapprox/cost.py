@@ -441,13 +441,16 @@ def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 
                    f"({'; '.join(ops)}), weights at their stored size, activations at the width they are "
                    f"exchanged in (int8 codes 8 bits, packed +-1 activations 1 bit); xnor1/popcount1 = 1/8 of an "
                    f"int8 add (not in the table).")
-    assumptions = (f"assumptions: input {tuple(input_shape)}; {macs:,} MACs "
-                   f"({'non-zero weights only' if sparse else 'dense'}), each = 1 {mult_op} + 1 {add_op}; "
-                   f"parameters fetched once from {weight_memory.upper()} ({weight_bits}-bit weights"
-                   f"{f' + {index_bits}-bit indices when sparse' if sparse else ''}); layer inputs read and "
-                   f"outputs written once in {act_memory.upper()} at {act_bits} bits; memory energy linear "
-                   f"in bits; registers, pooling, activations and bias adds not counted.{lowered}"
-                   f"\nsource: {ENERGY_SOURCE}")
+    if any(r["kind"] in ("linear", "conv") for r in float_rows) or not low_rows:
+        arith = (f"{macs:,} MACs ({'non-zero weights only' if sparse else 'dense'}), each = 1 {mult_op} + 1 "
+                 f"{add_op}; parameters fetched once from {weight_memory.upper()} ({weight_bits}-bit weights"
+                 f"{f' + {index_bits}-bit indices when sparse' if sparse else ''}); layer inputs read and outputs "
+                 f"written once in {act_memory.upper()} at {act_bits} bits; ")
+    else:
+        arith = (f"parameters fetched once from {weight_memory.upper()}, layer inputs read and outputs written "
+                 f"once in {act_memory.upper()}; ")
+    assumptions = (f"assumptions: input {tuple(input_shape)}; {arith}memory energy linear in bits; registers, "
+                   f"pooling, activations and bias adds not counted.{lowered}\nsource: {ENERGY_SOURCE}")
     table = dict(BINARY_ENERGIES_PJ)
     table.update(energies or {})
     return energy(counts, table, assumptions)

@@ -167,9 +167,10 @@ def _scheme_opts(scheme, exp_bits, per_channel):
 
 
 def run(args) -> int:
-    from .. import data, prune, train
+    from .. import cost, data, prune, train
     from ..bench import median_time
-    from . import compress, integer
+    from . import compress
+    from .lowered import convert
     from .fake import WeightQuant
     from . import pipeline as ptq
 
@@ -215,24 +216,25 @@ def run(args) -> int:
     im = None
     if int_q is not None:
         try:
-            im = integer.IntegerModel.from_fake(int_q)
+            im = convert(int_q)
         except ValueError as exc:
             results["integer"] = {"unavailable": str(exc)}
             print(f"no integer path for this model: {exc}")
     if im is not None:
         n_int = len(test_x) if scheme == "int8" else min(len(test_x), 1000)
-        logits = im(test_x[:n_int])
-        sim = train.predict(int_q, test_x[:n_int]).astype(np.float64)
+        logits = train.predict(im, test_x[:n_int])
+        sim = train.predict(int_q, test_x[:n_int])
         equal = bool(np.array_equal(logits, sim))
         acc_int = float(np.mean(logits.argmax(1) == test_y[:n_int]))
-        t_int = median_time(lambda: im(test_x[:n_int]), repeat=3)
+        t_int = median_time(lambda: train.predict(im, test_x[:n_int]), repeat=3)
         t_ref = t_fp32 if n_int == len(test_x) else median_time(lambda: train.predict(model, test_x[:n_int]), repeat=3)
-        kinds = sorted({L.kind for L in im.layers()})
+        kinds = sorted({L.kind for L in im.weight_layers()})
         label = "int8 kernel (pow2 scales)" if scheme == "int8" else f"{scheme} integer path"
         # top-1 of the integer logits themselves (argmax; exact logit ties go to the lower class index)
         acc_full = acc_int if n_int == len(test_x) else ptq.evaluate(int_q, test_x, test_y)
-        rows.append(_row(label, bits, acc_full, base, ptq.model_size(int_q), t_ref / t_int,
-                         energy_pj(model, scheme, bits, abits),
+        int_bytes = cost.model_bytes(im)
+        rows.append(_row(label, bits, acc_full, base, {"bytes": int_bytes, "compression": fp32_size["bytes"] / int_bytes},
+                         t_ref / t_int, cost.inference_energy(im, (1, 1, 28, 28)).total_pj,
                          f"{'/'.join(kinds)}; int==sim on {n_int}: {equal}; int top-1 {100 * acc_int:.2f}"))
         results["integer"] = {"equal_to_simulation": equal, "n": n_int, "seconds": t_int, "fp32_seconds": t_ref,
                               "speedup": t_ref / t_int, "kinds": kinds, "checks": im.check()}

@@ -190,6 +190,10 @@ class _QuantizedLayer(InferenceModule):
             with no_grad():
                 b_val = np.asarray(bias.effective().data, dtype=np.float64)
             b_int = b_val / self.acc_scale
+            # A float32 bias on the accumulator grid is a code times the step, rounded to float32:
+            # within a relative 2^-24 of an integer (exact when the step is a power of two).
+            near = np.abs(b_int - np.rint(b_int)) <= 1e-6 * np.abs(b_int) + 1e-3
+            b_int = np.where(near, np.rint(b_int), b_int)
             if not np.all(np.isfinite(b_int)) or not np.array_equal(b_int, np.rint(b_int)):
                 raise ValueError(f"{op}: a bias is not an integer multiple of its accumulator step (input scale * "
                                  "weight scale); use int32 accumulator biases (quant.finalize) or a fixed-point bias "
