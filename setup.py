@@ -43,6 +43,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
         "lectures": ["jupyter", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.5"],
+        "bench": ["torch>=2.0", "threadpoolctl>=3"],
     },
     setup_requires=["cffi>=1.15"],
     cffi_modules=["c_kernels/build_ckernels.py:ffibuilder"],
