@@ -39,6 +39,18 @@ def _simulate(model, x):
         return model.eval()(ta.tensor(x)).data
 
 
+# ------------------------------------------------------------------ the one im2col, channels-last
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(3, 9), st.integers(1, 3), st.integers(1, 3),
+       st.integers(0, 2), st.sampled_from([np.float32, np.int8, np.uint64]))
+def test_im2col_channels_last_gives_the_same_rows_c_contiguous(n, c, side, k, stride, padding, dtype):
+    x = np.random.default_rng(side * 7 + k).integers(0, 100, (n, c, side, side)).astype(dtype)
+    assume(side + 2 * padding >= k)
+    want = ta.conv.im2col(x, k, k, stride, padding)
+    got = ta.conv.im2col(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), k, k, stride, padding, channels_last=True)
+    assert got.flags.c_contiguous and got.dtype == x.dtype
+    np.testing.assert_array_equal(got, want)
+
+
 # ------------------------------------------------------------------ prune.to_sparse
 @given(st.lists(st.integers(1, 40), min_size=2, max_size=4), st.integers(0, 9), st.floats(0.0, 1.0),
        st.integers(0, 2 ** 16))

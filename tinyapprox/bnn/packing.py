@@ -482,7 +482,7 @@ class PackedBinaryConv2d(_PackedLayer):
             raise ValueError(f"PackedBinaryConv2d: expected packed bits uint64 (N, H, W, {cw}), got {x.dtype} "
                              f"{x.shape}")
         n, h, w, _ = x.shape
-        cols = np.ascontiguousarray(im2col(x.transpose(0, 3, 1, 2), kh, kw, self.stride, 0))
+        cols = im2col(x, kh, kw, self.stride, 0, channels_last=True)
         oh, ow = (h - kh) // self.stride + 1, (w - kw) // self.stride + 1
         self._positions = n * oh * ow
         if self.last:

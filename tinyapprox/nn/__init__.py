@@ -2,6 +2,8 @@
 from . import init
 from .layers import *  # noqa: F401,F403
 from .layers import __all__ as _layers_all
+from .inference import InferenceModule, MaxPool2dNHWC
 from .module import TRANSFORMS, Module, Parameter, ParamTransform, Sequential
 
-__all__ = ["Module", "Parameter", "ParamTransform", "Sequential", "TRANSFORMS", "init", *_layers_all]
+__all__ = ["Module", "Parameter", "ParamTransform", "Sequential", "TRANSFORMS", "init", "InferenceModule", "MaxPool2dNHWC",
+           *_layers_all]

@@ -31,7 +31,7 @@ import numpy as np
 from ..tensor import Tensor
 from .module import Module
 
-__all__ = ["InferenceModule", "as_array"]
+__all__ = ["InferenceModule", "MaxPool2dNHWC", "as_array", "nchw_columns_to_nhwc"]
 
 
 def as_array(x) -> np.ndarray:
@@ -62,3 +62,55 @@ class InferenceModule(Module):
         """Counts for one call with input ``x`` and output ``y`` (ndarrays); see the module docstring."""
         return {"kind": "other", "weights": 0, "nonzero_weights": 0, "macs": 0, "nonzero_macs": 0,
                 "executed_macs": 0, "mult_op": None, "add_op": None}
+
+
+class MaxPool2dNHWC(InferenceModule):
+    """Max pooling of channels-last activations (N, H, W, C) -> (N, OH, OW, C), any dtype.
+
+    What a lowered model puts where the float model had ``nn.MaxPool2d``, between
+    inference layers that keep activations channels-last (their row-major output
+    (N*OH*OW, C) *is* (N, OH, OW, C)), so no transpose is needed. Max pooling commutes
+    with every monotone map, so it runs on int8 codes as well as on floats. No padding.
+
+    Raises ValueError for an input that is not 4-D or smaller than the window.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kh, self.kw = (kernel_size, kernel_size) if np.ndim(kernel_size) == 0 else tuple(kernel_size)
+        s = (self.kh, self.kw) if stride is None else stride
+        self.sh, self.sw = (s, s) if np.ndim(s) == 0 else tuple(s)
+
+    @classmethod
+    def from_pool(cls, pool) -> "MaxPool2dNHWC":
+        """From an ``nn.MaxPool2d`` without padding (ValueError otherwise)."""
+        if tuple(pool.padding) != (0, 0):
+            raise ValueError(f"MaxPool2dNHWC.from_pool: padding is not supported, got {pool.padding}")
+        return cls(pool.kernel_size, pool.stride)
+
+    def forward(self, x):
+        x = as_array(x)
+        if x.ndim != 4:
+            raise ValueError(f"MaxPool2dNHWC: expected channels-last input (N, H, W, C), got {x.shape}")
+        n, h, w, c = x.shape
+        oh, ow = (h - self.kh) // self.sh + 1, (w - self.kw) // self.sw + 1
+        if oh <= 0 or ow <= 0:
+            raise ValueError(f"MaxPool2dNHWC: input {x.shape} is smaller than the window {(self.kh, self.kw)}")
+        if (self.kh, self.kw) == (self.sh, self.sw):      # non-overlapping windows: one reshape, one reduction
+            v = x[:, :oh * self.kh, :ow * self.kw].reshape(n, oh, self.kh, ow, self.kw, c)
+            return Tensor(v.max(axis=(2, 4)))
+        win = np.lib.stride_tricks.sliding_window_view(x, (self.kh, self.kw), axis=(1, 2))
+        return Tensor(np.ascontiguousarray(win[:, ::self.sh, ::self.sw].max(axis=(4, 5))))
+
+    def inference_cost(self, x, y):
+        return {**super().inference_cost(x, y), "kind": "pool"}
+
+    def extra_repr(self):
+        return f"kernel_size=({self.kh}, {self.kw}), stride=({self.sh}, {self.sw})"
+
+
+def nchw_columns_to_nhwc(w: np.ndarray, channels: int) -> np.ndarray:
+    """Reorder the input columns of a (out, C*H*W) weight from the float model's (c, h, w)
+    flattening to the (h, w, c) order of flattened channels-last activations."""
+    out, k = w.shape
+    return np.ascontiguousarray(w.reshape(out, channels, k // channels).transpose(0, 2, 1).reshape(out, k))

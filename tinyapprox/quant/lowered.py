@@ -14,7 +14,13 @@ floats between the input quantizer and the logits:
   int in [2^30, 2^31), ``quant.integer.multiplier``), rounding half to even -- the
   project's one requantizer, ``quant.integer.requantize``. The last layer returns float32
   ``acc * s_acc`` instead;
-* ``IntMaxPool2d``: max pooling on the codes.
+* max pooling on the codes (``nn.MaxPool2dNHWC``; ``IntMaxPool2d`` before any convolution).
+
+Convolutions produce their output channels-last, (N*OH*OW, O) rows being (N, OH, OW, O),
+and the codes stay in that layout up to the next weight layer: the next convolution
+gathers its patches from it directly (``conv.im2col(..., channels_last=True)``), and a
+Linear after a Flatten has its weight columns reordered once at conversion. Only a model
+ending in a convolution turns its float output back to NCHW.
 
 Requantization is moved up into the weight layer that produces the accumulator: in the
 float model the next ``ActQuant`` comes after ReLU / max pooling / flatten, but rounding
@@ -41,7 +47,7 @@ import numpy as np
 
 from .. import kernels, nn
 from ..conv import conv_output_size, im2col
-from ..nn.inference import InferenceModule, as_array
+from ..nn.inference import InferenceModule, MaxPool2dNHWC, as_array, nchw_columns_to_nhwc
 from ..tensor import Tensor, no_grad
 from .fake import ActQuant, WeightQuant
 from .formats import Affine, DynamicFixedPoint, PowerOfTwo
@@ -147,7 +153,7 @@ class _QuantizedLayer(InferenceModule):
     Built by ``convert`` from a fake-quant layer (``_from_fake``); see ``QuantizedLinear``.
     """
 
-    def _from_fake(self, module, in_scale, in_lo, in_hi, acc_bits, threads, backend):
+    def _from_fake(self, module, in_scale, in_lo, in_hi, acc_bits, threads, backend, nhwc_channels=None):
         op = f"convert ({type(module).__name__})"
         wq = module.weight.find_transform(WeightQuant)
         if wq is None:
@@ -158,7 +164,12 @@ class _QuantizedLayer(InferenceModule):
         self.shape = w.shape
         self.in_scale, self.acc_bits, self.threads, self.backend = in_scale, int(acc_bits), threads, backend
         in_max = max(abs(in_lo), abs(in_hi))
-        rows = (lambda a: a.transpose(0, 2, 3, 1).reshape(O, -1)) if w.ndim == 4 else (lambda a: a.reshape(O, -1))
+        if w.ndim == 4:
+            rows = lambda a: a.transpose(0, 2, 3, 1).reshape(O, -1)     # noqa: E731  (u, v, c) columns
+        elif nhwc_channels:
+            rows = lambda a: nchw_columns_to_nhwc(a.reshape(O, -1), nhwc_channels)  # noqa: E731
+        else:
+            rows = lambda a: a.reshape(O, -1)     # noqa: E731
         if isinstance(fmt, PowerOfTwo):
             sign, e = fmt.exponents(w)
             self.kind, self.weight_bits = "shift", int(wq.bits)
@@ -304,9 +315,10 @@ class QuantizedLinear(_QuantizedLayer):
     """
 
     @classmethod
-    def from_fake(cls, linear, in_scale, in_lo, in_hi, acc_bits=32, threads=None, backend=None):
-        """From a fake-quant ``Linear`` whose input codes have ``in_scale`` and range [in_lo, in_hi]."""
-        return cls()._from_fake(linear, in_scale, in_lo, in_hi, acc_bits, threads, backend)
+    def from_fake(cls, linear, in_scale, in_lo, in_hi, acc_bits=32, threads=None, backend=None, nhwc_channels=None):
+        """From a fake-quant ``Linear`` whose input codes have ``in_scale`` and range [in_lo, in_hi];
+        ``nhwc_channels=C`` when the input is a flattened channels-last (H, W, C) map."""
+        return cls()._from_fake(linear, in_scale, in_lo, in_hi, acc_bits, threads, backend, nhwc_channels)
 
     def forward(self, x):
         x = self._codes(x)
@@ -322,38 +334,47 @@ class QuantizedLinear(_QuantizedLayer):
 
 
 class QuantizedConv2d(_QuantizedLayer):
-    """Integer convolution: codes (N, C, H, W) -> (N, O, OH, OW) codes (or float32 if last).
+    """Integer convolution: codes (N, C, H, W) or channels-last (N, H, W, C) -> next codes.
 
     The patch matrix of the codes (``conv.im2col``, rows (N*OH*OW, kh*kw*C)) goes through
-    the same fused call as ``QuantizedLinear``.
+    the same fused call as ``QuantizedLinear``; the result (N*OH*OW, O) is returned as
+    channels-last (N, OH, OW, O) codes (``out_layout="NHWC"``, what ``convert`` uses between
+    layers) or as (N, O, OH, OW) (``"NCHW"``: a model ending in this layer).
     """
 
     @classmethod
-    def from_fake(cls, conv, in_scale, in_lo, in_hi, acc_bits=32, threads=None, backend=None):
+    def from_fake(cls, conv, in_scale, in_lo, in_hi, acc_bits=32, threads=None, backend=None, in_layout="NCHW",
+                  out_layout="NHWC"):
         """From a fake-quant ``Conv2d`` whose input codes have ``in_scale`` and range [in_lo, in_hi]."""
         layer = cls()._from_fake(conv, in_scale, in_lo, in_hi, acc_bits, threads, backend)
         layer.stride = _pair1(getattr(conv, "stride", 1), "convert", "stride")
         layer.padding = _pair1(getattr(conv, "padding", 0), "convert", "padding")
+        layer.in_layout, layer.out_layout = in_layout, out_layout
         return layer
 
     def forward(self, x):
         x = self._codes(x)
         O, C, kh, kw = self.shape
-        if x.ndim != 4 or x.shape[1] != C:
-            raise ValueError(f"QuantizedConv2d: expected codes (N, {C}, H, W), got {x.shape}")
-        n, _, h, w = x.shape
+        nhwc = self.in_layout == "NHWC"
+        if x.ndim != 4 or x.shape[3 if nhwc else 1] != C:
+            want = f"(N, H, W, {C})" if nhwc else f"(N, {C}, H, W)"
+            raise ValueError(f"QuantizedConv2d: expected codes {want}, got {x.shape}")
+        if not nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        n, h, w, _ = x.shape
         oh = conv_output_size(h, kh, self.stride, self.padding)
         ow = conv_output_size(w, kw, self.stride, self.padding)
-        cols = np.ascontiguousarray(im2col(x, kh, kw, self.stride, self.padding))
+        cols = im2col(x, kh, kw, self.stride, self.padding, channels_last=True)
         y = self._run(cols).reshape(n, oh, ow, O)
-        return Tensor(np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
+        return Tensor(y if self.out_layout == "NHWC" else np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
 
     def inference_cost(self, x, y):
-        return self._cost("conv", int(y.shape[0] * y.shape[2] * y.shape[3]))
+        return self._cost("conv", int(y.size // self.out_features))
 
     def extra_repr(self):
         O, C, kh, kw = self.shape
-        return f"{C}, {O}, kernel=({kh}, {kw}), stride={self.stride}, padding={self.padding}, " + self._extra()
+        return (f"{C}, {O}, kernel=({kh}, {kw}), stride={self.stride}, padding={self.padding}, " + self._extra()
+                + f", {self.in_layout}->{self.out_layout}")
 
 
 class QuantizedModel(nn.Sequential):
@@ -397,6 +418,7 @@ def convert(qmodel, acc_bits: int = 32, threads=None, backend=None) -> Quantized
     codes = None                 # (scale, lo, hi) of the codes flowing now; None = still float
     pending = None               # the weight layer whose accumulator has not been requantized yet
     relu_after = False
+    layout, channels = "NCHW", None      # layout of the codes flowing now ("NHWC-flat" after a Flatten)
     for m in leaves:
         if isinstance(m, ActQuant):
             if m.mode != "quantize":
@@ -413,8 +435,14 @@ def convert(qmodel, acc_bits: int = 32, threads=None, backend=None) -> Quantized
         elif m._parameters.get("weight") is not None and m.weight.ndim in (2, 4):
             if codes is None or pending is not None:
                 raise ValueError(f"convert: weight layer {type(m).__name__} is not preceded by an ActQuant")
-            cls = QuantizedLinear if m.weight.ndim == 2 else QuantizedConv2d
-            pending = cls.from_fake(m, codes[0], codes[1], codes[2], acc_bits, threads, backend)
+            if m.weight.ndim == 4:
+                pending = QuantizedConv2d.from_fake(m, *codes, acc_bits, threads, backend,
+                                                    "NHWC" if layout == "NHWC" else "NCHW", "NHWC")
+                layout, channels = "NHWC", m.weight.shape[0]
+            else:
+                pending = QuantizedLinear.from_fake(m, *codes, acc_bits, threads, backend,
+                                                    channels if layout == "NHWC-flat" else None)
+                layout = "NCHW"
             layers.append(pending)
             codes = None
         elif isinstance(m, nn.ReLU):
@@ -424,9 +452,12 @@ def convert(qmodel, acc_bits: int = 32, threads=None, backend=None) -> Quantized
         elif isinstance(m, nn.MaxPool2d):
             if tuple(m.padding) != (0, 0):
                 raise ValueError("convert: max pooling with padding is not supported on codes")
-            layers.append(IntMaxPool2d(m.kernel_size, m.stride))
+            layers.append(MaxPool2dNHWC.from_pool(m) if layout == "NHWC" else IntMaxPool2d(m.kernel_size, m.stride))
         elif isinstance(m, nn.Flatten):
+            if layout == "NHWC" and (m.start_dim, m.end_dim) not in ((1, -1), (1, 3)):
+                raise ValueError("convert: only a Flatten of all but the batch axis can follow a convolution")
             layers.append(nn.Flatten(m.start_dim, m.end_dim))
+            layout = "NHWC-flat" if layout == "NHWC" else layout
         elif isinstance(m, nn.Dropout):
             continue
         else:
@@ -434,4 +465,6 @@ def convert(qmodel, acc_bits: int = 32, threads=None, backend=None) -> Quantized
     if pending is None or not layers or layers[-1] is not pending:
         raise ValueError("convert: the model must end with a weight layer (its accumulator gives the logits)")
     pending.set_output(None, relu_after)
+    if isinstance(pending, QuantizedConv2d):
+        pending.out_layout = "NCHW"           # the logits leave in the float model's layout
     return QuantizedModel(*layers).eval()

@@ -7,7 +7,11 @@ nothing is transposed or copied in Python between layers.
 
 ``SparseConv2d`` lowers the convolution to the same call with the project's one patch
 matrix, ``conv.im2col``: rows (N*OH*OW, kh*kw*C) in row-major order, the weight's columns
-flattened in the same (u, v, c) order, output (N*OH*OW, O) returned as (N, O, OH, OW).
+flattened in the same (u, v, c) order. The kernel's output (N*OH*OW, O) *is* the
+channels-last map (N, OH, OW, O); ``prune.to_sparse`` lets it flow on in that layout to the
+next lowered layer (through ``nn.MaxPool2dNHWC`` and a Flatten, the next Linear's columns
+reordered once at lowering time) and returns NCHW only where the float model's layers
+need it.
 
 Both accept a ``Tensor`` or an ndarray and return a float32 ``Tensor`` (no gradient: they
 are ``nn.InferenceModule`` s). Their ``weight`` attribute is the CSR matrix, so ``nbytes``
@@ -20,7 +24,7 @@ import numpy as np
 
 from .. import kernels
 from ..conv import conv_output_size, im2col
-from ..nn.inference import InferenceModule, as_array
+from ..nn.inference import InferenceModule, as_array, nchw_columns_to_nhwc
 from ..tensor import Tensor
 from .formats import CSR
 
@@ -100,11 +104,17 @@ class SparseLinear(_SparseBase):
         self.out_features, self.in_features = weight.shape
 
     @classmethod
-    def from_linear(cls, linear, relu=False, threads=None, backend=None) -> "SparseLinear":
-        """Convert a (pruned) dense ``Linear``: its effective weight (masks applied) goes to CSR."""
+    def from_linear(cls, linear, relu=False, threads=None, backend=None, nhwc_channels=None) -> "SparseLinear":
+        """Convert a (pruned) dense ``Linear``: its effective weight (masks applied) goes to CSR.
+
+        ``nhwc_channels=C``: the input is a flattened channels-last (H, W, C) map, so the
+        columns are reordered from the float model's (C, H, W) flattening once, here.
+        """
         w = _dense_weight(linear, "SparseLinear.from_linear")
         if w.ndim != 2:
             raise ValueError(f"SparseLinear.from_linear: expected a 2-D weight (out, in), got {w.shape}")
+        if nhwc_channels:
+            w = nchw_columns_to_nhwc(w, nhwc_channels)
         return cls(CSR.from_dense(w), _bias(linear), relu, threads, backend)
 
     def forward(self, x):
@@ -132,17 +142,22 @@ class SparseConv2d(_SparseBase):
         kernel_size: (kh, kw); in_channels: C; bias: float32 (O,) or None.
         stride, padding: ints (the same along both axes); relu, threads, backend: as for
             ``SparseLinear``.
+        in_layout, out_layout: "NCHW" (the float model's) or "NHWC" (channels-last, as the
+            kernel produces it: no transpose).
 
-    forward: x (N, C, H, W) -> (N, O, OH, OW) float32 Tensor, OH = (H + 2p - kh)//s + 1.
-    Raises ValueError for a wrong channel count, a wrong bias shape or an input smaller
-    than the kernel; TypeError for a weight that is not a CSR.
+    forward: x (N, C, H, W) (or (N, H, W, C)) -> (N, O, OH, OW) (or (N, OH, OW, O)) float32
+    Tensor, OH = (H + 2p - kh)//s + 1.
+    Raises ValueError for a wrong channel count, a wrong bias shape, an unknown layout or an
+    input smaller than the kernel; TypeError for a weight that is not a CSR.
     """
 
     def __init__(self, weight: CSR, kernel_size, in_channels, bias=None, stride=1, padding=0, relu=False,
-                 threads=None, backend=None):
+                 threads=None, backend=None, in_layout="NCHW", out_layout="NCHW"):
         super().__init__()
         if not isinstance(weight, CSR):
             raise TypeError(f"SparseConv2d: expected weight to be a CSR matrix, got {type(weight).__name__}")
+        if in_layout not in ("NCHW", "NHWC") or out_layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"SparseConv2d: expected layouts 'NCHW' or 'NHWC', got {in_layout!r}, {out_layout!r}")
         self.kh, self.kw = kernel_size
         self.in_channels, self.out_channels = in_channels, weight.shape[0]
         if weight.shape[1] != in_channels * self.kh * self.kw:
@@ -151,9 +166,11 @@ class SparseConv2d(_SparseBase):
         self.weight, self.bias = weight, _check_bias("SparseConv2d", bias, self.out_channels)
         self.stride, self.padding = int(stride), int(padding)
         self.relu, self.threads, self.backend = bool(relu), threads, backend
+        self.in_layout, self.out_layout = in_layout, out_layout
 
     @classmethod
-    def from_conv(cls, conv, relu=False, threads=None, backend=None) -> "SparseConv2d":
+    def from_conv(cls, conv, relu=False, threads=None, backend=None, in_layout="NCHW",
+                  out_layout="NCHW") -> "SparseConv2d":
         """Convert a (pruned) ``Conv2d``; reads ``stride`` and ``padding`` attributes (int or pair)."""
         w = _dense_weight(conv, "SparseConv2d.from_conv")
         if w.ndim != 4:
@@ -161,28 +178,33 @@ class SparseConv2d(_SparseBase):
         o, c, kh, kw = w.shape
         stride, padding = _single(getattr(conv, "stride", 1), "stride"), _single(getattr(conv, "padding", 0), "padding")
         return cls(CSR.from_dense(w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)), (kh, kw), c, _bias(conv),
-                   stride, padding, relu, threads, backend)
+                   stride, padding, relu, threads, backend, in_layout, out_layout)
 
     def forward(self, x):
         x = as_array(x)
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"SparseConv2d: expected input (N, {self.in_channels}, H, W), got {x.shape}")
-        n, _, h, w = x.shape
+        nhwc = self.in_layout == "NHWC"
+        if x.ndim != 4 or x.shape[3 if nhwc else 1] != self.in_channels:
+            want = f"(N, H, W, {self.in_channels})" if nhwc else f"(N, {self.in_channels}, H, W)"
+            raise ValueError(f"SparseConv2d: expected input {want}, got {x.shape}")
+        x = x.astype(np.float32, copy=False)
+        if not nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        n, h, w, _ = x.shape
         oh = conv_output_size(h, self.kh, self.stride, self.padding)
         ow = conv_output_size(w, self.kw, self.stride, self.padding)
         if oh <= 0 or ow <= 0:
             raise ValueError(f"SparseConv2d: input {x.shape} is smaller than the kernel {(self.kh, self.kw)}")
-        patches = np.ascontiguousarray(im2col(x.astype(np.float32, copy=False), self.kh, self.kw, self.stride,
-                                              self.padding))
+        patches = im2col(x, self.kh, self.kw, self.stride, self.padding, channels_last=True)
         y = self._linear(patches).reshape(n, oh, ow, self.out_channels)
-        return Tensor(np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
+        return Tensor(y if self.out_layout == "NHWC" else np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
 
     def inference_cost(self, x, y):
-        return self._cost("conv", int(y.shape[0] * y.shape[2] * y.shape[3]))
+        return self._cost("conv", int(y.size // self.out_channels))
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel=({self.kh}, {self.kw}), stride={self.stride}, "
-                f"padding={self.padding}, nnz={self.weight.nnz}, relu={self.relu}")
+                f"padding={self.padding}, nnz={self.weight.nnz}, relu={self.relu}, "
+                f"{self.in_layout}->{self.out_layout}")
 
 
 def _single(v, what):
