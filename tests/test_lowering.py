@@ -51,6 +51,16 @@ def test_im2col_channels_last_gives_the_same_rows_c_contiguous(n, c, side, k, st
     np.testing.assert_array_equal(got, want)
 
 
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(2, 9), st.integers(1, 3), st.integers(1, 3),
+       st.sampled_from([np.float32, np.int8]))
+def test_channels_last_max_pool_equals_the_engines_pooling(n, c, side, k, stride, dtype):
+    assume(k <= side)
+    x = np.random.default_rng(side + 10 * k).integers(-100, 100, (n, c, side, side)).astype(dtype)
+    want = ta.conv.max_pool2d(x.astype(np.float64), k, stride, 0).data.astype(dtype)
+    got = nn.MaxPool2dNHWC(k, stride)(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).data
+    np.testing.assert_array_equal(got.transpose(0, 3, 1, 2), want)
+
+
 # ------------------------------------------------------------------ prune.to_sparse
 @given(st.lists(st.integers(1, 40), min_size=2, max_size=4), st.integers(0, 9), st.floats(0.0, 1.0),
        st.integers(0, 2 ** 16))
