@@ -43,8 +43,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import kernels
-from ..conv import im2col
-from ..nn.inference import InferenceModule, as_array
+from ..nn.inference import InferenceModule, as_array, patches
 from ..nn.module import Module, Sequential
 from ..tensor import Tensor, no_grad
 from .binarize import Binarize, _pm1
@@ -482,7 +481,7 @@ class PackedBinaryConv2d(_PackedLayer):
             raise ValueError(f"PackedBinaryConv2d: expected packed bits uint64 (N, H, W, {cw}), got {x.dtype} "
                              f"{x.shape}")
         n, h, w, _ = x.shape
-        cols = im2col(x, kh, kw, self.stride, 0, channels_last=True)
+        cols = patches(self, x, kh, kw, self.stride, 0)
         oh, ow = (h - kh) // self.stride + 1, (w - kw) // self.stride + 1
         self._positions = n * oh * ow
         if self.last:

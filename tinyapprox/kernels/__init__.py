@@ -848,3 +848,8 @@ def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, b
         return dot
     plus = np.where(f.view(np.bool_)[None, :], dot <= t[None, :], dot >= t[None, :])
     return reference.pack_bits(np.where(plus, np.int8(1), np.int8(-1)))
+
+
+from .patches import im2col  # noqa: E402  (uses the helpers above)
+
+__all__ += ["im2col"]

@@ -26,6 +26,8 @@ The activations' traffic is read off the arrays themselves: int8 codes are 8 bit
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..tensor import Tensor
@@ -37,6 +39,36 @@ __all__ = ["InferenceModule", "MaxPool2dNHWC", "as_array", "nchw_columns_to_nhwc
 def as_array(x) -> np.ndarray:
     """The ndarray behind a Tensor, or ``np.asarray(x)`` (dtype kept)."""
     return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+_local = threading.local()
+
+
+def scratch(key, shape, dtype) -> np.ndarray:
+    """A per-thread work array of ``shape`` and ``dtype`` reused across calls under ``key``.
+
+    For intermediates a layer consumes before it returns (patch matrices): a fresh array
+    of tens of MB costs page faults on every batch. Never return it to a caller.
+    """
+    store = getattr(_local, "arrays", None)
+    if store is None:
+        store = _local.arrays = {}
+    arr = store.get(key)
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    if arr is None or arr.dtype != dtype or arr.size < int(np.prod(shape)):
+        arr = store[key] = np.empty(shape, dtype=dtype)
+    return arr.reshape(-1)[:int(np.prod(shape))].reshape(shape)
+
+
+def patches(layer, x, kh, kw, stride, padding):
+    """Row-major patch matrix of channels-last ``x`` for ``layer`` (``kernels.im2col`` into a
+    per-thread scratch array; read it before the layer's next call)."""
+    from .. import kernels
+    n, h, w, c = x.shape
+    oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    out = scratch(("im2col", id(layer)), (n * oh * ow, kh * kw * c), x.dtype)
+    return kernels.im2col(np.ascontiguousarray(x), kh, kw, stride, padding, threads=getattr(layer, "threads", None),
+                          backend=getattr(layer, "backend", None), out=out)
 
 
 class InferenceModule(Module):

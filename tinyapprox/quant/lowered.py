@@ -46,8 +46,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels, nn
-from ..conv import conv_output_size, im2col
-from ..nn.inference import InferenceModule, MaxPool2dNHWC, as_array, nchw_columns_to_nhwc
+from ..conv import conv_output_size
+from ..nn.inference import InferenceModule, MaxPool2dNHWC, as_array, nchw_columns_to_nhwc, patches
 from ..tensor import Tensor, no_grad
 from .fake import ActQuant, WeightQuant
 from .formats import Affine, DynamicFixedPoint, PowerOfTwo
@@ -364,8 +364,7 @@ class QuantizedConv2d(_QuantizedLayer):
         n, h, w, _ = x.shape
         oh = conv_output_size(h, kh, self.stride, self.padding)
         ow = conv_output_size(w, kw, self.stride, self.padding)
-        cols = im2col(x, kh, kw, self.stride, self.padding, channels_last=True)
-        y = self._run(cols).reshape(n, oh, ow, O)
+        y = self._run(patches(self, x, kh, kw, self.stride, self.padding)).reshape(n, oh, ow, O)
         return Tensor(y if self.out_layout == "NHWC" else np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
 
     def inference_cost(self, x, y):

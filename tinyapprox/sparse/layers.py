@@ -6,7 +6,8 @@ is the CSR operand, and the bias and an optional ReLU are applied inside the ker
 nothing is transposed or copied in Python between layers.
 
 ``SparseConv2d`` lowers the convolution to the same call with the project's one patch
-matrix, ``conv.im2col``: rows (N*OH*OW, kh*kw*C) in row-major order, the weight's columns
+matrix, ``conv.im2col`` (gathered in C by ``kernels.im2col``, its fast twin): rows
+(N*OH*OW, kh*kw*C) in row-major order, the weight's columns
 flattened in the same (u, v, c) order. The kernel's output (N*OH*OW, O) *is* the
 channels-last map (N, OH, OW, O); ``prune.to_sparse`` lets it flow on in that layout to the
 next lowered layer (through ``nn.MaxPool2dNHWC`` and a Flatten, the next Linear's columns
@@ -23,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..conv import conv_output_size, im2col
-from ..nn.inference import InferenceModule, as_array, nchw_columns_to_nhwc
+from ..conv import conv_output_size
+from ..nn.inference import InferenceModule, as_array, nchw_columns_to_nhwc, patches
 from ..tensor import Tensor
 from .formats import CSR
 
@@ -194,8 +195,8 @@ class SparseConv2d(_SparseBase):
         ow = conv_output_size(w, self.kw, self.stride, self.padding)
         if oh <= 0 or ow <= 0:
             raise ValueError(f"SparseConv2d: input {x.shape} is smaller than the kernel {(self.kh, self.kw)}")
-        patches = im2col(x, self.kh, self.kw, self.stride, self.padding, channels_last=True)
-        y = self._linear(patches).reshape(n, oh, ow, self.out_channels)
+        rows = patches(self, x, self.kh, self.kw, self.stride, self.padding)
+        y = self._linear(rows).reshape(n, oh, ow, self.out_channels)
         return Tensor(y if self.out_layout == "NHWC" else np.ascontiguousarray(y.transpose(0, 3, 1, 2)))
 
     def inference_cost(self, x, y):
