@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the C kernels with AddressSanitizer + UndefinedBehaviorSanitizer into a
-# temporary directory and run tests/test_kernels.py against that build.
+# temporary directory and run tests/test_kernels*.py against that build.
 #
 #   bash c_kernels/asan_check.sh [VENV]
 #
@@ -42,5 +42,5 @@ if _ext.path != sys.argv[1]:
     sys.exit('asan_check: sanitized module not loaded: %r (%s)' % (_ext.path, _ext.load_error))
 print('sanitized module loaded:', _ext.path)
 " "$SO"
-timeout 170 python -m pytest -p no:cacheprovider -q tests/test_kernels.py
+timeout 400 python -m pytest -p no:cacheprovider -q tests/test_kernels*.py
 echo "asan_check: OK"

@@ -33,7 +33,7 @@ int ta_best_isa(int kernel) {
     case TA_KERNEL_CSR:
         return avx512 ? TA_ISA_AVX512 : (avx2 ? TA_ISA_AVX2 : TA_ISA_SCALAR);
     case TA_KERNEL_INT8:
-        return (avx512 && f[6]) ? TA_ISA_AVX512 : (avx2 ? TA_ISA_AVX2 : TA_ISA_SCALAR);
+        return avx512 ? TA_ISA_AVX512 : (avx2 ? TA_ISA_AVX2 : TA_ISA_SCALAR); /* VNNI or BW */
     case TA_KERNEL_XNOR:
         return (avx512 && f[7]) ? TA_ISA_AVX512 : (avx2 ? TA_ISA_AVX2 : TA_ISA_SCALAR);
     default:

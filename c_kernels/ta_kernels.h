@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define TA_ABI_VERSION 4
+#define TA_ABI_VERSION 5
 
 #define TA_OK 0
 #define TA_ERR_SIZE 1       /* negative size or a size product that overflows */
@@ -27,6 +27,8 @@
 #define TA_ERR_NULL 8       /* NULL pointer for a non-empty array */
 #define TA_ERR_ALIGN 9      /* pointer not aligned for its element type */
 #define TA_ERR_THREADS 10   /* thread count < 1 or > TA_MAX_THREADS */
+#define TA_ERR_VALUE 11     /* argument value out of range (multiplier, shift, lo/hi, scale,
+                               output kind) or NaN in an input that has no code for it */
 
 /* Most threads one kernel call may use. */
 #define TA_MAX_THREADS 64
@@ -47,6 +49,15 @@
 /* Packed int8 weight layouts (see gemm_int8.c). */
 #define TA_INT8_LAYOUT_K4 1   /* int8, groups of 4 consecutive k per column */
 #define TA_INT8_LAYOUT_K2W 2  /* int16, groups of 2 consecutive k per column */
+
+/* OR-ed into the `isa` of an int8 entry point: at TA_ISA_AVX512 use the
+ * AVX-512BW kernel (layout K2W) even if the CPU has AVX512-VNNI (tests, benchmarks). */
+#define TA_INT8_NO_VNNI 256
+
+/* Output kinds of ta_int8_linear. */
+#define TA_INT8_OUT_INT8 0
+#define TA_INT8_OUT_INT32 1
+#define TA_INT8_OUT_F32 2
 
 int ta_abi_version(void);
 
@@ -80,9 +91,37 @@ int ta_int8_packed_size(int layout, int64_t K, int64_t N, int64_t *nbytes);
 /* Pack B (K x N, int8, row-major) into out[nbytes]. */
 int ta_int8_pack(int layout, const int8_t *B, int64_t K, int64_t N, uint8_t *out, int64_t nbytes);
 
-/* C (M x N, int32) = A (M x K, int8) times packed B (K x N). Exact. */
+/* C (M x N, int32) = A (M x K, int8) times packed B (K x N). Exact. One thread. */
 int ta_gemm_int8_packed(int isa, const int8_t *A, int64_t M, int64_t K, int64_t N,
                         int layout, const uint8_t *Bp, int64_t nbytes, int32_t *C);
+
+/* Fused int8 layer on `threads` threads (1..TA_MAX_THREADS; results do not depend
+ * on it): acc = A (M x K, int8) times packed B (K x N) + bias (N int32, or NULL),
+ * an int32 sum with wrap-around; then into Y (M x N) by out_kind:
+ *   TA_INT8_OUT_INT32: relu ? max(acc, 0) : acc                        (int32)
+ *   TA_INT8_OUT_F32  : (float)((double)(relu ? max(acc, 0) : acc) * scale[j]) (float)
+ *   TA_INT8_OUT_INT8 : round_half_even(acc * multiplier[j] / 2^shift[j]), in int64,
+ *                      clipped to [relu ? max(lo, 0) : lo, hi]            (int8)
+ * multiplier, shift: nq = 1 (per tensor) or N values, multiplier in [1, 2^31 - 1],
+ * shift in [0, 62]; -128 <= lo <= hi <= 127 (used by TA_INT8_OUT_INT8 only).
+ * scale: nscale = 1 or N finite values > 0 (TA_INT8_OUT_F32 only). Arrays an
+ * output kind does not use may be NULL. */
+int ta_int8_linear(int isa, int threads, const int8_t *A, int64_t M, int64_t K, int64_t N,
+                   int layout, const uint8_t *Bp, int64_t nbytes, const int32_t *bias,
+                   const int32_t *multiplier, const int32_t *shift, int64_t nq,
+                   const double *scale, int64_t nscale, int lo, int hi, int relu, int out_kind,
+                   void *Y);
+
+/* out[i] = clip(round_half_even((double)x[i] / scale), lo, hi) for n float32 values
+ * (+-inf saturate); scale finite > 0, -128 <= lo <= hi <= 127. TA_ERR_VALUE if any
+ * x[i] is NaN (out then holds 0 there). `isa`: TA_ISA_AVX2 or above uses AVX2. */
+int ta_quantize_int8(int isa, int threads, const float *x, int64_t n, double scale, int lo,
+                     int hi, int8_t *out);
+
+/* Calibration: `iters` rounds of independent vpdpbusd (AVX512-VNNI, 64 u8 x s8
+ * products each); returns the operations executed (2 per product), or -1 if the
+ * CPU or `isa` has no VNNI. *sink receives a value depending on all work. */
+double ta_vnni_loop(int isa, int64_t iters, int32_t *sink);
 
 /* C (M x N, int32) = K - 2 * popcount(A_i XOR B_j) over W = ceil(K/64) words.
  * A: M x W uint64, B: N x W uint64 (rows of B^T); bits beyond K must be 0. */

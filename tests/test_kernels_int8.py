@@ -17,7 +17,7 @@ from tinyapprox.quant.formats import Affine
 
 pytestmark = pytest.mark.kernels
 
-BACKENDS = kernels.backends() + [p for p in kernels.c_paths() if p not in kernels.backends()]
+BACKENDS = kernels.backends() + [p for p in kernels.int8_c_paths() if p not in kernels.backends()]
 needs_c = pytest.mark.skipif(_ext.lib is None, reason="C extension not loaded")
 
 INT8_EXTREMES = st.sampled_from([-128, -127, -1, 0, 1, 126, 127]) | st.integers(-128, 127)
@@ -167,7 +167,8 @@ def test_int8_linear_matches_reference(backend, problem, out, prepared):
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, max_side=70),
                   elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.5, -1.5, np.inf, -np.inf])),
-       st.floats(1e-3, 100.0), st.integers(-128, 127), st.integers(0, 255))
+       st.floats(1e-3, 100.0) | st.sampled_from([2.0**-7, 0.5, 1.0, 4.0, 2.0**40]),
+       st.integers(-128, 127), st.integers(0, 255))
 def test_quantize_int8_matches_reference(backend, x, scale, lo, width):
     hi = min(127, lo + width)
     got = kernels.quantize_int8(x, scale, lo, hi, threads=2, backend=backend)
@@ -288,3 +289,129 @@ def test_gemm_int8_rejects_bad_threads(backend):
         kernels.gemm_int8(A, np.zeros((3, 4), np.int8), threads=0, backend=backend)
     with pytest.raises(TypeError, match="gemm_int8: threads must be an int"):
         kernels.gemm_int8(A, np.zeros((3, 4), np.int8), threads="2", backend=backend)
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+@pytest.mark.parametrize("shape", [(300, 1500, 117), (3, 2000, 500), (17, 4, 49)])
+def test_int8_blocks_tiles_and_thread_splits(backend, shape):
+    # (300, 1500, 117): several row blocks of packed A, three k blocks, 48/32/16-wide and
+    # ragged column tiles; (3, 2000, 500): one row tile, so threads split the columns
+    M, K, N = shape
+    rng = np.random.default_rng(M + K + N)
+    x = rng.integers(-128, 128, (M, K), dtype=np.int8)
+    B = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    B[0, 0] = -128  # the layouts for weights holding -128
+    w = kernels.prepare_int8(B)
+    exact = x.astype(np.int64) @ B
+    bias = rng.integers(-(2**20), 2**20, N).astype(np.int32)
+    m, s = rng.integers(2**30, 2**31, N), rng.integers(30, 50, N)
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(kernels.gemm_int8(x, w, threads=threads, backend=backend), exact)
+        got = kernels.int8_linear(x, w, bias, m, s, relu=True, threads=threads, backend=backend)
+        np.testing.assert_array_equal(got, reference.int8_epilogue(exact.astype(np.int32), bias, m, s,
+                                                                   relu=True))
+
+
+# ----------------------------------------------------------------- the C boundary
+
+def _c_linear_args(lib, ffi, M=2, K=3, N=4):
+    """Valid arguments of ta_int8_linear (int8 output) and the arrays they point into."""
+    B = np.ones((K, N), np.int8)
+    w = kernels.prepare_int8(B)
+    layout, buf = w._packed_for(-1)
+    keep = dict(A=np.ones((M, K), np.int8), buf=buf, m=np.array([1], np.int32),
+                s=np.array([0], np.int32), sc=np.array([1.0]), Y=np.zeros((M, N), np.int32))
+    args = dict(isa=-1, threads=1, A=ffi.from_buffer("int8_t[]", keep["A"]), M=M, K=K, N=N,
+                layout=layout, Bp=ffi.from_buffer("uint8_t[]", buf), nbytes=buf.size, bias=ffi.NULL,
+                mult=ffi.from_buffer("int32_t[]", keep["m"]), shift=ffi.from_buffer("int32_t[]", keep["s"]),
+                nq=1, scale=ffi.from_buffer("double[]", keep["sc"]), nscale=1, lo=-128, hi=127, relu=0,
+                kind=lib.TA_INT8_OUT_INT8, Y=ffi.from_buffer("int32_t[]", keep["Y"]))
+    return args, keep
+
+
+@needs_c
+def test_c_int8_linear_refuses_bad_arguments():
+    lib, ffi = _ext.lib, _ext.ffi
+    args, keep = _c_linear_args(lib, ffi)
+
+    def call(**change):
+        return lib.ta_int8_linear(*{**args, **change}.values())
+
+    assert call() == lib.TA_OK and np.all(keep["Y"].view(np.int8).ravel()[:8] == 3)  # 2 x 4 int8
+    m_bad = ffi.from_buffer("int32_t[]", np.array([0], np.int32))
+    s_bad = ffi.from_buffer("int32_t[]", np.array([63], np.int32))
+    nan = ffi.from_buffer("double[]", np.array([np.nan]))
+    zero = ffi.from_buffer("double[]", np.array([0.0]))
+    for change, code in [
+        (dict(threads=0), lib.TA_ERR_THREADS), (dict(threads=lib.TA_MAX_THREADS + 1), lib.TA_ERR_THREADS),
+        (dict(kind=7), lib.TA_ERR_VALUE), (dict(lo=5, hi=4), lib.TA_ERR_VALUE),
+        (dict(lo=-129), lib.TA_ERR_VALUE), (dict(hi=128), lib.TA_ERR_VALUE),
+        (dict(mult=m_bad), lib.TA_ERR_VALUE), (dict(shift=s_bad), lib.TA_ERR_VALUE),
+        (dict(nq=3), lib.TA_ERR_SIZE), (dict(mult=ffi.NULL), lib.TA_ERR_NULL),
+        (dict(kind=lib.TA_INT8_OUT_F32, scale=nan), lib.TA_ERR_VALUE),
+        (dict(kind=lib.TA_INT8_OUT_F32, scale=zero), lib.TA_ERR_VALUE),
+        (dict(kind=lib.TA_INT8_OUT_F32, nscale=2), lib.TA_ERR_SIZE),
+        (dict(kind=lib.TA_INT8_OUT_F32, scale=ffi.NULL), lib.TA_ERR_NULL),
+        (dict(M=-1), lib.TA_ERR_SIZE), (dict(M=2**62, N=2**62), lib.TA_ERR_SIZE),
+        (dict(K=lib.TA_INT8_MAX_K + 1), lib.TA_ERR_KBOUND), (dict(nbytes=args["nbytes"] - 1), lib.TA_ERR_PACKED),
+        (dict(layout=99), lib.TA_ERR_SIZE), (dict(isa=99), lib.TA_ERR_ISA), (dict(isa=-7), lib.TA_ERR_ISA),
+        (dict(isa=99 | lib.TA_INT8_NO_VNNI), lib.TA_ERR_ISA),
+        (dict(A=ffi.NULL), lib.TA_ERR_NULL), (dict(Y=ffi.NULL), lib.TA_ERR_NULL), (dict(Bp=ffi.NULL), lib.TA_ERR_NULL),
+    ]:
+        assert call(**change) == code, change
+    # arrays an output kind does not read may be NULL
+    assert call(kind=lib.TA_INT8_OUT_INT32, mult=ffi.NULL, shift=ffi.NULL, scale=ffi.NULL) == lib.TA_OK
+    assert np.all(keep["Y"] == 3)
+
+
+@needs_c
+def test_c_quantize_and_vnni_loop_refuse_bad_arguments():
+    lib, ffi = _ext.lib, _ext.ffi
+    x = np.ones(40, np.float32)
+    out = np.zeros(40, np.int8)
+    px, po = ffi.from_buffer("float[]", x), ffi.from_buffer("int8_t[]", out)
+    assert lib.ta_quantize_int8(-1, 1, px, 40, 0.5, -128, 127, po) == lib.TA_OK and np.all(out == 2)
+    for args, code in [((-1, 0, px, 40, 0.5, -128, 127, po), lib.TA_ERR_THREADS),
+                       ((-1, 65, px, 40, 0.5, -128, 127, po), lib.TA_ERR_THREADS),
+                       ((-1, 1, px, -1, 0.5, -128, 127, po), lib.TA_ERR_SIZE),
+                       ((-1, 1, px, 2**62, 0.5, -128, 127, po), lib.TA_ERR_SIZE),
+                       ((-1, 1, px, 40, 0.0, -128, 127, po), lib.TA_ERR_VALUE),
+                       ((-1, 1, px, 40, float("nan"), -128, 127, po), lib.TA_ERR_VALUE),
+                       ((-1, 1, px, 40, float("inf"), -128, 127, po), lib.TA_ERR_VALUE),
+                       ((-1, 1, px, 40, 0.5, 3, 2, po), lib.TA_ERR_VALUE),
+                       ((-1, 1, px, 40, 0.5, -200, 2, po), lib.TA_ERR_VALUE),
+                       ((-1, 1, ffi.NULL, 40, 0.5, -128, 127, po), lib.TA_ERR_NULL),
+                       ((-1, 1, px, 40, 0.5, -128, 127, ffi.NULL), lib.TA_ERR_NULL),
+                       ((99, 1, px, 40, 0.5, -128, 127, po), lib.TA_ERR_ISA)]:
+        assert lib.ta_quantize_int8(*args) == code, args
+    x[37] = np.nan
+    assert lib.ta_quantize_int8(-1, 1, px, 40, 0.5, -128, 127, po) == lib.TA_ERR_VALUE
+    sink = ffi.new("int32_t *")
+    assert lib.ta_vnni_loop(-1, 10, ffi.NULL) == -1
+    assert lib.ta_vnni_loop(-1, -1, sink) == -1
+    assert lib.ta_vnni_loop(lib.TA_ISA_SCALAR, 10, sink) == -1
+    assert lib.ta_vnni_loop(lib.TA_ISA_AVX512 | lib.TA_INT8_NO_VNNI, 10, sink) == -1
+    expected = 10 * 16 * 64 * 2 if kernels.info()["gemm_int8"] == "avx512-vnni" else -1
+    assert lib.ta_vnni_loop(-1, 10, sink) == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shift", [0, 1, 2, 30, 31, 61, 62])
+def test_int8_linear_ties_at_every_shift(backend, shift):
+    # acc * m exactly halfway between two integers after the shift, next to the largest and
+    # smallest accumulators; bias sets acc (x @ B = 0)
+    ks = np.arange(-4, 4, dtype=np.int64)
+    if shift == 0:
+        m, acc = 3, ks
+    elif shift <= 31:
+        m, acc = 2 ** (shift - 1), 2 * ks + 1                 # acc * m = (2k + 1) 2^(s-1)
+    else:
+        m, acc = 2**30, (2 * ks + 1) * 2 ** (shift - 31)
+        acc = acc[np.abs(acc) < 2**31]                          # the int32 ones
+    acc = np.concatenate([acc, [-(2**31), 2**31 - 1, -(2**31) + 1]])
+    acc = np.resize(np.concatenate([acc, acc[::-1]]), 50)  # past 16 columns: the vector path
+    x = np.zeros((2, 1), np.int8)
+    w = kernels.prepare_int8(np.zeros((1, acc.size), np.int8))
+    got = kernels.int8_linear(x, w, acc.astype(np.int32), m, shift, backend=backend)
+    expected = np.clip(integer.round_shift(acc * m, shift), -128, 127)
+    np.testing.assert_array_equal(got, np.broadcast_to(expected, (2, acc.size)))

@@ -6,7 +6,9 @@ the same name in :mod:`tinyapprox.kernels.reference`:
 * :func:`csr_matmul` -- float32 CSR sparse (M, K) times dense (K, N) (pruned layers);
 * :func:`gemm_int8` -- exact int8 x int8 -> int32 product (quantized layers), with a
   prepacked-weight form (:func:`prepare_int8`) and a requantizing companion
-  (:func:`gemm_int8_requant`);
+  (:func:`gemm_int8_requant`); :func:`int8_linear` is the fused integer layer
+  (bias, integer requantization with round-half-even, ReLU, int8 / int32 / float32
+  output) and :func:`quantize_int8` turns a float activation into int8 codes;
 * :func:`xnor_gemm` -- +-1 products of bit-packed matrices by XOR and popcount
   (binarized layers), with :func:`pack_bits` / :func:`unpack_bits`.
 
@@ -22,8 +24,10 @@ never runs an instruction the CPU lacks.
 Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 ``"numpy"`` forces the twin; ``"c"`` forces C (``RuntimeError`` if absent);
 ``"c-scalar"``, ``"c-avx2"``, ``"c-avx512"`` cap the SIMD level of the C path (see
-:func:`c_paths`). :func:`info` tells which path each kernel uses. The C calls
-release the GIL.
+:func:`c_paths`); the int8 kernels also take ``"c-avx512bw"`` (the AVX-512BW kernel
+even on a VNNI CPU, see :func:`int8_c_paths`). :func:`info` tells which path each
+kernel uses. The C calls release the GIL. Kernels that take ``threads=`` split their
+work in C (``None``: :func:`default_threads`); the results never depend on it.
 """
 import os
 import threading
@@ -34,8 +38,8 @@ from . import _ext, reference
 from .reference import INT8_MAX_K
 
 __all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
-           "Int8Weights", "gemm_int8_requant", "int8_linear", "quantize_int8", "xnor_gemm", "pack_bits",
-           "unpack_bits", "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear",
+           "Int8Weights", "gemm_int8_requant", "int8_linear", "quantize_int8", "int8_c_paths", "xnor_gemm",
+           "pack_bits", "unpack_bits", "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear",
            "binary_linear"]
 
 _INT32_MAX = 2**31 - 1
@@ -43,7 +47,7 @@ _KERNEL_IDS = {"csr_matmul": 0, "gemm_int8": 1, "xnor_gemm": 2}
 _KERNEL_OF = {"csr_linear": "csr_matmul", "binary_linear": "xnor_gemm"}  # fused op -> its kernel
 _PATH_NAMES = {
     "csr_matmul": ("scalar", "avx2", "avx512"),
-    "gemm_int8": ("scalar", "avx2", "avx512-vnni"),
+    "gemm_int8": ("scalar", "avx2", "avx512-vnni"),  # "avx512bw" on AVX-512 without VNNI
     "xnor_gemm": ("scalar", "avx2", "avx512-vpopcntdq"),
 }
 _CPU_FLAGS = ("sse4.2", "popcnt", "avx2", "fma", "avx512f", "avx512bw", "avx512vnni",
@@ -59,6 +63,7 @@ _C_ERRORS = {
     8: (ValueError, "NULL pointer for a non-empty array"),
     9: (ValueError, "array not aligned for its dtype"),
     10: (ValueError, "thread count out of range"),
+    11: (ValueError, "an argument value is out of range or the input holds NaN"),
 }
 
 MAX_THREADS = 64
@@ -105,6 +110,8 @@ def info():
                      extension_path=_ext.path, load_error=_ext.load_error)
     for name in _KERNEL_IDS:
         out[name] = _PATH_NAMES[name][_best_level(name)] if loaded else "numpy"
+    if loaded and out["gemm_int8"] == "avx512-vnni" and not _int8_vnni():
+        out["gemm_int8"] = "avx512bw"
     cpu = {flag: False for flag in _CPU_FLAGS}
     if loaded:
         feats = _ext.ffi.new("int[8]")
@@ -428,7 +435,7 @@ def gemm_int8(A, B, backend=None, out=None, threads=None):
     if K > INT8_MAX_K:
         raise ValueError(f"{op}: K={K} exceeds {INT8_MAX_K}, the largest K for which int32 "
                          "accumulation is exact (K * 128 * 128 < 2**31); split K")
-    level = _resolve(op, backend)
+    level = _resolve_int8(op, backend)
     M = A.shape[0]
     C = _out_array(op, out, (M, N), np.int32, (A, weights.B if weights is not None else B))
     if level is None:
@@ -436,10 +443,7 @@ def gemm_int8(A, B, backend=None, out=None, threads=None):
         return C
     if weights is None:
         weights = Int8Weights(B, _copy=False)
-    layout, buf = weights._packed_for(level)
-    rc = _ext.lib.ta_gemm_int8_packed(level, _ptr("int8_t", A), M, K, N, layout,
-                                      _ptr("uint8_t", buf), buf.size, _ptr("int32_t", C))
-    _check_rc(op, rc)
+    _int8_c_call(op, level, nthreads, A, weights, None, None, None, -128, 127, False, 1, None, C)
     return C
 
 
@@ -521,12 +525,62 @@ def _per_channel_ints(op, name, value, M, lo, hi):
     return arr.astype(np.int64)
 
 
+_NO_VNNI = 256  # TA_INT8_NO_VNNI, OR-ed into the level: the AVX-512BW kernel even with VNNI
+
+
+def _int8_vnni():
+    """True if the C int8 kernel at the AVX-512 level uses VNNI (else AVX-512BW)."""
+    return int(_ext.lib.ta_int8_choose_layout(2, 0)) == int(_ext.lib.TA_INT8_LAYOUT_K4)
+
+
+def int8_c_paths():
+    """C paths of the int8 kernels on this CPU: :func:`c_paths` plus ``"c-avx512bw"``
+    (the AVX-512BW kernel, forced even where VNNI exists) when AVX-512 is usable."""
+    paths = c_paths()
+    if _ext.lib is not None and int(_ext.lib.ta_best_isa(_KERNEL_IDS["gemm_int8"])) >= 2:
+        paths.append("c-avx512bw")
+    return paths
+
+
 def _resolve_int8(op, backend):
-    """_resolve for the int8 kernel, with errors naming `op`."""
+    """_resolve for the int8 kernels (errors name `op`); also takes ``"c-avx512bw"``."""
+    if backend == "c-avx512bw":
+        if "c-avx512bw" not in int8_c_paths():
+            raise RuntimeError(f"{op}: backend='c-avx512bw' needs the C extension on a CPU with "
+                               "AVX-512BW")
+        return 2 | _NO_VNNI
     try:
         return _resolve("gemm_int8", backend)
     except (ValueError, RuntimeError) as exc:
         raise type(exc)(str(exc).replace("gemm_int8:", f"{op}:", 1)) from None
+
+
+_OUT_KINDS = {"int8": (0, np.int8), "int32": (1, np.int32), "float32": (2, np.float32)}
+
+
+def _int8_c_call(op, level, threads, x, weights, bias, mult, shift, lo, hi, relu, kind, scale, Y):
+    """ta_int8_linear on checked arguments; Y (N, M) receives the result."""
+    lib = _ext.lib
+    null = _ext.ffi.NULL
+    layout, buf = weights._packed_for(level)
+    N, K = x.shape
+    M = weights.N
+    m_arr = s_arr = sc_arr = None
+    if kind == 0:  # one value each, or both per channel
+        n = 1 if np.ndim(mult) == 0 and np.ndim(shift) == 0 else M
+        m_arr = np.ascontiguousarray(np.broadcast_to(mult, (n,)), dtype=np.int32)
+        s_arr = np.ascontiguousarray(np.broadcast_to(shift, (n,)), dtype=np.int32)
+    if kind == 2:
+        sc_arr = np.ascontiguousarray(np.ravel(scale), dtype=np.float64)
+    ctype = {0: "int8_t", 1: "int32_t", 2: "float"}[kind]
+    rc = lib.ta_int8_linear(
+        level, threads, _ptr("int8_t", x), N, K, M, layout, _ptr("uint8_t", buf), buf.size,
+        null if bias is None else _ptr("int32_t", bias),
+        null if m_arr is None else _ptr("int32_t", m_arr),
+        null if s_arr is None else _ptr("int32_t", s_arr), 0 if m_arr is None else m_arr.size,
+        null if sc_arr is None else _ptr("double", sc_arr), 0 if sc_arr is None else sc_arr.size,
+        lo, hi, int(bool(relu)), kind, _ptr(ctype, Y))
+    _check_rc(op, rc)
 
 
 def _int8_weights(op, weights):
@@ -603,8 +657,10 @@ def int8_linear(x, weights, bias=None, multiplier=1, shift=0, lo=-128, hi=127, r
     level = _resolve_int8(op, backend)
     if level is None:
         return reference.int8_linear(x, w.B, bias, mult, shf, lo, hi, bool(relu), out, scale)
-    acc = gemm_int8(x, w, backend=backend, threads=nthreads)
-    return reference.int8_epilogue(acc, bias, mult, shf, lo, hi, bool(relu), out, scale)
+    kind, dtype = _OUT_KINDS[out]
+    Y = np.empty((N, M), dtype=dtype)
+    _int8_c_call(op, level, nthreads, x, w, bias, mult, shf, lo, hi, relu, kind, scale, Y)
+    return Y
 
 
 def quantize_int8(x, scale, lo=-128, hi=127, threads=None, backend=None):
@@ -623,11 +679,20 @@ def quantize_int8(x, scale, lo=-128, hi=127, threads=None, backend=None):
     hi = _check_int(op, "hi", hi, -128, 127)
     if lo > hi:
         raise ValueError(f"{op}: lo must be <= hi, got lo={lo}, hi={hi}")
-    _threads(op, threads)
-    _resolve_int8(op, backend)
-    if np.isnan(x).any():
-        raise ValueError(f"{op}: x contains NaN, which has no int8 code")
-    return reference.quantize_int8(x, s, lo, hi)
+    nthreads = _threads(op, threads)
+    level = _resolve_int8(op, backend)
+    nan_message = f"{op}: x contains NaN, which has no int8 code"
+    if level is None:
+        if np.isnan(x).any():
+            raise ValueError(nan_message)
+        return reference.quantize_int8(x, s, lo, hi)
+    out = np.empty(x.shape, dtype=np.int8)
+    rc = _ext.lib.ta_quantize_int8(level & ~_NO_VNNI, nthreads, _ptr("float", x), x.size, s, lo,
+                                   hi, _ptr("int8_t", out))
+    if rc == _ext.lib.TA_ERR_VALUE:
+        raise ValueError(nan_message)
+    _check_rc(op, rc)
+    return out
 
 
 # ----------------------------------------------------------------- XNOR / popcount

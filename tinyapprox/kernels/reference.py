@@ -9,7 +9,8 @@ Conventions shared with the C code:
 
 * CSR: ``indptr`` (M+1,), ``indices`` (nnz,) column of each stored value,
   ``data`` (nnz,). Column indices need not be sorted; duplicates add up.
-* int8 GEMM: int8 (M, K) x int8 (K, N) -> int32 (M, N), exact.
+* int8 GEMM: int8 (M, K) x int8 (K, N) -> int32 (M, N), exact. The fused int8 layer
+  (:func:`int8_linear`) takes row-major activations x (N, K) and B = W_codes.T (K, M).
 * Bit packing: bit 1 = +1, bit 0 = -1 and sign(0) = +1; element ``k`` of a row is
   bit ``k % 64`` of word ``k // 64``; bits at positions >= K are 0.
 """
