@@ -1,348 +1,395 @@
-/* CSR sparse (M x K) times dense (K x N) float32 product.
+/* Float32 products with a CSR sparse matrix, and the fused sparse layer.
  *
- * Layout: indptr[M+1] int64, indices[nnz] int32 (column of each nonzero, any
- * order, duplicates allowed and summed), data[nnz] float32; X is K x N row-major
- * (row stride N), Y is M x N row-major (row stride N).
+ * CSR (R rows x K columns): indptr[R+1] int64, indices[nnz] int32 (column of
+ * each stored value, any order, duplicates allowed and summed), data[nnz] float32.
  *
- * The SIMD paths are register-tiled over N: the columns are cut into strips of
- * a few vectors; for one strip and one row the strip of Y lives in registers
- * while the row's nonzeros stream past, each one broadcast and multiplied into
- * the matching strip of an X row (a broadcast-FMA stream). For the main
- * strips the K x strip panel of X is copied to a contiguous aligned buffer, the
- * strip of Y is accumulated in another and copied out at the end (rows of X or
- * Y that are a power-of-two apart would otherwise crowd into a few cache
- * sets), and the nonzeros are regrouped by blocks of K so that the part of the
- * panel in use stays in L1 while all rows pass over it. On the benchmark shapes
- * the two buffers and the K blocks together roughly halve the time per nonzero.
+ * ta_csr_matmul_f32: Y (M x N) = A (M x K, CSR) X (K x N); X, Y row-major.
+ * ta_csr_linear_f32: y (N x M) = x (N x K) W^T + bias, optional ReLU, W (M x K)
+ *   in CSR; x, y row-major (one sample per row), as a layer sees them.
+ *
+ * Both run the same engine. The dense operand is cut into strips of S lanes
+ * (AVX-512 128, AVX2 64, scalar 16): columns of X, or samples of x. A strip is
+ * packed into a contiguous, 64-byte aligned K x S panel (a copy of X's columns;
+ * for the layer a transpose of S rows of x, in 8 x 8 blocks), zero-padded to a
+ * whole number of vectors. For each CSR row the strip of the result lives in
+ * registers while the row's values stream past, each broadcast and multiplied
+ * into the matching panel row (a broadcast-FMA stream). When the rows list
+ * their columns in order, the columns are swept in blocks so the part of the
+ * panel in use stays in L1 while all rows pass over it (each row resumes where
+ * it stopped; its partial sums wait in a buffer). The result strip (R x S) is
+ * then copied out, or for the layer transposed into y with bias and ReLU.
+ *
+ * Each output element is summed by one thread, from zero, in the order of its
+ * row's stored values (fused multiply-adds on the SIMD paths), then the bias is
+ * added: the bits do not depend on the thread count or on the block sizes.
+ * Threads take (strip, row range) tasks; every task packs the panel it needs
+ * unless its thread packed that strip just before.
  */
 #include <stdlib.h>
 
 #include "ta_internal.h"
 
-#define SCALAR_STRIP 16
+#define MAX_STRIP 128
 
-static void csr_scalar(int64_t M, int64_t N, const int64_t *indptr, const int32_t *indices,
-                       const float *data, const float *X, float *Y) {
-    int64_t j0, i, p;
+typedef struct {
+    int64_t R, K, N;                 /* CSR rows, columns, strip dimension */
+    const int64_t *indptr;
+    const int32_t *indices;
+    const float *data;
+    const float *X;                  /* matmul: K x N; layer: N x K */
+    float *Y;                        /* matmul: R x N; layer: N x R */
+    const float *bias;               /* layer: R floats or NULL */
+    int layer, relu, level;
+    int64_t S, kb;                   /* strip lanes, columns per block */
+    int64_t nstrips, nparts;
+    float *scratch;                  /* per-thread slices of `slice` floats, or NULL */
+    int64_t slice;
+    int nthreads;
+    int failed;                      /* set (to 1) by a task that could not get memory */
+} csr_job;
+
+/* Floats of work space one thread needs: panel K x S, result R x S, cursors
+ * (R int64), alignment slack. */
+static int64_t slice_floats(int64_t R, int64_t K, int64_t S) {
+    int64_t a, b;
+    if (!ta_mul_ok(K + R, S, TA_MAX_ELEMS / 4, &a) || !ta_mul_ok(R + 1, 2, TA_MAX_ELEMS / 4, &b))
+        return -1;
+    return a + b + 64;
+}
+
+/* ---- the row passes: rows [r0, r1) of the CSR matrix against a packed panel ----
+ * ybuf row i - r0 (stride ldy) receives the S lanes of row i. With kb >= K one
+ * sweep; else blocks of kb columns, `cursor` remembering where each row stopped. */
+
+static void pass_scalar(const csr_job *job, const float *panel, int64_t r0, int64_t r1,
+                        float *ybuf, int64_t ldy) {
+    int64_t i, p;
     int t;
-    for (j0 = 0; j0 < N; j0 += SCALAR_STRIP) {
-        int w = (int)((N - j0) < SCALAR_STRIP ? (N - j0) : SCALAR_STRIP);
-        for (i = 0; i < M; i++) {
-            float acc[SCALAR_STRIP] = {0};
-            for (p = indptr[i]; p < indptr[i + 1]; p++) {
-                const float v = data[p];
-                const float *x = X + (int64_t)indices[p] * N + j0;
-                for (t = 0; t < w; t++) acc[t] += v * x[t];
-            }
-            memcpy(Y + i * N + j0, acc, (size_t)w * sizeof(float));
+    for (i = r0; i < r1; i++) {
+        float acc[16] = {0};
+        for (p = job->indptr[i]; p < job->indptr[i + 1]; p++) {
+            const float v = job->data[p];
+            const float *x = panel + (int64_t)job->indices[p] * 16;
+            for (t = 0; t < 16; t++) acc[t] += v * x[t];
         }
+        memcpy(ybuf + (i - r0) * ldy, acc, sizeof acc);
     }
 }
 
 #if TA_X86
 
-/* One strip of NV vectors (8 floats each) for rows [0, M); the strip of X row
- * k starts at XS + k * LDX. */
-#define CSR_AVX2_STRIP(NV, XS, LDX)                                                  \
-    for (i = 0; i < M; i++) {                                                         \
-        __m256 acc[NV];                                                               \
-        int v;                                                                        \
-        for (v = 0; v < NV; v++) acc[v] = _mm256_setzero_ps();                        \
-        for (p = indptr[i]; p < indptr[i + 1]; p++) {                                 \
-            const __m256 b = _mm256_broadcast_ss(data + p);                           \
-            const float *x = (XS) + (int64_t)indices[p] * (LDX);                      \
-            for (v = 0; v < NV; v++)                                                  \
-                acc[v] = _mm256_fmadd_ps(b, _mm256_loadu_ps(x + 8 * v), acc[v]);      \
-        }                                                                             \
-        for (v = 0; v < NV; v++) _mm256_storeu_ps(Y + i * N + j0 + 8 * v, acc[v]);    \
+#define DEFINE_PASS(NAME, TARGET, VEC, LANES, SETZERO, SET1, LOAD, LOADU, STOREU, FMADD, NV)       \
+    TARGET static void NAME(const csr_job *job, const float *panel, int64_t r0, int64_t r1,       \
+                            float *ybuf, int64_t ldy, int64_t *cursor) {                          \
+        const int64_t *indptr = job->indptr, K = job->K, ld = (LANES) * (NV);                     \
+        const int32_t *indices = job->indices;                                                    \
+        const float *data = job->data;                                                            \
+        const int64_t kb = job->kb < 1 ? 1 : job->kb;                                             \
+        int64_t k0, i;                                                                            \
+        int v;                                                                                    \
+        for (i = r0; i < r1; i++) cursor[i - r0] = indptr[i];                                     \
+        for (k0 = 0; k0 == 0 || k0 < K; k0 += kb) {                                               \
+            const int64_t limit = (K - k0) > kb ? k0 + kb : K;                                    \
+            for (i = r0; i < r1; i++) {                                                           \
+                float *ya = ybuf + (i - r0) * ldy;                                                \
+                int64_t pa = cursor[i - r0];                                                      \
+                const int64_t ea = indptr[i + 1];                                                 \
+                VEC a[NV];                                                                        \
+                for (v = 0; v < NV; v++) a[v] = k0 == 0 ? SETZERO() : LOADU(ya + (LANES) * v);    \
+                for (; pa < ea && indices[pa] < limit; pa++) {                                    \
+                    const VEC sa = SET1(data[pa]);                                                \
+                    const float *xa = panel + (int64_t)indices[pa] * ld;                          \
+                    for (v = 0; v < NV; v++) a[v] = FMADD(sa, LOAD(xa + (LANES) * v), a[v]);      \
+                }                                                                                 \
+                cursor[i - r0] = pa;                                                              \
+                for (v = 0; v < NV; v++) STOREU(ya + (LANES) * v, a[v]);                          \
+            }                                                                                     \
+        }                                                                                         \
     }
 
-/* Copy the K x w strip of X starting at column j0 into a contiguous, 64-byte
- * aligned buffer: rows of X are N floats apart, and with N a multiple of a
- * large power of two the strip rows would all fall in a few cache sets. */
-static void pack_strip(const float *X, int64_t K, int64_t N, int64_t j0, int64_t w, float *dst) {
-    int64_t k;
-    for (k = 0; k < K; k++) memcpy(dst + k * w, X + k * N + j0, (size_t)w * sizeof(float));
+#define P512(NAME, NV) DEFINE_PASS(NAME, TA_TARGET_AVX512, __m512, 16, _mm512_setzero_ps, \
+    _mm512_set1_ps, _mm512_load_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, NV)
+#define P256(NAME, NV) DEFINE_PASS(NAME, TA_TARGET_AVX2, __m256, 8, _mm256_setzero_ps, \
+    _mm256_set1_ps, _mm256_load_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, NV)
+
+P512(pass512_1, 1) P512(pass512_2, 2) P512(pass512_3, 3) P512(pass512_4, 4)
+P512(pass512_5, 5) P512(pass512_6, 6) P512(pass512_7, 7) P512(pass512_8, 8)
+P256(pass256_1, 1) P256(pass256_2, 2) P256(pass256_3, 3) P256(pass256_4, 4)
+P256(pass256_5, 5) P256(pass256_6, 6) P256(pass256_7, 7) P256(pass256_8, 8)
+
+typedef void (*pass_fn)(const csr_job *, const float *, int64_t, int64_t, float *, int64_t,
+                        int64_t *);
+static const pass_fn PASS512[8] = {pass512_1, pass512_2, pass512_3, pass512_4,
+                                   pass512_5, pass512_6, pass512_7, pass512_8};
+static const pass_fn PASS256[8] = {pass256_1, pass256_2, pass256_3, pass256_4,
+                                   pass256_5, pass256_6, pass256_7, pass256_8};
+
+/* One 8 x 8 block: d[c * ldd + r] = s[r * lds + c]. */
+TA_TARGET_AVX2 static inline void transpose8x8(const float *s, int64_t lds, float *d, int64_t ldd) {
+    __m256 a0 = _mm256_loadu_ps(s), a1 = _mm256_loadu_ps(s + lds);
+    __m256 a2 = _mm256_loadu_ps(s + 2 * lds), a3 = _mm256_loadu_ps(s + 3 * lds);
+    __m256 a4 = _mm256_loadu_ps(s + 4 * lds), a5 = _mm256_loadu_ps(s + 5 * lds);
+    __m256 a6 = _mm256_loadu_ps(s + 6 * lds), a7 = _mm256_loadu_ps(s + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+    __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+    __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
+    __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
-/* Scratch of the main strips: the packed X panel (K x w) and Y strip (M x w),
- * each 64-byte aligned, carved from `scratch` (the caller's, if big enough) or
- * from one malloc, and the per-row cursors (M + 1 int64). get_scratch returns
- * 0 if there is no memory for them; free_scratch releases what it allocated. */
-typedef struct {
-    float *panel, *ybuf;
-    int64_t *cursor;
-    void *owned;
-} csr_scratch;
-
-static int get_scratch(int64_t M, int64_t K, int64_t w, float *scratch, int64_t nscratch,
-                       csr_scratch *sc) {
-    int64_t need;
-    float *base = scratch;
-    if (!ta_mul_ok(K + M, w, TA_MAX_ELEMS - 32, &need)) return 0;
-    need += 32;
-    sc->owned = NULL;
-    sc->cursor = (int64_t *)malloc(sizeof(int64_t) * (size_t)(M + 1));
-    if (sc->cursor == NULL) return 0;
-    if (scratch == NULL || nscratch < need) {
-        sc->owned = malloc(sizeof(float) * (size_t)need);
-        if (sc->owned == NULL) {
-            free(sc->cursor);
-            return 0;
-        }
-        base = (float *)sc->owned;
-    }
-    sc->panel = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
-    sc->ybuf = (float *)(((uintptr_t)(sc->panel + K * w) + 63) & ~(uintptr_t)63);
-    return 1;
-}
-
-static void free_scratch(csr_scratch *sc) {
-    free(sc->owned);
-    free(sc->cursor);
-}
-
-/* Columns per block: at least `base` (a block of the panel fits L1), doubled
- * until a row has about 32 nonzeros per block on average, since each visit of
- * a row costs a load and store of its Y strip and a branch miss. K (a single
- * block) when the rows are not sorted by column. */
-static int64_t block_cols(int64_t M, int64_t K, int64_t nnz, int64_t base, int sorted) {
-    int64_t kb = base;
-    if (!sorted || M == 0 || K == 0) return K > 0 ? K : 1;
-    while (kb < K && (double)nnz * (double)kb < 32.0 * (double)M * (double)K) kb *= 2;
-    return kb;
-}
-
-/* Main strip, 8 vectors = 64 columns, X panel and Y strip packed (row strides
- * 64). The columns are swept in blocks of kb: each row's nonzeros with column
- * in the block (rows sorted by column; with kb >= K any order) are applied
- * while that block of the panel sits in L1. cursor[i] remembers where row i
- * stopped. The first block writes Y, later ones update it. */
-TA_TARGET_AVX2 static void strip64_avx2(int64_t M, int64_t K, int64_t kb, const int64_t *indptr,
-                                        const int32_t *indices, const float *data,
-                                        const float *panel, float *ybuf, int64_t ldy,
-                                        int64_t *cursor) {
-    int64_t k0, i, p;
-    int v;
-    if (kb < 1) kb = 1;
-    for (i = 0; i < M; i++) cursor[i] = indptr[i];
-    for (k0 = 0; k0 == 0 || k0 < K; k0 += kb) { /* at least once: writes Y when K = 0 */
-        const int64_t limit = (K - k0) > kb ? k0 + kb : K;
-        for (i = 0; i < M; i++) {
-            const int64_t end = indptr[i + 1];
-            float *yi = ybuf + i * ldy;
-            __m256 acc[8];
-            p = cursor[i];
-            if (p == end || indices[p] >= limit) {
-                if (k0 == 0)
-                    for (v = 0; v < 8; v++) _mm256_storeu_ps(yi + 8 * v, _mm256_setzero_ps());
-                continue;
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols, in 8 x 8 blocks.
+ * Columns go in bands of 16 (whole cache lines of src) and within a band the
+ * rows are swept, so the band's 16 destination rows stay in L1 while filled. */
+TA_TARGET_AVX2 static void transpose_avx2(const float *src, int64_t lds, float *dst, int64_t ldd,
+                                          int64_t rows, int64_t cols) {
+    int64_t c0, r0, r, c;
+    for (c0 = 0; c0 < cols; c0 += 16) {
+        const int64_t c1 = (cols - c0) < 16 ? cols : c0 + 16;
+        for (r0 = 0; r0 + 8 <= rows; r0 += 8) {
+            for (c = c0; c + 8 <= c1; c += 8) transpose8x8(src + r0 * lds + c, lds, dst + c * ldd + r0, ldd);
+            for (r = r0; r < r0 + 8; r++) {
+                int64_t cc;
+                for (cc = c; cc < c1; cc++) dst[cc * ldd + r] = src[r * lds + cc];
             }
-            for (v = 0; v < 8; v++)
-                acc[v] = k0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(yi + 8 * v);
-            for (; p < end && indices[p] < limit; p++) {
-                const __m256 a = _mm256_broadcast_ss(data + p);
-                const float *x = panel + (int64_t)indices[p] * 64;
-                for (v = 0; v < 8; v++) acc[v] = _mm256_fmadd_ps(a, _mm256_load_ps(x + 8 * v), acc[v]);
-            }
-            cursor[i] = p;
-            for (v = 0; v < 8; v++) _mm256_storeu_ps(yi + 8 * v, acc[v]);
         }
-    }
-}
-
-TA_TARGET_AVX2 static void csr_avx2(int64_t M, int64_t K, int64_t N, int sorted,
-                                    const int64_t *indptr, const int32_t *indices,
-                                    const float *data, const float *X, float *Y,
-                                    float *scratch, int64_t nscratch) {
-    int64_t j0 = 0, i, p;
-    csr_scratch sc;
-    const int64_t kb = block_cols(M, K, indptr[M], 64, sorted);
-    if (N >= 64 && get_scratch(M, K, 64, scratch, nscratch, &sc)) {
-        for (; j0 + 64 <= N; j0 += 64) {
-            pack_strip(X, K, N, j0, 64, sc.panel);
-            if (kb >= K) { /* one pass over each row: write Y directly */
-                strip64_avx2(M, K, kb, indptr, indices, data, sc.panel, Y + j0, N, sc.cursor);
-                continue;
-            }
-            strip64_avx2(M, K, kb, indptr, indices, data, sc.panel, sc.ybuf, 64, sc.cursor);
-            for (i = 0; i < M; i++) memcpy(Y + i * N + j0, sc.ybuf + i * 64, 64 * sizeof(float));
-        }
-        free_scratch(&sc);
-    }
-    for (; j0 + 64 <= N; j0 += 64) { CSR_AVX2_STRIP(8, X + j0, N) }
-    for (; j0 + 32 <= N; j0 += 32) { CSR_AVX2_STRIP(4, X + j0, N) }
-    for (; j0 + 8 <= N; j0 += 8) {
-        /* one vector wide: two chains (even/odd nonzeros) to hide FMA latency */
-        for (i = 0; i < M; i++) {
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            const int64_t end = indptr[i + 1];
-            for (p = indptr[i]; p + 1 < end; p += 2) {
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(data + p),
-                                     _mm256_loadu_ps(X + (int64_t)indices[p] * N + j0), a0);
-                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(data + p + 1),
-                                     _mm256_loadu_ps(X + (int64_t)indices[p + 1] * N + j0), a1);
-            }
-            if (p < end)
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(data + p),
-                                     _mm256_loadu_ps(X + (int64_t)indices[p] * N + j0), a0);
-            _mm256_storeu_ps(Y + i * N + j0, _mm256_add_ps(a0, a1));
-        }
-    }
-    if (j0 < N) {
-        /* fewer than 8 columns left: masked loads never touch memory past the row */
-        const int w = (int)(N - j0);
-        int32_t lanes[8];
-        int t;
-        __m256i mask;
-        for (t = 0; t < 8; t++) lanes[t] = t < w ? -1 : 0;
-        mask = _mm256_loadu_si256((const __m256i *)lanes);
-        for (i = 0; i < M; i++) {
-            __m256 acc = _mm256_setzero_ps();
-            for (p = indptr[i]; p < indptr[i + 1]; p++)
-                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(data + p),
-                                      _mm256_maskload_ps(X + (int64_t)indices[p] * N + j0, mask),
-                                      acc);
-            _mm256_maskstore_ps(Y + i * N + j0, mask, acc);
-        }
-    }
-}
-
-#define CSR_AVX512_STRIP(NV, XS, LDX)                                                \
-    for (i = 0; i < M; i++) {                                                         \
-        __m512 acc[NV];                                                               \
-        int v;                                                                        \
-        for (v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();                        \
-        for (p = indptr[i]; p < indptr[i + 1]; p++) {                                 \
-            const __m512 b = _mm512_set1_ps(data[p]);                                 \
-            const float *x = (XS) + (int64_t)indices[p] * (LDX);                      \
-            for (v = 0; v < NV; v++)                                                  \
-                acc[v] = _mm512_fmadd_ps(b, _mm512_loadu_ps(x + 16 * v), acc[v]);     \
-        }                                                                             \
-        for (v = 0; v < NV; v++) _mm512_storeu_ps(Y + i * N + j0 + 16 * v, acc[v]);   \
-    }
-
-TA_TARGET_AVX512 static void strip128_avx512(int64_t M, int64_t K, int64_t kb,
-                                             const int64_t *indptr, const int32_t *indices,
-                                             const float *data, const float *panel, float *ybuf,
-                                             int64_t ldy, int64_t *cursor) {
-    int64_t k0, i, p;
-    int v;
-    if (kb < 1) kb = 1;
-    for (i = 0; i < M; i++) cursor[i] = indptr[i];
-    for (k0 = 0; k0 == 0 || k0 < K; k0 += kb) { /* at least once: writes Y when K = 0 */
-        const int64_t limit = (K - k0) > kb ? k0 + kb : K;
-        for (i = 0; i < M; i++) {
-            const int64_t end = indptr[i + 1];
-            float *yi = ybuf + i * ldy;
-            __m512 acc[8];
-            p = cursor[i];
-            if (p == end || indices[p] >= limit) {
-                if (k0 == 0)
-                    for (v = 0; v < 8; v++) _mm512_storeu_ps(yi + 16 * v, _mm512_setzero_ps());
-                continue;
-            }
-            for (v = 0; v < 8; v++)
-                acc[v] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(yi + 16 * v);
-            for (; p < end && indices[p] < limit; p++) {
-                const __m512 a = _mm512_set1_ps(data[p]);
-                const float *x = panel + (int64_t)indices[p] * 128;
-                for (v = 0; v < 8; v++) acc[v] = _mm512_fmadd_ps(a, _mm512_load_ps(x + 16 * v), acc[v]);
-            }
-            cursor[i] = p;
-            for (v = 0; v < 8; v++) _mm512_storeu_ps(yi + 16 * v, acc[v]);
-        }
-    }
-}
-
-TA_TARGET_AVX512 static void csr_avx512(int64_t M, int64_t K, int64_t N, int sorted,
-                                        const int64_t *indptr, const int32_t *indices,
-                                        const float *data, const float *X, float *Y,
-                                        float *scratch, int64_t nscratch) {
-    int64_t j0 = 0, i, p;
-    csr_scratch sc;
-    const int64_t kb = block_cols(M, K, indptr[M], 32, sorted);
-    if (N >= 128 && get_scratch(M, K, 128, scratch, nscratch, &sc)) {
-        for (; j0 + 128 <= N; j0 += 128) {
-            pack_strip(X, K, N, j0, 128, sc.panel);
-            if (kb >= K) {
-                strip128_avx512(M, K, kb, indptr, indices, data, sc.panel, Y + j0, N, sc.cursor);
-                continue;
-            }
-            strip128_avx512(M, K, kb, indptr, indices, data, sc.panel, sc.ybuf, 128, sc.cursor);
-            for (i = 0; i < M; i++) memcpy(Y + i * N + j0, sc.ybuf + i * 128, 128 * sizeof(float));
-        }
-        free_scratch(&sc);
-    }
-    for (; j0 + 128 <= N; j0 += 128) { CSR_AVX512_STRIP(8, X + j0, N) }
-    for (; j0 + 32 <= N; j0 += 32) { CSR_AVX512_STRIP(2, X + j0, N) }
-    for (; j0 < N; j0 += 16) {
-        const int w = (int)((N - j0) < 16 ? (N - j0) : 16);
-        const __mmask16 mask = (__mmask16)((1u << w) - 1u);
-        for (i = 0; i < M; i++) {
-            __m512 acc = _mm512_setzero_ps();
-            for (p = indptr[i]; p < indptr[i + 1]; p++)
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(data[p]),
-                                      _mm512_maskz_loadu_ps(mask, X + (int64_t)indices[p] * N + j0),
-                                      acc);
-            _mm512_mask_storeu_ps(Y + i * N + j0, mask, acc);
-        }
+        for (r = r0; r < rows; r++)
+            for (c = c0; c < c1; c++) dst[c * ldd + r] = src[r * lds + c];
     }
 }
 #endif
 
-/* Every check of ta_csr_matmul_f32's arguments, in the order sizes, SIMD
- * level, pointers, alignment, indptr/indices; TA_OK or the first TA_ERR_*.
- * On TA_OK, *level is the resolved path and *sorted is 1 if every row lists
- * its columns in non-decreasing order (the SIMD paths then block over K). */
-static int csr_check_args(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
+static void transpose_scalar(const float *src, int64_t lds, float *dst, int64_t ldd,
+                             int64_t rows, int64_t cols) {
+    int64_t r, c;
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+
+static void transpose(int level, const float *src, int64_t lds, float *dst, int64_t ldd,
+                      int64_t rows, int64_t cols) {
+#if TA_X86
+    if (level >= TA_ISA_AVX2) {
+        transpose_avx2(src, lds, dst, ldd, rows, cols);
+        return;
+    }
+#endif
+    (void)level;
+    transpose_scalar(src, lds, dst, ldd, rows, cols);
+}
+
+/* Pack strip s (lanes [s*S, s*S + w)) into panel (K x ld, ld = w rounded up to a
+ * vector, padding lanes zero). */
+static void pack_panel(const csr_job *job, int64_t s, int64_t w, int64_t ld, float *panel) {
+    const int64_t K = job->K, n0 = s * job->S;
+    int64_t k;
+    if (job->layer) {
+        transpose(job->level, job->X + n0 * K, K, panel, ld, w, K);
+    } else {
+        for (k = 0; k < K; k++) memcpy(panel + k * ld, job->X + k * job->N + n0, (size_t)w * 4);
+    }
+    if (ld > w)
+        for (k = 0; k < K; k++) memset(panel + k * ld + w, 0, (size_t)(ld - w) * 4);
+}
+
+/* Write rows [r0, r1) of strip s from ybuf (stride ld) to the output. */
+static void store_strip(const csr_job *job, int64_t s, int64_t w, int64_t r0, int64_t r1,
+                        const float *ybuf, int64_t ld) {
+    const int64_t n0 = s * job->S, R = job->R;
+    int64_t i, n;
+    if (!job->layer) {
+        for (i = r0; i < r1; i++)
+            memcpy(job->Y + i * job->N + n0, ybuf + (i - r0) * ld, (size_t)w * 4);
+        return;
+    }
+    transpose(job->level, ybuf, ld, job->Y + n0 * R + r0, R, r1 - r0, w);
+    if (job->bias == NULL && !job->relu) return;
+    for (n = n0; n < n0 + w; n++) {
+        float *y = job->Y + n * R;
+        if (job->bias != NULL)
+            for (i = r0; i < r1; i++) y[i] = y[i] + job->bias[i];
+        if (job->relu)
+            for (i = r0; i < r1; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+    }
+}
+
+/* The share of thread q (called with [q, q + 1)): tasks [ntasks * q / nt,
+ * ntasks * (q + 1) / nt), task t being rows part (t % nparts) of strip
+ * (t / nparts); work space slice q. */
+static void csr_thread(void *ctx, int64_t q, int64_t q1) {
+    csr_job *job = (csr_job *)ctx;
+    const int64_t R = job->R, S = job->S, K = job->K, ntasks = job->nstrips * job->nparts;
+    const int64_t t0 = ntasks * q / job->nthreads, t1 = ntasks * (q + 1) / job->nthreads;
+    const int64_t vec = job->level == TA_ISA_AVX2 ? 8 : 16;
+    int64_t t, packed = -1;
+    float *base, *panel, *ybuf;
+    int64_t *cursor;
+    void *owned = NULL;
+    (void)q1;
+    if (job->scratch != NULL) {
+        base = job->scratch + q * job->slice;
+    } else {
+        owned = malloc(sizeof(float) * (size_t)job->slice);
+        if (owned == NULL) {
+            job->failed = 1;
+            return;
+        }
+        base = (float *)owned;
+    }
+    panel = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    ybuf = panel + K * S;
+    cursor = (int64_t *)(ybuf + R * S);
+    for (t = t0; t < t1; t++) {
+        const int64_t s = t / job->nparts, part = t % job->nparts;
+        const int64_t r0 = R * part / job->nparts, r1 = R * (part + 1) / job->nparts;
+        const int64_t w = (job->N - s * S) < S ? job->N - s * S : S;
+        const int64_t nv = (w + vec - 1) / vec, ld = nv * vec;
+        if (r0 == r1) continue;
+        if (packed != s) {
+            pack_panel(job, s, w, ld, panel);
+            packed = s;
+        }
+#if TA_X86
+        if (job->level == TA_ISA_AVX512) {
+            PASS512[nv - 1](job, panel, r0, r1, ybuf, ld, cursor);
+        } else if (job->level == TA_ISA_AVX2) {
+            PASS256[nv - 1](job, panel, r0, r1, ybuf, ld, cursor);
+        } else
+#endif
+        {
+            pass_scalar(job, panel, r0, r1, ybuf, ld);
+        }
+        store_strip(job, s, w, r0, r1, ybuf, ld);
+    }
+    free(owned);
+}
+
+/* Columns per block: at least `base` (base x S floats of the panel fill about
+ * half of L1), doubled until a row has about 8 values per block on average,
+ * since each visit of a row costs a load and store of its result strip and a
+ * branch miss. K (a single block) when the rows are not sorted by column. */
+static int64_t block_cols(int64_t R, int64_t K, int64_t nnz, int64_t base, int sorted) {
+    int64_t kb = base;
+    if (!sorted || R == 0 || K == 0) return K > 0 ? K : 1;
+    while (kb < K && (double)nnz * (double)kb < 8.0 * (double)R * (double)K) kb *= 2;
+    return kb;
+}
+
+/* Every check of the arguments shared by both entry points (CSR R x K, dense
+ * operand of K * N floats, output of R * N floats), in the order sizes, SIMD
+ * level, threads, pointers, alignment, indptr/indices; TA_OK or the first
+ * TA_ERR_*. On TA_OK, *level is the resolved path and *sorted is 1 if every row
+ * lists its columns in non-decreasing order. */
+static int csr_check_args(int isa, int64_t R, int64_t K, int64_t N, int64_t nnz,
                           const int64_t *indptr, const int32_t *indices, const float *data,
                           const float *X, const float *Y, const float *scratch,
-                          int64_t nscratch, int *level, int *sorted) {
+                          int64_t nscratch, int threads, int *level, int *sorted) {
     int64_t prod, i, p;
     int rc, bad = 0, unsorted = 0;
-    if (M < 0 || K < 0 || N < 0 || nnz < 0) return TA_ERR_SIZE;
-    if (K > INT32_MAX || M >= TA_MAX_ELEMS || nnz > TA_MAX_ELEMS) return TA_ERR_SIZE;
-    if (!ta_mul_ok(M, N, TA_MAX_ELEMS, &prod) || !ta_mul_ok(K, N, TA_MAX_ELEMS, &prod))
+    if (R < 0 || K < 0 || N < 0 || nnz < 0) return TA_ERR_SIZE;
+    if (K > INT32_MAX || R >= TA_MAX_ELEMS || nnz > TA_MAX_ELEMS) return TA_ERR_SIZE;
+    if (!ta_mul_ok(R, N, TA_MAX_ELEMS, &prod) || !ta_mul_ok(K, N, TA_MAX_ELEMS, &prod))
         return TA_ERR_SIZE;
+    if (slice_floats(R, K, MAX_STRIP) < 0) return TA_ERR_SIZE;
     rc = ta_resolve_isa(TA_KERNEL_CSR, isa, level);
     if (rc != TA_OK) return rc;
+    if (threads < 1 || threads > TA_MAX_THREADS) return TA_ERR_THREADS;
     if (indptr == NULL) return TA_ERR_NULL;
     if (nnz > 0 && (indices == NULL || data == NULL)) return TA_ERR_NULL;
-    if (M > 0 && N > 0 && Y == NULL) return TA_ERR_NULL;
-    if (K > 0 && N > 0 && nnz > 0 && X == NULL) return TA_ERR_NULL;
+    if (R > 0 && N > 0 && Y == NULL) return TA_ERR_NULL;
+    if (K > 0 && N > 0 && X == NULL) return TA_ERR_NULL;
     if (nscratch < 0 || (scratch == NULL && nscratch > 0)) return TA_ERR_NULL;
     if (!TA_ALIGNED(indptr, 8) || !TA_ALIGNED(indices, 4) || !TA_ALIGNED(data, 4) ||
-        !TA_ALIGNED(X, 4) || !TA_ALIGNED(Y, 4) || !TA_ALIGNED(scratch, 4))
+        !TA_ALIGNED(X, 4) || !TA_ALIGNED(Y, 4) || !TA_ALIGNED(scratch, 8))
         return TA_ERR_ALIGN;
-    if (indptr[0] != 0 || indptr[M] != nnz) return TA_ERR_INDEX;
-    for (i = 0; i < M; i++) bad |= indptr[i + 1] < indptr[i];
-    for (p = 0; p < nnz; p++) bad |= (uint32_t)indices[p] >= (uint32_t)K;
+    if (indptr[0] != 0 || indptr[R] != nnz) return TA_ERR_INDEX;
+    for (i = 0; i < R; i++) bad |= indptr[i + 1] < indptr[i];
     if (bad) return TA_ERR_INDEX;
-    for (i = 0; i < M; i++)
-        for (p = indptr[i] + 1; p < indptr[i + 1]; p++) unsorted |= indices[p] < indices[p - 1];
+    for (i = 0; i < R; i++) { /* one pass: range of every index, order within rows */
+        const int64_t end = indptr[i + 1];
+        if (indptr[i] < end) bad |= (uint32_t)indices[indptr[i]] >= (uint32_t)K;
+        for (p = indptr[i] + 1; p < end; p++) {
+            bad |= (uint32_t)indices[p] >= (uint32_t)K;
+            unsorted |= indices[p] < indices[p - 1];
+        }
+    }
+    if (bad) return TA_ERR_INDEX;
     *sorted = !unsorted;
     return TA_OK;
 }
 
+int64_t ta_csr_scratch_floats(int64_t R, int64_t K, int threads) {
+    const int64_t one = slice_floats(R, K, MAX_STRIP);
+    int64_t total;
+    if (one < 0 || threads < 1 || threads > TA_MAX_THREADS) return -1;
+    if (!ta_mul_ok(one, threads, TA_MAX_ELEMS, &total)) return -1;
+    return total;
+}
+
+/* Split a checked job into tasks and run them on up to `threads` threads. */
+static int csr_run(csr_job *job, int sorted, float *scratch, int64_t nscratch, int threads) {
+    int64_t ntasks, work;
+    job->S = job->level == TA_ISA_AVX512 ? 128 : (job->level == TA_ISA_AVX2 ? 64 : 16);
+    job->kb = job->level == TA_ISA_SCALAR ? job->K
+                                          : block_cols(job->R, job->K, job->indptr[job->R],
+                                                       job->level == TA_ISA_AVX512 ? 64 : 128, sorted);
+    job->nstrips = (job->N + job->S - 1) / job->S;
+    work = (job->indptr[job->R] + job->R + job->K) * job->S; /* lane operations per strip */
+    job->nthreads = ta_threads_for(threads, job->nstrips * job->R, work / (job->R + 1) + 1, 1 << 21);
+    job->nparts = 1;
+    if (job->nthreads > 1 && job->nstrips < 4 * (int64_t)job->nthreads) {
+        job->nparts = (4 * (int64_t)job->nthreads + job->nstrips - 1) / job->nstrips;
+        if (job->nparts > job->R) job->nparts = job->R;
+    }
+    ntasks = job->nstrips * job->nparts;
+    if (job->nthreads > ntasks) job->nthreads = (int)ntasks;
+    job->slice = slice_floats(job->R, job->K, job->S);
+    job->scratch = (scratch != NULL && nscratch >= job->slice * job->nthreads) ? scratch : NULL;
+    job->failed = 0;
+    ta_parallel_for(job->nthreads, job->nthreads, csr_thread, job);
+    return job->failed ? TA_ERR_NOMEM : TA_OK;
+}
+
 int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
                       const int64_t *indptr, const int32_t *indices, const float *data,
-                      const float *X, float *Y, float *scratch, int64_t nscratch) {
+                      const float *X, float *Y, float *scratch, int64_t nscratch, int threads) {
+    csr_job job;
     int level, sorted;
     const int rc = csr_check_args(isa, M, K, N, nnz, indptr, indices, data, X, Y, scratch,
-                                  nscratch, &level, &sorted);
+                                  nscratch, threads, &level, &sorted);
     if (rc != TA_OK) return rc;
     if (M == 0 || N == 0) return TA_OK;
-#if TA_X86
-    if (level == TA_ISA_AVX512) {
-        csr_avx512(M, K, N, sorted, indptr, indices, data, X, Y, scratch, nscratch);
-        return TA_OK;
-    }
-    if (level == TA_ISA_AVX2) {
-        csr_avx2(M, K, N, sorted, indptr, indices, data, X, Y, scratch, nscratch);
-        return TA_OK;
-    }
-#endif
-    csr_scalar(M, N, indptr, indices, data, X, Y);
-    return TA_OK;
+    memset(&job, 0, sizeof job);
+    job.R = M, job.K = K, job.N = N, job.indptr = indptr, job.indices = indices;
+    job.data = data, job.X = X, job.Y = Y, job.level = level;
+    return csr_run(&job, sorted, scratch, nscratch, threads);
+}
+
+int ta_csr_linear_f32(int isa, int64_t N, int64_t K, int64_t M, int64_t nnz,
+                      const int64_t *indptr, const int32_t *indices, const float *data,
+                      const float *x, const float *bias, int relu, float *y, float *scratch,
+                      int64_t nscratch, int threads) {
+    csr_job job;
+    int level, sorted;
+    const int rc = csr_check_args(isa, M, K, N, nnz, indptr, indices, data, x, y, scratch,
+                                  nscratch, threads, &level, &sorted);
+    if (rc != TA_OK) return rc;
+    if (relu != 0 && relu != 1) return TA_ERR_SIZE;
+    if (!TA_ALIGNED(bias, 4)) return TA_ERR_ALIGN;
+    if (M == 0 || N == 0) return TA_OK;
+    memset(&job, 0, sizeof job);
+    job.R = M, job.K = K, job.N = N, job.indptr = indptr, job.indices = indices;
+    job.data = data, job.X = x, job.Y = y, job.bias = bias, job.relu = relu;
+    job.layer = 1, job.level = level;
+    return csr_run(&job, sorted, scratch, nscratch, threads);
 }

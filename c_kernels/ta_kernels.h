@@ -74,10 +74,26 @@ void ta_cpu_features(int out[8]);
 /* Y (M x N, float32) = A (M x K, CSR: indptr[M+1] int64, indices[nnz] int32,
  * data[nnz] float32) times X (K x N, float32). Y is fully overwritten.
  * scratch[nscratch] (may be NULL, 0): reusable work space; with at least
- * (K + M) * 128 + 32 floats no memory is allocated for the packed strips. */
+ * ta_csr_scratch_floats(M, K, threads) floats no memory is allocated.
+ * threads: 1..TA_MAX_THREADS; each Y element is summed by one thread in the
+ * order of its row's values, so the result does not depend on it. */
 int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,
                       const int64_t *indptr, const int32_t *indices, const float *data,
-                      const float *X, float *Y, float *scratch, int64_t nscratch);
+                      const float *X, float *Y, float *scratch, int64_t nscratch, int threads);
+
+/* Fused sparse layer: y (N x M, float32) = x (N x K, float32) W^T + bias, then
+ * max(y, 0) if relu == 1 (relu must be 0 or 1). W: M x K in CSR as above;
+ * bias: M floats or NULL. Row-major x and y (one sample per row). y[n, j] is
+ * summed by one thread in the order of row j's values, then the bias is added.
+ * scratch, threads: as for ta_csr_matmul_f32 (with R = M rows of W). */
+int ta_csr_linear_f32(int isa, int64_t N, int64_t K, int64_t M, int64_t nnz,
+                      const int64_t *indptr, const int32_t *indices, const float *data,
+                      const float *x, const float *bias, int relu, float *y, float *scratch,
+                      int64_t nscratch, int threads);
+
+/* Floats of scratch that spare a CSR call with R CSR rows, K columns and
+ * `threads` threads any allocation; -1 for invalid arguments. */
+int64_t ta_csr_scratch_floats(int64_t R, int64_t K, int threads);
 
 /* 1 if any of the n bytes equals -128, else 0. */
 int ta_int8_has_min(const int8_t *x, int64_t n);
@@ -124,9 +140,26 @@ int ta_quantize_int8(int isa, int threads, const float *x, int64_t n, double sca
 double ta_vnni_loop(int isa, int64_t iters, int32_t *sink);
 
 /* C (M x N, int32) = K - 2 * popcount(A_i XOR B_j) over W = ceil(K/64) words.
- * A: M x W uint64, B: N x W uint64 (rows of B^T); bits beyond K must be 0. */
+ * A: M x W uint64, B: N x W uint64 (rows of B^T); bits beyond K must be 0.
+ * threads: 1..TA_MAX_THREADS (rows of A are split; the result is exact). */
 int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
-                 int64_t W, int64_t K, int32_t *C);
+                 int64_t W, int64_t K, int32_t *C, int threads);
+
+/* Fused binary layer: X (N x W uint64, packed inputs, one sample per row),
+ * Wb (M x W uint64, packed weights, one output channel per row), bits beyond K
+ * zero. dot[n, j] = K - 2 * popcount(X_n XOR Wb_j); out (N x out_words uint64,
+ * out_words = ceil(M/64)) gets bit j % 64 of word j / 64 of row n set iff
+ * dot >= thresholds[j] (flip[j] == 0) or dot <= thresholds[j] (flip[j] == 1);
+ * other bits 0. thresholds[M] int32, flip[M] uint8 in {0, 1} (else TA_ERR_SIZE). */
+int ta_binary_threshold(int isa, const uint64_t *X, int64_t N, const uint64_t *Wb, int64_t M,
+                        int64_t W, int64_t K, const int32_t *thresholds, const uint8_t *flip,
+                        uint64_t *out, int64_t out_words, int threads);
+
+/* Calibration of the XNOR paths: `iters` rounds of independent xor + popcount +
+ * add chains from registers (AVX2: the nibble-table chain its kernel uses) on
+ * path `isa`; returns the bit-MACs executed (bits of +-1 products counted), or
+ * -1 if the path is unavailable. *sink receives a value depending on all work. */
+double ta_popcnt_loop(int isa, int64_t iters, int64_t *sink);
 
 /* Calibration: run `iters` rounds of independent FMAs on path `isa` and return
  * the number of floating-point operations executed (2 per multiply-add), or

@@ -427,12 +427,12 @@ def test_c_refuses_overflowing_sizes_and_bad_paths():
     lib, ffi = _ext.lib, _ext.ffi
     null = ffi.NULL
     huge = 2**62
-    assert lib.ta_csr_matmul_f32(-1, huge, 4, huge, 0, null, null, null, null, null, null, 0) == lib.TA_ERR_SIZE
-    assert lib.ta_csr_matmul_f32(-1, -1, 4, 4, 0, null, null, null, null, null, null, 0) == lib.TA_ERR_SIZE
-    assert lib.ta_csr_matmul_f32(-1, 1, 2**40, 4, 0, null, null, null, null, null, null, 0) == lib.TA_ERR_SIZE
-    assert lib.ta_xnor_gemm(-1, null, huge, null, huge, 1, 64, null) == lib.TA_ERR_SIZE
-    assert lib.ta_xnor_gemm(-1, null, 1, null, 1, 3, 64, null) == lib.TA_ERR_SIZE
-    assert lib.ta_xnor_gemm(-1, null, 1, null, 1, 2**33, 2**39, null) == lib.TA_ERR_SIZE
+    assert lib.ta_csr_matmul_f32(-1, huge, 4, huge, 0, null, null, null, null, null, null, 0, 1) == lib.TA_ERR_SIZE
+    assert lib.ta_csr_matmul_f32(-1, -1, 4, 4, 0, null, null, null, null, null, null, 0, 1) == lib.TA_ERR_SIZE
+    assert lib.ta_csr_matmul_f32(-1, 1, 2**40, 4, 0, null, null, null, null, null, null, 0, 1) == lib.TA_ERR_SIZE
+    assert lib.ta_xnor_gemm(-1, null, huge, null, huge, 1, 64, null, 1) == lib.TA_ERR_SIZE
+    assert lib.ta_xnor_gemm(-1, null, 1, null, 1, 3, 64, null, 1) == lib.TA_ERR_SIZE
+    assert lib.ta_xnor_gemm(-1, null, 1, null, 1, 2**33, 2**39, null, 1) == lib.TA_ERR_SIZE
     size = ffi.new("int64_t *")
     assert lib.ta_int8_packed_size(lib.TA_INT8_LAYOUT_K4, 200000, 4, size) == lib.TA_ERR_KBOUND
     assert lib.ta_int8_packed_size(lib.TA_INT8_LAYOUT_K4, 64, 2**62, size) == lib.TA_ERR_SIZE
@@ -443,9 +443,9 @@ def test_c_refuses_overflowing_sizes_and_bad_paths():
     A = np.zeros((1, 1), np.uint64)
     C = np.zeros((1, 1), np.int32)
     pa, pc = ffi.from_buffer("uint64_t[]", A), ffi.from_buffer("int32_t[]", C)
-    assert lib.ta_xnor_gemm(99, pa, 1, pa, 1, 1, 64, pc) == lib.TA_ERR_ISA
-    assert lib.ta_xnor_gemm(-7, pa, 1, pa, 1, 1, 64, pc) == lib.TA_ERR_ISA
-    assert lib.ta_xnor_gemm(-1, pa, 1, pa, 1, 1, 64, pc) == lib.TA_OK and C[0, 0] == 64
+    assert lib.ta_xnor_gemm(99, pa, 1, pa, 1, 1, 64, pc, 1) == lib.TA_ERR_ISA
+    assert lib.ta_xnor_gemm(-7, pa, 1, pa, 1, 1, 64, pc, 1) == lib.TA_ERR_ISA
+    assert lib.ta_xnor_gemm(-1, pa, 1, pa, 1, 1, 64, pc, 1) == lib.TA_OK and C[0, 0] == 64
     # CSR: out-of-range indices and non-monotone indptr caught by C itself
     indptr = np.array([0, 1], np.int64)
     X = np.zeros((2, 3), np.float32)
@@ -453,14 +453,14 @@ def test_c_refuses_overflowing_sizes_and_bad_paths():
     args = (ffi.from_buffer("int64_t[]", indptr), ffi.from_buffer("int32_t[]", np.array([5], np.int32)),
             ffi.from_buffer("float[]", np.ones(1, np.float32)), ffi.from_buffer("float[]", X),
             ffi.from_buffer("float[]", Y))
-    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 0) == lib.TA_ERR_INDEX
-    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 5) == lib.TA_ERR_NULL
+    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 0, 1) == lib.TA_ERR_INDEX
+    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *args, null, 5, 1) == lib.TA_ERR_NULL
     down = np.array([0, 1, 0, 1], np.int64)  # starts at 0, ends at nnz, but not monotone
     assert lib.ta_csr_matmul_f32(-1, 3, 2, 3, 1, ffi.from_buffer("int64_t[]", down), *args[1:4],
                                  ffi.from_buffer("float[]", np.zeros((3, 3), np.float32)),
-                                 null, 0) == lib.TA_ERR_INDEX
+                                 null, 0, 1) == lib.TA_ERR_INDEX
     negative = ffi.from_buffer("int32_t[]", np.array([-1], np.int32))
-    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, args[0], negative, *args[2:], null, 0) == lib.TA_ERR_INDEX
+    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, args[0], negative, *args[2:], null, 0, 1) == lib.TA_ERR_INDEX
     # int8 GEMM: K above the exact int32 bound is refused before the packed size is compared
     assert lib.ta_gemm_int8_packed(-1, null, 1, lib.TA_INT8_MAX_K + 1, 1, 1, null, 0, null) == \
         lib.TA_ERR_KBOUND

@@ -309,10 +309,10 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None, thr
     if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
         _check_csr_columns(op, indices, K)  # before narrowing to int32
     idx = indices.astype(np.int32, copy=False)
-    scratch = _csr_scratch(M, K, N)
+    scratch = _csr_scratch(M, K, nt)
     rc = _ext.lib.ta_csr_matmul_f32(level, M, K, N, nnz, _ptr("int64_t", ip), _ptr("int32_t", idx),
                                     _ptr("float", data), _ptr("float", X), _ptr("float", Y),
-                                    _ptr("float", scratch), scratch.size)
+                                    _ptr("float", scratch), scratch.size, nt)
     if rc == _ext.lib.TA_ERR_INDEX:
         _check_csr_columns(op, indices, K)
     _check_rc(op, rc)
@@ -320,13 +320,14 @@ def csr_matmul(indptr, indices, data, X, backend=None, shape=None, out=None, thr
 
 
 _local = threading.local()
-_SCRATCH_CAP = 1 << 22  # floats kept per thread between calls (16 MiB)
+_SCRATCH_CAP = 1 << 23  # floats kept per Python thread between calls (32 MiB)
 
 
-def _csr_scratch(M, K, N):
-    """Per-thread float32 work space reused across calls (fresh pages cost page faults)."""
-    need = (K + M) * 128 + 32 if N >= 64 else 0
-    if need == 0 or need > _SCRATCH_CAP:
+def _csr_scratch(R, K, threads):
+    """Per-Python-thread float32 work space reused across CSR calls (fresh pages cost page
+    faults); empty (the C code then allocates) if the call would need more than the cap."""
+    need = int(_ext.lib.ta_csr_scratch_floats(R, K, threads))
+    if need <= 0 or need > _SCRATCH_CAP:
         return np.empty(0, dtype=np.float32)
     buf = getattr(_local, "csr_scratch", None)
     if buf is None or buf.size < need:
@@ -737,7 +738,7 @@ def xnor_gemm(A_bits, B_bits, K, backend=None, out=None, threads=None):
         C[...] = reference.xnor_gemm(A_bits, B_bits, K)
         return C
     rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", A_bits), M, _ptr("uint64_t", B_bits), N,
-                               W, K, _ptr("int32_t", C))
+                               W, K, _ptr("int32_t", C), nt)
     _check_rc(op, rc)
     return C
 
@@ -804,7 +805,6 @@ def _check_csr_weights(op, indptr, indices, data, K, shape):
         row = int(np.argmax(ip[1:] < ip[:-1]))
         raise ValueError(f"{op}: indptr must be non-decreasing, but indptr[{row + 1}]="
                          f"{int(ip[row + 1])} < indptr[{row}]={int(ip[row])}")
-    _check_csr_columns(op, indices, K)
     return M, ip
 
 
@@ -839,15 +839,23 @@ def csr_linear(x, indptr, indices, data, bias=None, relu=False, shape=None, thre
     nt = _threads(op, threads)
     level = _resolve(op, backend)
     if level is None:
+        _check_csr_columns(op, indices, K)
         return reference.csr_linear(x, ip, indices, data, bias, bool(relu))
-    Y = csr_matmul(ip, indices, data, np.ascontiguousarray(x.T), backend=backend).T
-    Y = np.ascontiguousarray(Y)
-    if bias is not None:
-        Y += bias[None, :]
-    if relu:
-        np.maximum(Y, np.float32(0), out=Y, where=~np.isnan(Y))
-    del nt
-    return Y
+    if K > _INT32_MAX:
+        raise ValueError(f"{op}: K={K} exceeds the C kernel limit {_INT32_MAX}; use backend='numpy'")
+    if indices.dtype.itemsize > 4 or indices.dtype == np.uint32:
+        _check_csr_columns(op, indices, K)  # before narrowing to int32; int32 is checked in C
+    idx = indices.astype(np.int32, copy=False)
+    y = np.empty((N, M), dtype=np.float32)
+    scratch = _csr_scratch(M, K, nt)
+    rc = _ext.lib.ta_csr_linear_f32(level, N, K, M, idx.size, _ptr("int64_t", ip), _ptr("int32_t", idx),
+                                    _ptr("float", data), _ptr("float", x),
+                                    _ext.ffi.NULL if bias is None else _ptr("float", bias), int(bool(relu)),
+                                    _ptr("float", y), _ptr("float", scratch), scratch.size, nt)
+    if rc == _ext.lib.TA_ERR_INDEX:
+        _check_csr_columns(op, indices, K)
+    _check_rc(op, rc)
+    return y
 
 
 def _check_thresholds(op, thresholds, flip, M, K):
@@ -867,7 +875,7 @@ def _check_thresholds(op, thresholds, flip, M, K):
     _check_array(op, "flip", flip, dtype=np.bool_, ndim=1)
     if flip.shape != (M,):
         raise ValueError(f"{op}: flip must have shape ({M},) (one per output channel), got {flip.shape}")
-    return t, flip.view(np.uint8)
+    return t, np.ascontiguousarray(flip).view(np.uint8)
 
 
 def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, backend=None):
@@ -907,12 +915,14 @@ def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, b
         if thresholds is None:
             return reference.binary_linear(x_bits, w_bits, K)
         return reference.binary_linear(x_bits, w_bits, K, t, f.view(np.bool_))
-    dot = xnor_gemm(x_bits, w_bits, K, backend=backend)
-    del nt
     if thresholds is None:
-        return dot
-    plus = np.where(f.view(np.bool_)[None, :], dot <= t[None, :], dot >= t[None, :])
-    return reference.pack_bits(np.where(plus, np.int8(1), np.int8(-1)))
+        return xnor_gemm(x_bits, w_bits, K, backend=backend, threads=nt)
+    out = np.empty((N, (M + 63) // 64), dtype=np.uint64)
+    rc = _ext.lib.ta_binary_threshold(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits),
+                                      M, (K + 63) // 64, K, _ptr("int32_t", t), _ptr("uint8_t", f),
+                                      _ptr("uint64_t", out), out.shape[1], nt)
+    _check_rc(op, rc)
+    return out
 
 
 from .patches import im2col  # noqa: E402  (uses the helpers above)
