@@ -13,8 +13,22 @@
 typedef struct {
     const unsigned char *x;
     unsigned char *out;
-    int64_t elem, H, W, C, kh, kw, sh, sw, ph, pw, OH, OW;
+    int64_t elem, N, H, W, C, kh, kw, sh, sw, ph, pw, OH, OW;
 } im2col_ctx;
+
+/* Copy n bytes; short copies move whole 8-byte words (ceil(n/8) of them) when both the
+ * source and the destination may be over-run: the extra bytes land in the part of the
+ * output this thread writes next (and are overwritten by it), never past dlim or slim.
+ * A variable-length memcpy of a few bytes costs more than the bytes themselves. */
+static inline void copy_strip(unsigned char *d, const unsigned char *s, int64_t n,
+                              const unsigned char *dlim, const unsigned char *slim) {
+    const int64_t nr = (n + 7) & ~(int64_t)7;
+    if (n < 64 && d + nr <= dlim && s + nr <= slim) {
+        for (int64_t i = 0; i < nr; i += 8) memcpy(d + i, s + i, 8);
+    } else {
+        memcpy(d, s, (size_t)n);
+    }
+}
 
 /* Tasks are (n, oy) pairs: one output row of windows, OW patch rows. */
 static void im2col_range(void *arg, int64_t begin, int64_t end) {
@@ -22,6 +36,8 @@ static void im2col_range(void *arg, int64_t begin, int64_t end) {
     const int64_t pix = c->C * c->elem;            /* bytes of one pixel */
     const int64_t strip = c->kw * pix;             /* bytes of one window row */
     const int64_t rowb = c->kh * strip;            /* bytes of one patch row */
+    const unsigned char *dlim = c->out + end * c->OW * rowb;      /* end of this thread's rows */
+    const unsigned char *slim = c->x + c->N * c->H * c->W * pix;    /* end of the input */
     for (int64_t t = begin; t < end; t++) {
         const int64_t n = t / c->OH, oy = t % c->OH;
         const unsigned char *img = c->x + n * c->H * c->W * pix;
@@ -35,7 +51,7 @@ static void im2col_range(void *arg, int64_t begin, int64_t end) {
                 if (y < 0 || y >= c->H) {
                     memset(d, 0, (size_t)strip);
                 } else if (inside_x) {
-                    memcpy(d, img + (y * c->W + x0) * pix, (size_t)strip);
+                    copy_strip(d, img + (y * c->W + x0) * pix, strip, dlim, slim);
                 } else {
                     for (int64_t v = 0; v < c->kw; v++) {
                         const int64_t xx = x0 + v;
@@ -71,7 +87,7 @@ int ta_im2col_nhwc(const void *x, int64_t elem, int64_t N, int64_t H, int64_t W,
     if (need == 0) return TA_OK;
     if (x == NULL || out == NULL) return TA_ERR_NULL;
     {
-        im2col_ctx ctx = {(const unsigned char *)x, (unsigned char *)out, elem, H, W, C, kh, kw,
+        im2col_ctx ctx = {(const unsigned char *)x, (unsigned char *)out, elem, N, H, W, C, kh, kw,
                           sh, sw, ph, pw, OH, OW};
         int64_t tasks = N * OH;
         int nt = ta_threads_for(threads, tasks, OW * K * elem, 1 << 16);
