@@ -204,6 +204,36 @@ def test_pack_mlp_equals_float_sign_path_exactly(hidden, batch, seed):
         np.testing.assert_array_equal(a, b)
 
 
+@settings(max_examples=15)
+@given(st.integers(1, 140), st.integers(1, 70), st.integers(1, 9), st.integers(0, 2 ** 16))
+def test_pack_int8_first_layer_equals_exact_integer_sums(h1, h2, batch, seed):
+    """first_layer="int8": the first block is the sign of batch norm at float32(D / 255) for the
+    exact integer dot product D of the 8-bit pixels; the rest equals the float sign path."""
+    rng = np.random.default_rng(seed)
+    model = bnn.bnn_mlp(hidden=(h1, h2), seed=seed, in_features=50, num_classes=3)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            c = m.num_features
+            m.gamma.data[:] = rng.choice([-1.0, 0.0, 0.5, 2.0], size=c)
+            m.beta.data[:] = rng.normal(0, 1, c)
+            m.running_mean[:] = rng.normal(0, 30, c)
+            m.running_var[:] = rng.uniform(0.0, 50.0, c)
+    pixels = rng.integers(0, 256, (batch, 50))
+    x = (pixels / np.float32(255)).astype(np.float32)
+    packed = bnn.pack(model, first_layer="int8")
+    first, bn1 = model[1], model[2].eval()
+    d = pixels @ np.where(first.weight.data >= 0, 1, -1).T
+    with ta.no_grad():
+        h = bn1(ta.tensor((d / 255.0).astype(np.float32))).data >= 0
+    hidden = packed.hidden(x)
+    np.testing.assert_array_equal(hidden[0], np.where(h, 1, -1))
+    with ta.no_grad():
+        rest = nn.Sequential(*list(model)[3:]).eval()(ta.tensor(hidden[0].astype(np.float32))).data
+    np.testing.assert_array_equal(packed(x).data, rest)
+    with pytest.raises(ValueError, match="first_layer"):
+        bnn.pack(model, first_layer="int4")
+
+
 @settings(max_examples=20)
 @given(st.integers(-3, 3), st.floats(0.01, 30.0), st.floats(-3, 3), st.floats(-50, 50))
 def test_float_thresholds_reproduce_batch_norm_sign_on_every_float(gamma, var, beta, mean):

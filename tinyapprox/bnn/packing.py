@@ -297,8 +297,9 @@ class _PackedLayer(InferenceModule):
     norm in float32 -> class scores).
     """
 
-    def _setup(self, layer, post, last, in_layout, threads, backend):
+    def _setup(self, layer, post, last, in_layout, threads, backend, first_mode="float"):
         self.first, self.last = not layer.binary_input, bool(last)
+        self.first_mode = first_mode if self.first else None
         self.threads, self.backend = threads, backend
         self.wb = _binary_weight(layer)
         self.bias = None if layer.bias is None else layer.bias.data.copy()
@@ -332,6 +333,43 @@ class _PackedLayer(InferenceModule):
         elif not self.last:
             self.s, self.t = float_thresholds(self.fn, self.out_channels, spatial=self.wb.ndim == 4)
             self.st = self.s * self.t
+            if first_mode == "int8":
+                self._setup_int8_first()
+
+    def _setup_int8_first(self):
+        """The 8-bit-pixel first layer: ``D = p @ sign(w)^T`` exactly on the int8 kernel, then
+        the sign of batch norm at ``float32(D / 255)`` as one integer threshold per unit.
+
+        Pixels p = round(255 x) in [0, 255] enter as int8 codes p - 128 (the kernel's bias
+        adds back 128 * sum(w)); a unit whose batch norm decreases (s = -1) gets its weight
+        row negated, so every unit is "D' >= T"; with bias ``128 * sum(w') - T + 1`` and the
+        output clipped to [0, 1] the fused call returns the bit itself.
+        """
+        K, O = self.k, self.out_channels
+        top = 255 * K
+        w = (self.wb.reshape(O, K) * self.s[:, None]).astype(np.int64)      # rows of down units negated
+        # smallest D' with s * float32(s * D' / 255) >= s * t, searched around t * 255
+        with np.errstate(invalid="ignore", over="ignore"):
+            guess = np.where(np.isfinite(self.t), np.floor(self.s.astype(np.float64) * self.t * 255.0) - 2, 0)
+        cand = np.clip(guess, -top - 2, top + 2)[:, None] + np.arange(6)[None, :]
+        y = ((self.s[:, None] * cand) / 255.0).astype(np.float32)
+        ok = y * self.s[:, None] >= self.st[:, None]
+        T = np.where(ok.any(axis=1), cand[np.arange(O), ok.argmax(axis=1)], top + 2)
+        T = np.where(np.isinf(self.t) & (self.t < 0), -top - 2, np.where(np.isinf(self.t), top + 2, T))
+        # the step must lie inside the window, or beyond the reachable range [-top, top]
+        placed = np.where(ok.any(axis=1), ~ok[:, 0] | (cand[:, 0] <= -top), cand[:, -1] >= top)
+        if not np.all(placed | ~np.isfinite(self.t)):
+            raise RuntimeError("pack: could not place an integer threshold for the 8-bit first layer")
+        self.int8_weights = kernels.prepare_int8(np.ascontiguousarray(w.T.astype(np.int8)))
+        self.int8_bias = (128 * w.sum(axis=1) - T + 1).astype(np.int32)
+
+    def _first_bits_int8(self, x):
+        """pixels x (N, K) float32 on the 1/255 grid -> packed bits, all integer arithmetic."""
+        codes = np.rint(x * np.float32(255)).astype(np.int16)
+        codes -= 128
+        q = kernels.int8_linear(codes.astype(np.int8), self.int8_weights, bias=self.int8_bias, lo=0, hi=1,
+                                threads=self.threads, backend=self.backend)
+        return pack_bool(q.view(np.bool_))
 
     def _first_bits(self, y):
         """float pre-activations (rows, C) -> packed signs (rows, ceil(C/64)): ``s*y >= s*t`` per channel."""
@@ -375,7 +413,8 @@ class _PackedLayer(InferenceModule):
                 "mult_op": None if self.first else "xnor1", "add_op": "float32_add" if self.first else "popcount1"}
 
     def _extra(self):
-        role = "first: float input" if self.first else ("last: scores" if self.last else "hidden: bits")
+        role = (f"first: {'8-bit pixels, int8' if self.first_mode == 'int8' else 'float input'}" if self.first
+                else ("last: scores" if self.last else "hidden: bits"))
         return f"{role}, K={self.k}, out={self.out_channels}"
 
 
@@ -387,9 +426,9 @@ class PackedBinaryLinear(_PackedLayer):
     Raises ValueError for a wrong input shape or NaN pixels.
     """
 
-    def __init__(self, layer, post=(), last=False, in_layout=None, threads=None, backend=None):
+    def __init__(self, layer, post=(), last=False, in_layout=None, threads=None, backend=None, first_mode="float"):
         super().__init__()
-        self._setup(layer, list(post), last, in_layout or (1, layer.in_features), threads, backend)
+        self._setup(layer, list(post), last, in_layout or (1, layer.in_features), threads, backend, first_mode)
         if self.pools:
             raise ValueError("pack: pooling after a BinaryLinear is not supported")
 
@@ -402,6 +441,8 @@ class PackedBinaryLinear(_PackedLayer):
             if np.isnan(x).any():
                 raise ValueError(f"PackedBinaryLinear: expected pixels without NaN, got {int(np.isnan(x).sum())} "
                                  f"NaN entries in input of shape {x.shape}")
+            if self.first_mode == "int8" and not self.last:
+                return Tensor(self._first_bits_int8(np.ascontiguousarray(x)))
             with no_grad():
                 y = _to_array(F.linear(Tensor(x), Tensor(self.wb), None if self.bias is None else Tensor(self.bias)))
             return Tensor(self.fn(y) if self.last else self._first_bits(y))
@@ -530,7 +571,7 @@ class PackedBinaryModel(Sequential):
         return out
 
 
-def pack(model: Module, threads=None, backend=None) -> PackedBinaryModel:
+def pack(model: Module, threads=None, backend=None, first_layer: str = "float") -> PackedBinaryModel:
     """Lower a trained binarized ``Sequential`` to packed inference layers (a ``PackedBinaryModel``).
 
     The model is a sequence of blocks ``Binary{Linear,Conv2d} -> [max pooling] ->
@@ -541,9 +582,21 @@ def pack(model: Module, threads=None, backend=None) -> PackedBinaryModel:
     thresholds (exact float thresholds for the first block), packed bits between hidden
     blocks, float32 scores from the last.
 
+    ``first_layer``: "float" (default) runs the first block's real pixels times the binary
+    weights with the float model's own call, so the packed model equals the float sign
+    path *exactly*. "int8" takes the pixels as 8-bit images (p = round(255 x)) and computes
+    the exact integer dot products ``D`` on the int8 kernel with the batch norm + sign
+    folded into an integer threshold on ``D``: it equals the network evaluated with exact
+    sums (batch norm at ``float32(D / 255)``), and differs from the float32 evaluation only
+    where the float model's rounded sum falls on the other side of a threshold (the
+    benchmark counts such images). A first linear block only.
+
     Raises:
-        ValueError: an unsupported module, block order, or a padded binary-input conv.
+        ValueError: an unsupported module, block order, a padded binary-input conv, an
+            unknown ``first_layer`` or "int8" for a convolutional or last first block.
     """
+    if first_layer not in ("float", "int8"):
+        raise ValueError(f"pack: expected first_layer 'float' or 'int8', got {first_layer!r}")
     layers = _flat_layers(model)
     lead = 0
     while lead < len(layers) and _kind(layers[lead]) == "flatten":
@@ -569,12 +622,15 @@ def pack(model: Module, threads=None, backend=None) -> PackedBinaryModel:
         if flat and block[-1] is not flat[0] or len(flat) > 1:
             raise ValueError(f"pack: a Flatten may only end a block, got {[type(m).__name__ for m in block]}")
         layer, last = layers[a], j == len(idx) - 1
+        if j == 0 and first_layer == "int8" and (isinstance(layer, BinaryConv2d) or last):
+            raise ValueError("pack: first_layer='int8' needs a first BinaryLinear block followed by others")
         if isinstance(layer, BinaryConv2d):
             packed = PackedBinaryConv2d(layer, post, last, layout, threads, backend)
         else:
             if layout is not None and layout[1] != layer.in_features:     # fed by a conv: (H*W, C)
                 layout = (layer.in_features // layout[1], layout[1])
-            packed = PackedBinaryLinear(layer, post, last, layout, threads, backend)
+            packed = PackedBinaryLinear(layer, post, last, layout, threads, backend,
+                                        first_layer if j == 0 else "float")
         out.append(packed)
         if flat:
             out.append(copy.deepcopy(flat[0]))
