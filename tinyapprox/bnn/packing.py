@@ -364,8 +364,9 @@ class _PackedLayer(InferenceModule):
         self.int8_bias = (128 * w.sum(axis=1) - T + 1).astype(np.int32)
 
     def _first_bits_int8(self, x):
-        """pixels x (N, K) float32 on the 1/255 grid -> packed bits, all integer arithmetic."""
-        codes = np.rint(x * np.float32(255)).astype(np.int16)
+        """pixels x (N, K) float32 on the 1/255 grid -> packed bits, all integer arithmetic.
+        Values outside [0, 1] are clipped to the 8-bit range first."""
+        codes = np.rint(np.clip(x, 0, 1) * np.float32(255)).astype(np.int16)
         codes -= 128
         q = kernels.int8_linear(codes.astype(np.int8), self.int8_weights, bias=self.int8_bias, lo=0, hi=1,
                                 threads=self.threads, backend=self.backend)
