@@ -231,8 +231,13 @@ class _QuantizedLayer(InferenceModule):
         self.mult = self.shift = None
         if out is not None:
             m0, shift = multiplier(self.acc_scale / out[0])
-            self.mult, self.shift = m0, shift
             self.fused_requant = bool(np.all(shift >= 0) and np.all(shift <= 62))
+            # one (m0, shift) for the whole layer when the scales are per tensor: the kernel's
+            # per-call argument checks are then on two ints instead of two arrays
+            self.mult = int(m0[0]) if np.all(m0 == m0[0]) else m0
+            self.shift = int(shift[0]) if np.all(shift == shift[0]) else shift
+        scale = np.asarray(self.acc_scale, dtype=np.float64)
+        self.out_scale = float(scale[0]) if scale.size and np.all(scale == scale[0]) else scale
 
     def _accumulate(self, x2):
         """int64 accumulators (N, O) of codes x2 (N, K) on NumPy, wrapped to ``acc_bits``."""
@@ -251,7 +256,7 @@ class _QuantizedLayer(InferenceModule):
             kw = dict(bias=self.bias32, threads=self.threads, backend=self.backend)
             if self.out is None:
                 return kernels.int8_linear(x2, self.packed, relu=relu, out="float32",
-                                           out_scale=self.acc_scale, **kw)
+                                           out_scale=self.out_scale, **kw)
             _, lo, hi = self.out
             if self.fused_requant and -128 <= lo and hi <= 127:
                 return kernels.int8_linear(x2, self.packed, multiplier=self.mult, shift=self.shift, lo=lo, hi=hi,

@@ -21,6 +21,8 @@ how many multiply-adds a call makes.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import kernels
@@ -123,7 +125,7 @@ class SparseLinear(_SparseBase):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"SparseLinear: expected input (..., {self.in_features}), got {x.shape}")
         lead = x.shape[:-1]
-        y = self._linear(x.reshape(int(np.prod(lead)), self.in_features))
+        y = self._linear(x.reshape(math.prod(lead), self.in_features))
         return Tensor(y.reshape(lead + (self.out_features,)))
 
     def inference_cost(self, x, y):
