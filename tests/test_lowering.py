@@ -295,3 +295,37 @@ def test_lowered_bytes_are_what_the_layers_store():
     want = 4 + sum(k * m + 4 * m + 4 * m + (8 * m if i < 2 else 0) for i, (k, m) in enumerate(widths))
     assert cost.model_bytes(int_model) == want
     assert cost.model_bytes(packed) * 8 >= 784 * 64 + 64 * 64 + 64 * 10
+
+
+# ------------------------------------------------------------------ the benchmark command
+def test_bench_inference_quick_reports_every_row(tmp_path, capsys):
+    import argparse
+    import json
+
+    from tinyapprox.experiments import bench_inference
+
+    parser = bench_inference.add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--model", "lenet-300-100", "--quick", "--no-torch", "--no-profile", "--repeat", "1",
+                              "--batch1-images", "5", "--out", str(tmp_path)])
+    assert bench_inference.run(args) == 0
+    result = json.loads((tmp_path / "results_lenet-300-100.json").read_text())
+    rows = {r["row"]: r for r in result["rows"]}
+    assert list(rows) == ["fp32", "12x pruned, CSR", "filter-pruned, dense", "int8 (quant.convert)"]
+    assert rows["fp32"]["speedup"] == 1.0
+    assert rows["12x pruned, CSR"]["bytes"] < rows["filter-pruned, dense"]["bytes"] < rows["fp32"]["bytes"]
+    assert all(0 < r["ms_per_10k"] and 0 <= r["top1"] <= 1 and r["energy_uj"] > 0 for r in rows.values())
+    assert "QUICK mode" in capsys.readouterr().out
+
+
+def test_torch_twin_computes_what_our_model_computes():
+    torch = pytest.importorskip("torch")
+    from tinyapprox.experiments.bench_inference import _torch_twin
+
+    rng = np.random.default_rng(5)
+    x = rng.random((7, 1, 28, 28)).astype(np.float32)
+    for model in (ta.models.get("lenet5", seed=1), bnn.float_mlp((30, 20), seed=1)):
+        model.eval()
+        twin = _torch_twin(model)
+        with torch.no_grad():
+            got = twin(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, _simulate(model, x), rtol=1e-4, atol=1e-4)
