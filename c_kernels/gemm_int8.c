@@ -32,10 +32,12 @@
  * Scalar, 4 x 16 tile, either layout.
  * int32 accumulation is exact for K <= TA_INT8_MAX_K (K * 128 * 128 < 2^31).
  *
- * Threads: the rows (or, for few rows, the column tiles) are split into one
- * contiguous chunk per thread with ta_parallel_for; every output element is
- * computed by one thread with the same integer operations, so the result does
- * not depend on the thread count.
+ * Threads: the work is cut into units (a row block of packed A times one column
+ * tile, or row chunks when there are few columns) handed out by an atomic counter
+ * to the caller and detached helper threads, so that a thread that starts late on a
+ * busy machine takes fewer (see run_units). Every output
+ * element is computed whole by one unit with the same integer operations, so the
+ * result does not depend on the thread count or on who took which unit.
  *
  * Output stage (per element, column j; acc an int32 with wrapping addition):
  *   acc = (A B)[i, j] + bias[j]
@@ -49,12 +51,27 @@
 
 #include "ta_internal.h"
 
+#if !defined(TA_NO_THREADS) && (defined(__unix__) || defined(__APPLE__)) && \
+    (defined(__GNUC__) || defined(__clang__))
+#include <pthread.h>
+#include <sched.h>
+#define INT8_HELPERS 1 /* detached helper threads with atomic unit counters */
+#else
+#define INT8_HELPERS 0 /* ta_parallel_for */
+#endif
+
 #define NR 16          /* columns of B per packed panel */
 #define NV_MAX 3       /* panels per column tile of the AVX-512 kernels */
+#ifndef KB_BYTES
 #define KB_BYTES 24576 /* B micro-panel budget (L1) */
+#endif
+#ifndef MC_BYTES
 #define MC_BYTES 262144 /* packed A block budget (L2) */
+#endif
 #define MIN_MACS_PER_THREAD (1 << 23) /* a thread start costs ~10-50 us */
+#ifndef UNITS_PER_THREAD
 #define UNITS_PER_THREAD 4
+#endif
 #define QUANT_BLOCK 16384 /* elements per task of ta_quantize_int8 */
 
 enum { PATH_SCALAR, PATH_AVX2, PATH_BW, PATH_VNNI };
@@ -704,8 +721,9 @@ typedef struct {
     uint8_t *abuf;             /* per thread: mc_tiles * mr * ng * 4 bytes */
     int32_t *sbuf;             /* per thread: mc_tiles * mr * nvmax * 16 int32 */
     int direct;                /* int32 output straight into Y for full tiles */
-    int64_t next_unit;         /* shared counter of the units handed out (threads > 1) */
-    int nthreads_static;       /* without atomics: thread t takes units t, t + n, ... */
+    int64_t next_unit;         /* units handed out (the detached helpers' counter) */
+    int64_t *packed_rows;      /* per thread: first and end row tile now in its abuf (or -1) */
+    int nthreads_static;       /* ta_parallel_for: thread t takes units t, t + n, ... */
     out_stage out;
 } gemm_job;
 
@@ -745,8 +763,12 @@ static void gemm_unit(const gemm_job *jb, int64_t tid, int64_t rt0, int64_t rt1,
         const int64_t mt1 = (rt1 - mt0) < jb->mc_tiles ? rt1 : mt0 + jb->mc_tiles;
         const int64_t row_lo = mt0 * mr;
         const int64_t rows_blk = ((mt1 * mr) < jb->M ? mt1 * mr : jb->M) - row_lo;
-        pack_a(jb->A + row_lo * jb->K, jb->K, rows_blk, jb->ng, mr, jb->layout,
-               jb->path == PATH_VNNI ? 0x80 : 0, jb->path >= PATH_AVX2, abuf);
+        int64_t *have = jb->packed_rows + 2 * tid;
+        if (have[0] != mt0 || have[1] != mt1) { /* a unit of the same row block reuses it */
+            pack_a(jb->A + row_lo * jb->K, jb->K, rows_blk, jb->ng, mr, jb->layout,
+                   jb->path == PATH_VNNI ? 0x80 : 0, jb->path >= PATH_AVX2, abuf);
+            have[0] = mt0, have[1] = mt1;
+        }
         for (ct = ct0; ct < ct1; ct++) {
             const int64_t p0 = ct * jb->nvmax, col0 = p0 * NR;
             const int nv = (int)((jb->np - p0) < jb->nvmax ? jb->np - p0 : jb->nvmax);
@@ -786,19 +808,100 @@ static void run_unit(const gemm_job *jb, int64_t tid, int64_t u) {
               jb->col_tiles * cu / jb->ncu, jb->col_tiles * (cu + 1) / jb->ncu);
 }
 
-/* Thread `begin` (one task per thread) takes units from the shared counter until none
- * is left, so a thread that starts late (a busy machine) just takes fewer. */
+#if INT8_HELPERS
+/* Units handed out by an atomic counter to the caller and nt - 1 detached helper
+ * threads. A helper that the scheduler starts late (a busy machine) finds fewer or
+ * no units left; the caller waits only for units in progress, never for a helper
+ * to start. Until then the helper holds a reference to this block, touches nothing
+ * else once the units are gone, and frees the block if it is the last holder. */
+typedef struct unit_pool unit_pool;
+typedef struct {
+    unit_pool *pool;
+    int64_t tid;
+} helper_arg;
+
+struct unit_pool {
+    gemm_job jb;       /* jb.next_unit: units handed out */
+    int64_t done;      /* units finished */
+    int refs;          /* the caller + helpers started */
+    int64_t have[2 * TA_MAX_THREADS];
+    helper_arg args[TA_MAX_THREADS];
+};
+
+static void pool_work(unit_pool *p, int64_t tid) {
+    const int64_t units = p->jb.nru * p->jb.ncu;
+    int64_t u;
+    while ((u = __atomic_fetch_add(&p->jb.next_unit, 1, __ATOMIC_RELAXED)) < units) {
+        run_unit(&p->jb, tid, u);
+        __atomic_fetch_add(&p->done, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void pool_release(unit_pool *p) {
+    if (__atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) free(p);
+}
+
+static void *helper_main(void *arg) {
+    helper_arg *h = (helper_arg *)arg;
+    unit_pool *p = h->pool;
+    pool_work(p, h->tid);
+    pool_release(p);
+    return NULL;
+}
+
+/* Run all units of jb on nt threads; TA_OK or TA_ERR_NOMEM. */
+static int run_units(const gemm_job *jb, int nt) {
+    const int64_t units = jb->nru * jb->ncu;
+    unit_pool *p = (unit_pool *)malloc(sizeof(unit_pool));
+    pthread_attr_t attr;
+    int i, attr_ok;
+    if (p == NULL) return TA_ERR_NOMEM;
+    p->jb = *jb;
+    p->jb.next_unit = 0;
+    p->jb.packed_rows = p->have;
+    p->done = 0;
+    p->refs = 1;
+    for (i = 0; i < 2 * TA_MAX_THREADS; i++) p->have[i] = -1;
+    attr_ok = nt > 1 && pthread_attr_init(&attr) == 0;
+    if (attr_ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0) {
+        for (i = 1; i < nt; i++) {
+            pthread_t t;
+            p->args[i].pool = p;
+            p->args[i].tid = i;
+            __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+            if (pthread_create(&t, &attr, helper_main, &p->args[i]) != 0) {
+                __atomic_sub_fetch(&p->refs, 1, __ATOMIC_RELAXED); /* the caller does its share */
+                break;
+            }
+        }
+    }
+    if (attr_ok) pthread_attr_destroy(&attr);
+    pool_work(p, 0);
+    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < units) sched_yield();
+    pool_release(p);
+    return TA_OK;
+}
+#else
+/* Thread `begin` of ta_parallel_for: thread t takes units t, t + n, ... */
 static void gemm_thread(void *ctx, int64_t begin, int64_t end) {
     gemm_job *jb = (gemm_job *)ctx;
     const int64_t units = jb->nru * jb->ncu;
     int64_t u;
     (void)end;
-#if defined(__GNUC__) || defined(__clang__)
-    while ((u = __atomic_fetch_add(&jb->next_unit, 1, __ATOMIC_RELAXED)) < units) run_unit(jb, begin, u);
-#else
     for (u = begin; u < units; u += jb->nthreads_static) run_unit(jb, begin, u);
-#endif
 }
+
+static int run_units(const gemm_job *jb, int nt) {
+    gemm_job job = *jb;
+    int64_t have[2 * TA_MAX_THREADS];
+    int i;
+    for (i = 0; i < 2 * nt; i++) have[i] = -1;
+    job.packed_rows = have;
+    job.nthreads_static = nt;
+    ta_parallel_for(nt, nt, gemm_thread, &job);
+    return TA_OK;
+}
+#endif
 
 /* Everything checked; M, N, K > 0. Plans, allocates and runs the product + output stage. */
 static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_t M, int64_t K,
@@ -807,7 +910,7 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
     gemm_job jb;
     int32_t flags[4];
     int64_t work, mc_rows, unit_tiles;
-    int nt;
+    int nt, rc;
     void *araw, *sraw;
     memset(&jb, 0, sizeof(jb));
     memcpy(flags, Bp + db + 4 * np * NR, sizeof(flags));
@@ -829,18 +932,19 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
     jb.out = *out;
     jb.direct = out->kind == TA_INT8_OUT_INT32;
 
-    /* units: one per thread's share of the rows, cut UNITS_PER_THREAD times finer so
-     * that threads that start late take fewer; few row tiles -> cut the columns */
+    /* Units of work, small enough that the last one taken adds little: a row block of
+     * packed A (MC rows) times one column tile. A thread packs a row block once and
+     * keeps it for its next units of the same block, and each unit reads only its
+     * columns of B. With too few such units (few columns), the rows are cut into
+     * UNITS_PER_THREAD chunks per thread instead. */
     work = (int64_t)jb.mr * jb.nvmax * NR * K; /* MACs per tile */
     nt = ta_threads_for(threads, jb.row_tiles * jb.col_tiles, work, MIN_MACS_PER_THREAD);
-    if (nt == 1) {
-        jb.nru = jb.ncu = 1;
-    } else if (jb.row_tiles >= 2 * (int64_t)nt) {
+    jb.nru = (jb.row_tiles + jb.mc_tiles - 1) / jb.mc_tiles;
+    jb.ncu = 1;
+    if (nt > 1 && jb.nru * jb.col_tiles >= 2 * (int64_t)nt) {
+        jb.ncu = jb.col_tiles;
+    } else if (nt > 1) {
         jb.nru = jb.row_tiles < UNITS_PER_THREAD * nt ? jb.row_tiles : UNITS_PER_THREAD * nt;
-        jb.ncu = 1;
-    } else {
-        jb.nru = 1;
-        jb.ncu = jb.col_tiles < UNITS_PER_THREAD * nt ? jb.col_tiles : UNITS_PER_THREAD * nt;
     }
     unit_tiles = (jb.row_tiles + jb.nru - 1) / jb.nru;
     if (unit_tiles < jb.mc_tiles) jb.mc_tiles = unit_tiles;
@@ -860,16 +964,15 @@ static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_
         memcpy(corr, Bp + db, sizeof(int32_t) * (size_t)(np * NR));
         for (j = 0; j < np * NR; j++) corr[j] = (int32_t)(0u - 128u * (uint32_t)corr[j]);
     }
-    jb.nthreads_static = nt;
-    ta_parallel_for(nt, nt, gemm_thread, &jb);
+    rc = run_units(&jb, nt);
     free(araw), free(sraw), free((void *)jb.corr);
-    return TA_OK;
+    return rc;
 }
 
 /* Checks shared by the GEMM entry points; fills the packed geometry. */
 static int check_gemm(int isa, int threads, const int8_t *A, int64_t M, int64_t K, int64_t N,
-                      int layout, const uint8_t *Bp, int64_t nbytes, const void *C, int *level,
-                      int *no_vnni, int64_t *kp, int64_t *np, int64_t *db) {
+                      int layout, const uint8_t *Bp, int64_t nbytes, const void *C, int c_align,
+                      int *level, int *no_vnni, int64_t *kp, int64_t *np, int64_t *db) {
     int64_t total, prod;
     int rc;
     if (M < 0 || K < 0 || N < 0) return TA_ERR_SIZE;
@@ -885,7 +988,7 @@ static int check_gemm(int isa, int threads, const int8_t *A, int64_t M, int64_t 
     if (threads < 1 || threads > TA_MAX_THREADS) return TA_ERR_THREADS;
     if (Bp == NULL || (M > 0 && N > 0 && C == NULL) || (M > 0 && K > 0 && A == NULL))
         return TA_ERR_NULL;
-    if (!TA_ALIGNED(Bp, 4) || !TA_ALIGNED(C, 4)) return TA_ERR_ALIGN;
+    if (!TA_ALIGNED(Bp, 4) || !TA_ALIGNED(C, c_align)) return TA_ERR_ALIGN;
     return TA_OK;
 }
 
@@ -899,7 +1002,8 @@ int ta_int8_linear(int isa, int threads, const int8_t *A, int64_t M, int64_t K, 
     out_stage o;
     int32_t *mbuf = NULL, *sbuf = NULL;
     double *cbuf = NULL;
-    rc = check_gemm(isa, threads, A, M, K, N, layout, Bp, nbytes, Y, &level, &no_vnni, &kp, &np, &db);
+    rc = check_gemm(isa, threads, A, M, K, N, layout, Bp, nbytes, Y, out_kind == TA_INT8_OUT_INT8 ? 1 : 4,
+                    &level, &no_vnni, &kp, &np, &db);
     if (rc != TA_OK) return rc;
     if (out_kind != TA_INT8_OUT_INT8 && out_kind != TA_INT8_OUT_INT32 && out_kind != TA_INT8_OUT_F32)
         return TA_ERR_VALUE;
@@ -917,7 +1021,7 @@ int ta_int8_linear(int isa, int threads, const int8_t *A, int64_t M, int64_t K, 
             if (!(scale[j] > 0.0 && scale[j] <= 1.7976931348623157e308)) return TA_ERR_VALUE;
     }
     if (!TA_ALIGNED(bias, 4) || !TA_ALIGNED(multiplier, 4) || !TA_ALIGNED(shift, 4) ||
-        !TA_ALIGNED(scale, 8) || (out_kind == TA_INT8_OUT_F32 && !TA_ALIGNED(Y, 4)))
+        !TA_ALIGNED(scale, 8))
         return TA_ERR_ALIGN;
     if (M == 0 || N == 0) return TA_OK;
 

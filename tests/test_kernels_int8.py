@@ -4,6 +4,8 @@ The NumPy twins are pinned by hand and against the project's own quantizer and
 requantizer (quant.formats.Affine, quant.integer); every backend is held to the
 twins over drawn shapes, and every thread count gives the same bits.
 """
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -292,10 +294,11 @@ def test_gemm_int8_rejects_bad_threads(backend):
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
-@pytest.mark.parametrize("shape", [(300, 1500, 117), (3, 2000, 500), (17, 4, 49)])
+@pytest.mark.parametrize("shape", [(300, 1500, 117), (3, 2000, 500), (256, 2048, 40), (17, 4, 49)])
 def test_int8_blocks_tiles_and_thread_splits(backend, shape):
-    # (300, 1500, 117): several row blocks of packed A, three k blocks, 48/32/16-wide and
-    # ragged column tiles; (3, 2000, 500): one row tile, so threads split the columns
+    # (300, 1500, 117): two row blocks of packed A, three k blocks, 48/32/16-wide and
+    # ragged column tiles, threads share row blocks; (3, 2000, 500): one row tile, threads
+    # split the columns; (256, 2048, 40): one column tile, threads split the rows finer
     M, K, N = shape
     rng = np.random.default_rng(M + K + N)
     x = rng.integers(-128, 128, (M, K), dtype=np.int8)
@@ -359,6 +362,11 @@ def test_c_int8_linear_refuses_bad_arguments():
         (dict(A=ffi.NULL), lib.TA_ERR_NULL), (dict(Y=ffi.NULL), lib.TA_ERR_NULL), (dict(Bp=ffi.NULL), lib.TA_ERR_NULL),
     ]:
         assert call(**change) == code, change
+    odd = np.zeros(64, np.int8)  # int8 output needs no alignment, int32 output does
+    assert call(Y=ffi.from_buffer("int8_t[]", odd[1:])) == lib.TA_OK and np.all(odd[1:9] == 3)
+    assert call(Y=ffi.from_buffer("int8_t[]", odd[1:]), kind=lib.TA_INT8_OUT_INT32) == lib.TA_ERR_ALIGN
+    unaligned_bias = ffi.from_buffer("int8_t[]", odd[1:])
+    assert call(bias=ffi.cast("int32_t *", unaligned_bias)) == lib.TA_ERR_ALIGN
     # arrays an output kind does not read may be NULL
     assert call(kind=lib.TA_INT8_OUT_INT32, mult=ffi.NULL, shift=ffi.NULL, scale=ffi.NULL) == lib.TA_OK
     assert np.all(keep["Y"] == 3)
@@ -415,3 +423,25 @@ def test_int8_linear_ties_at_every_shift(backend, shift):
     got = kernels.int8_linear(x, w, acc.astype(np.int32), m, shift, backend=backend)
     expected = np.clip(integer.round_shift(acc * m, shift), -128, 127)
     np.testing.assert_array_equal(got, np.broadcast_to(expected, (2, acc.size)))
+
+
+@needs_c
+def test_int8_linear_from_concurrent_python_threads():
+    # the C calls release the GIL and share no state: four Python threads at once, each
+    # splitting its call over two C threads, all get the exact answer
+    rng = np.random.default_rng(9)
+    w = kernels.prepare_int8(rng.integers(-128, 128, (300, 90), dtype=np.int8))
+    xs = [rng.integers(-128, 128, (100 + 7 * i, 300), dtype=np.int8) for i in range(4)]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = [kernels.int8_linear(xs[i], w, out="int32", threads=2) for _ in range(5)]
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    for x, got in zip(xs, results):
+        for g in got:
+            np.testing.assert_array_equal(g, x.astype(np.int64) @ w.B)

@@ -391,7 +391,9 @@ class Int8Weights:
         if layout not in self._packed:
             size = ffi.new("int64_t *")
             _check_rc("prepare_int8", lib.ta_int8_packed_size(layout, self.K, self.N, size))
-            buf = np.empty(int(size[0]), dtype=np.uint8)
+            raw = np.empty(int(size[0]) + 64, dtype=np.uint8)  # 64-byte aligned: whole-line loads
+            start = -raw.ctypes.data % 64
+            buf = raw[start:start + int(size[0])]
             _check_rc("prepare_int8", lib.ta_int8_pack(layout, _ptr("int8_t", self.B), self.K,
                                                        self.N, _ptr("uint8_t", buf), buf.size))
             self._packed[layout] = buf
@@ -512,18 +514,23 @@ _INT8_OUTS = ("int8", "int32", "float32")
 
 
 def _per_channel_ints(op, name, value, M, lo, hi):
-    """value (int or (M,) integer array) as an int64 array of shape () or (M,), each in [lo, hi]."""
+    """value (int or (M,) integer array) as an int or an int64 (M,) array, each in [lo, hi]."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be an int or an integer array, got bool")
+    if isinstance(value, (int, np.integer)):
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"{op}: {name} must lie in [{lo}, {hi}], got {int(value)}")
+        return int(value)
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{op}: {name} must be an int or ({M},) integers, got dtype {arr.dtype}")
     if arr.ndim not in (0, 1) or (arr.ndim == 1 and arr.shape != (M,)):
         raise ValueError(f"{op}: {name} must be an int or ({M},) integers, got shape {arr.shape}")
-    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
-        raise ValueError(f"{op}: {name} must lie in [{lo}, {hi}], got values from "
-                         f"{int(arr.min())} to {int(arr.max())}")
-    return arr.astype(np.int64)
+    if arr.size:
+        vmin, vmax = int(arr.min()), int(arr.max())
+        if vmin < lo or vmax > hi:
+            raise ValueError(f"{op}: {name} must lie in [{lo}, {hi}], got values from {vmin} to {vmax}")
+    return arr if arr.ndim == 1 else int(arr)
 
 
 _NO_VNNI = 256  # TA_INT8_NO_VNNI, OR-ed into the level: the AVX-512BW kernel even with VNNI
@@ -566,20 +573,22 @@ def _int8_c_call(op, level, threads, x, weights, bias, mult, shift, lo, hi, relu
     layout, buf = weights._packed_for(level)
     N, K = x.shape
     M = weights.N
-    m_arr = s_arr = sc_arr = None
-    if kind == 0:  # one value each, or both per channel
-        n = 1 if np.ndim(mult) == 0 and np.ndim(shift) == 0 else M
-        m_arr = np.ascontiguousarray(np.broadcast_to(mult, (n,)), dtype=np.int32)
-        s_arr = np.ascontiguousarray(np.broadcast_to(shift, (n,)), dtype=np.int32)
+    m_ptr = s_ptr = sc_ptr = null
+    nq = nscale = 0
+    keep = []  # arrays the pointers view, alive until the call returns
+    if kind == 0 and np.ndim(mult) == 0 and np.ndim(shift) == 0:
+        m_ptr, s_ptr, nq = _ext.ffi.new("int32_t[1]", [mult]), _ext.ffi.new("int32_t[1]", [shift]), 1
+    elif kind == 0:  # per channel (a scalar one is broadcast)
+        keep = [np.ascontiguousarray(v if np.ndim(v) else np.full(M, v), dtype=np.int32)
+                for v in (mult, shift)]
+        m_ptr, s_ptr, nq = _ptr("int32_t", keep[0]), _ptr("int32_t", keep[1]), M
     if kind == 2:
-        sc_arr = np.ascontiguousarray(np.ravel(scale), dtype=np.float64)
+        keep = [np.ascontiguousarray(np.ravel(scale), dtype=np.float64)]
+        sc_ptr, nscale = _ptr("double", keep[0]), keep[0].size
     ctype = {0: "int8_t", 1: "int32_t", 2: "float"}[kind]
     rc = lib.ta_int8_linear(
         level, threads, _ptr("int8_t", x), N, K, M, layout, _ptr("uint8_t", buf), buf.size,
-        null if bias is None else _ptr("int32_t", bias),
-        null if m_arr is None else _ptr("int32_t", m_arr),
-        null if s_arr is None else _ptr("int32_t", s_arr), 0 if m_arr is None else m_arr.size,
-        null if sc_arr is None else _ptr("double", sc_arr), 0 if sc_arr is None else sc_arr.size,
+        null if bias is None else _ptr("int32_t", bias), m_ptr, s_ptr, nq, sc_ptr, nscale,
         lo, hi, int(bool(relu)), kind, _ptr(ctype, Y))
     _check_rc(op, rc)
 
