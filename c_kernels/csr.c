@@ -8,15 +8,15 @@
  *   in CSR; x, y row-major (one sample per row), as a layer sees them.
  *
  * Both run the same engine. The dense operand is cut into strips of S lanes
- * (AVX-512 128, AVX2 64, scalar 16): columns of X, or samples of x. A strip is
- * packed into a contiguous, 64-byte aligned K x S panel (a copy of X's columns;
- * for the layer a transpose of S rows of x, in 8 x 8 blocks), zero-padded to a
- * whole number of vectors. For each CSR row the strip of the result lives in
- * registers while the row's values stream past, each broadcast and multiplied
- * into the matching panel row (a broadcast-FMA stream). When the rows list
- * their columns in order, the columns are swept in blocks so the part of the
- * panel in use stays in L1 while all rows pass over it (each row resumes where
- * it stopped; its partial sums wait in a buffer). The result strip (R x S) is
+ * (AVX-512 128, AVX2 64, scalar 16): columns of X, or samples of x. For each CSR
+ * row the strip of the result lives in registers while the row's values stream
+ * past, each broadcast and multiplied into the matching row of a packed panel of
+ * the strip (a broadcast-FMA stream). When the rows list their columns in order,
+ * the columns are swept in blocks: the block's rows of the strip are packed into
+ * a contiguous, 64-byte aligned buffer that stays in L1 (a copy of X's rows; for
+ * the layer a transpose of S samples of x, in 8 x 8 blocks), zero-padded to a
+ * whole number of vectors, and all CSR rows pass over it, each resuming where it
+ * stopped with its partial sums parked in a buffer. The result strip (R x S) is
  * then copied out, or for the layer transposed into y with bias and ReLU.
  *
  * Each output element is summed by one thread, from zero, in the order of its
@@ -52,6 +52,7 @@ typedef struct {
  * (R int64), alignment slack. */
 static int64_t slice_floats(int64_t R, int64_t K, int64_t S) {
     int64_t a, b;
+    if (R < 0 || K < 0 || K > TA_MAX_ELEMS || R > TA_MAX_ELEMS) return -1;
     if (!ta_mul_ok(K + R, S, TA_MAX_ELEMS / 4, &a) || !ta_mul_ok(R + 1, 2, TA_MAX_ELEMS / 4, &b))
         return -1;
     return a + b + 64;
@@ -78,33 +79,28 @@ static void pass_scalar(const csr_job *job, const float *panel, int64_t r0, int6
 
 #if TA_X86
 
-#define DEFINE_PASS(NAME, TARGET, VEC, LANES, SETZERO, SET1, LOAD, LOADU, STOREU, FMADD, NV)       \
-    TARGET static void NAME(const csr_job *job, const float *panel, int64_t r0, int64_t r1,       \
-                            float *ybuf, int64_t ldy, int64_t *cursor) {                          \
-        const int64_t *indptr = job->indptr, K = job->K, ld = (LANES) * (NV);                     \
-        const int32_t *indices = job->indices;                                                    \
-        const float *data = job->data;                                                            \
-        const int64_t kb = job->kb < 1 ? 1 : job->kb;                                             \
-        int64_t k0, i;                                                                            \
-        int v;                                                                                    \
-        for (i = r0; i < r1; i++) cursor[i - r0] = indptr[i];                                     \
-        for (k0 = 0; k0 == 0 || k0 < K; k0 += kb) {                                               \
-            const int64_t limit = (K - k0) > kb ? k0 + kb : K;                                    \
-            for (i = r0; i < r1; i++) {                                                           \
-                float *ya = ybuf + (i - r0) * ldy;                                                \
-                int64_t pa = cursor[i - r0];                                                      \
-                const int64_t ea = indptr[i + 1];                                                 \
-                VEC a[NV];                                                                        \
-                for (v = 0; v < NV; v++) a[v] = k0 == 0 ? SETZERO() : LOADU(ya + (LANES) * v);    \
-                for (; pa < ea && indices[pa] < limit; pa++) {                                    \
-                    const VEC sa = SET1(data[pa]);                                                \
-                    const float *xa = panel + (int64_t)indices[pa] * ld;                          \
-                    for (v = 0; v < NV; v++) a[v] = FMADD(sa, LOAD(xa + (LANES) * v), a[v]);      \
-                }                                                                                 \
-                cursor[i - r0] = pa;                                                              \
-                for (v = 0; v < NV; v++) STOREU(ya + (LANES) * v, a[v]);                          \
-            }                                                                                     \
-        }                                                                                         \
+#define DEFINE_PASS(NAME, TARGET, VEC, LANES, SETZERO, SET1, LOAD, LOADU, STOREU, FMADD, NV)   \
+    TARGET static void NAME(const csr_job *job, const float *panel, int64_t k0, int64_t k1,   \
+                            int64_t r0, int64_t r1, float *ybuf, int64_t ldy,                 \
+                            int64_t *cursor) {                                                \
+        const int64_t *indptr = job->indptr, ld = (LANES) * (NV);                             \
+        const int32_t *indices = job->indices;                                                \
+        const float *data = job->data;                                                        \
+        int64_t i, p;                                                                         \
+        int v;                                                                                \
+        for (i = r0; i < r1; i++) {                                                           \
+            float *y = ybuf + (i - r0) * ldy;                                                 \
+            const int64_t end = indptr[i + 1];                                                \
+            VEC acc[NV];                                                                      \
+            for (v = 0; v < NV; v++) acc[v] = k0 == 0 ? SETZERO() : LOADU(y + (LANES) * v);   \
+            for (p = cursor[i - r0]; p < end && indices[p] < k1; p++) {                       \
+                const VEC a = SET1(data[p]);                                                  \
+                const float *x = panel + (indices[p] - k0) * ld;                              \
+                for (v = 0; v < NV; v++) acc[v] = FMADD(a, LOAD(x + (LANES) * v), acc[v]);    \
+            }                                                                                 \
+            cursor[i - r0] = p;                                                               \
+            for (v = 0; v < NV; v++) STOREU(y + (LANES) * v, acc[v]);                         \
+        }                                                                                     \
     }
 
 #define P512(NAME, NV) DEFINE_PASS(NAME, TA_TARGET_AVX512, __m512, 16, _mm512_setzero_ps, \
@@ -117,8 +113,8 @@ P512(pass512_5, 5) P512(pass512_6, 6) P512(pass512_7, 7) P512(pass512_8, 8)
 P256(pass256_1, 1) P256(pass256_2, 2) P256(pass256_3, 3) P256(pass256_4, 4)
 P256(pass256_5, 5) P256(pass256_6, 6) P256(pass256_7, 7) P256(pass256_8, 8)
 
-typedef void (*pass_fn)(const csr_job *, const float *, int64_t, int64_t, float *, int64_t,
-                        int64_t *);
+typedef void (*pass_fn)(const csr_job *, const float *, int64_t, int64_t, int64_t, int64_t,
+                        float *, int64_t, int64_t *);
 static const pass_fn PASS512[8] = {pass512_1, pass512_2, pass512_3, pass512_4,
                                    pass512_5, pass512_6, pass512_7, pass512_8};
 static const pass_fn PASS256[8] = {pass256_1, pass256_2, pass256_3, pass256_4,
@@ -188,23 +184,26 @@ static void transpose(int level, const float *src, int64_t lds, float *dst, int6
     transpose_scalar(src, lds, dst, ldd, rows, cols);
 }
 
-/* Pack strip s (lanes [s*S, s*S + w)) into panel (K x ld, ld = w rounded up to a
- * vector, padding lanes zero). */
-static void pack_panel(const csr_job *job, int64_t s, int64_t w, int64_t ld, float *panel) {
+/* Pack rows [k0, k1) of strip s (lanes [s*S, s*S + w)) into panel (k1 - k0 rows
+ * of ld floats, ld = w rounded up to a vector, padding lanes zero). */
+static void pack_block(const csr_job *job, int64_t s, int64_t w, int64_t ld, int64_t k0,
+                       int64_t k1, float *panel) {
     const int64_t K = job->K, n0 = s * job->S;
     int64_t k;
     if (job->layer) {
-        transpose(job->level, job->X + n0 * K, K, panel, ld, w, K);
+        transpose(job->level, job->X + n0 * K + k0, K, panel, ld, w, k1 - k0);
     } else {
-        for (k = 0; k < K; k++) memcpy(panel + k * ld, job->X + k * job->N + n0, (size_t)w * 4);
+        for (k = k0; k < k1; k++) memcpy(panel + (k - k0) * ld, job->X + k * job->N + n0, (size_t)w * 4);
     }
     if (ld > w)
-        for (k = 0; k < K; k++) memset(panel + k * ld + w, 0, (size_t)(ld - w) * 4);
+        for (k = 0; k < k1 - k0; k++) memset(panel + k * ld + w, 0, (size_t)(ld - w) * 4);
 }
 
-/* Write rows [r0, r1) of strip s from ybuf (stride ld) to the output. */
+/* Write rows [r0, r1) of strip s from ybuf (stride ld) to the output; for the
+ * layer, add the bias and apply ReLU to each row of ybuf (one output channel,
+ * contiguous) first, then transpose it into y. */
 static void store_strip(const csr_job *job, int64_t s, int64_t w, int64_t r0, int64_t r1,
-                        const float *ybuf, int64_t ld) {
+                        float *ybuf, int64_t ld) {
     const int64_t n0 = s * job->S, R = job->R;
     int64_t i, n;
     if (!job->layer) {
@@ -212,15 +211,16 @@ static void store_strip(const csr_job *job, int64_t s, int64_t w, int64_t r0, in
             memcpy(job->Y + i * job->N + n0, ybuf + (i - r0) * ld, (size_t)w * 4);
         return;
     }
-    transpose(job->level, ybuf, ld, job->Y + n0 * R + r0, R, r1 - r0, w);
-    if (job->bias == NULL && !job->relu) return;
-    for (n = n0; n < n0 + w; n++) {
-        float *y = job->Y + n * R;
-        if (job->bias != NULL)
-            for (i = r0; i < r1; i++) y[i] = y[i] + job->bias[i];
+    for (i = r0; i < r1; i++) {
+        float *row = ybuf + (i - r0) * ld;
+        if (job->bias != NULL) {
+            const float b = job->bias[i];
+            for (n = 0; n < w; n++) row[n] = row[n] + b;
+        }
         if (job->relu)
-            for (i = r0; i < r1; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+            for (n = 0; n < w; n++) row[n] = row[n] < 0.0f ? 0.0f : row[n];
     }
+    transpose(job->level, ybuf, ld, job->Y + n0 * R + r0, R, r1 - r0, w);
 }
 
 /* The share of thread q (called with [q, q + 1)): tasks [ntasks * q / nt,
@@ -231,7 +231,7 @@ static void csr_thread(void *ctx, int64_t q, int64_t q1) {
     const int64_t R = job->R, S = job->S, K = job->K, ntasks = job->nstrips * job->nparts;
     const int64_t t0 = ntasks * q / job->nthreads, t1 = ntasks * (q + 1) / job->nthreads;
     const int64_t vec = job->level == TA_ISA_AVX2 ? 8 : 16;
-    int64_t t, packed = -1;
+    int64_t t;
     float *base, *panel, *ybuf;
     int64_t *cursor;
     void *owned = NULL;
@@ -254,20 +254,24 @@ static void csr_thread(void *ctx, int64_t q, int64_t q1) {
         const int64_t r0 = R * part / job->nparts, r1 = R * (part + 1) / job->nparts;
         const int64_t w = (job->N - s * S) < S ? job->N - s * S : S;
         const int64_t nv = (w + vec - 1) / vec, ld = nv * vec;
+        int64_t k0, i;
         if (r0 == r1) continue;
-        if (packed != s) {
-            pack_panel(job, s, w, ld, panel);
-            packed = s;
-        }
-#if TA_X86
-        if (job->level == TA_ISA_AVX512) {
-            PASS512[nv - 1](job, panel, r0, r1, ybuf, ld, cursor);
-        } else if (job->level == TA_ISA_AVX2) {
-            PASS256[nv - 1](job, panel, r0, r1, ybuf, ld, cursor);
-        } else
-#endif
-        {
+        if (job->level == TA_ISA_SCALAR) {
+            pack_block(job, s, w, ld, 0, K, panel);
             pass_scalar(job, panel, r0, r1, ybuf, ld);
+            store_strip(job, s, w, r0, r1, ybuf, ld);
+            continue;
+        }
+        for (i = r0; i < r1; i++) cursor[i - r0] = job->indptr[i];
+        for (k0 = 0; k0 == 0 || k0 < K; k0 += job->kb) {
+            const int64_t k1 = (K - k0) > job->kb ? k0 + job->kb : K;
+            pack_block(job, s, w, ld, k0, k1, panel);
+#if TA_X86
+            if (job->level == TA_ISA_AVX512)
+                PASS512[nv - 1](job, panel, k0, k1, r0, r1, ybuf, ld, cursor);
+            else
+                PASS256[nv - 1](job, panel, k0, k1, r0, r1, ybuf, ld, cursor);
+#endif
         }
         store_strip(job, s, w, r0, r1, ybuf, ld);
     }
@@ -346,9 +350,9 @@ static int csr_run(csr_job *job, int sorted, float *scratch, int64_t nscratch, i
     job->nstrips = (job->N + job->S - 1) / job->S;
     work = (job->indptr[job->R] + job->R + job->K) * job->S; /* lane operations per strip */
     job->nthreads = ta_threads_for(threads, job->nstrips * job->R, work / (job->R + 1) + 1, 1 << 21);
-    job->nparts = 1;
-    if (job->nthreads > 1 && job->nstrips < 4 * (int64_t)job->nthreads) {
-        job->nparts = (4 * (int64_t)job->nthreads + job->nstrips - 1) / job->nstrips;
+    job->nparts = 1; /* split rows only when there are fewer strips than threads */
+    if (job->nthreads > job->nstrips) {
+        job->nparts = (job->nthreads + job->nstrips - 1) / job->nstrips;
         if (job->nparts > job->R) job->nparts = job->R;
     }
     ntasks = job->nstrips * job->nparts;

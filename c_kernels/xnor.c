@@ -8,27 +8,26 @@
  * The binary layer thresholds C[i, j] per column j and packs the signs into
  * bits (M x ceil(N/64) uint64, same bit order) for the next layer.
  *
- * Register blocking: a tile of MR rows of A times NR rows of B is computed at
- * once, so each loaded vector serves several dot products and the counts stay in
- * registers until the tile is done. Cache blocking: B is walked in blocks of
- * rows that fit L2; all rows of A (the tile's MR rows sit in L1) sweep each
- * block before the next, so B is read from memory once per thread.
+ * Register blocking: a tile of MR rows of A times several rows of B is computed
+ * at once, so each loaded vector serves several dot products and the counts stay
+ * in registers until the tile is done. Cache blocking: a block of rows of A
+ * (about 256 KiB, in L2) meets a strip of rows of B (AVX-512: 32 rows, in L1;
+ * otherwise about 384 KiB, in L2) and every tile of the pair is computed before
+ * moving on, so each operand is fetched from memory a bounded number of times.
  *
- * AVX-512 VPOPCNTDQ (4 x 4 tiles): xor, vpopcntq, add on 64-bit lanes; the 16
- * accumulators are folded into two vectors of totals by a shuffle tree.
- * AVX2 (2 x 4 tiles) has no vector popcount. A nibble's count is looked up in a
- * 16-entry table with vpshufb, and nibbles commute with XOR: the low nibbles of
- * a ^ b are (a & 15) ^ (b & 15). So both operands are split once into planes of
- * low and high nibbles (one byte each), and the inner loop is only xor, vpshufb,
- * add per plane; byte counts (at most 8 per step) are widened by vpsadbw every
- * 31 steps. Threads split the rows of A (tiles of MR rows); every C element is
- * computed by exactly one thread, exactly.
+ * AVX-512 VPOPCNTDQ: 4 rows of A x 32 rows of B per tile, B interleaved in
+ * groups of 8 rows so that the lanes of the accumulators are 8 finished dot
+ * products (see strip_vpopcnt). AVX2 has no vector popcount: 2 x 2 tiles, each
+ * byte split into two nibbles that index a 16-entry table with vpshufb; byte
+ * counts accumulate for up to 31 vectors (31 * 8 < 256) before vpsadbw folds
+ * them into 64-bit lanes. Threads split the rows of A (tiles of MR rows); every
+ * output is computed by exactly one thread, exactly.
  */
 #include <stdlib.h>
 
 #include "ta_internal.h"
 
-#define MAX_MR 4
+#define MAX_MR 4 /* rows of A per tile, at most */
 
 /* One call's work, shared read-only by the threads (each writes its own rows). */
 typedef struct xnor_job xnor_job;
@@ -49,8 +48,6 @@ struct xnor_job {
     strip_fn strip;
     int64_t jt, mb;              /* columns per strip call, rows of A per cache block */
     uint64_t *Bi;                /* AVX-512: B interleaved in groups of 8 rows */
-    int64_t wp;                  /* AVX2: words per nibble-plane row (W rounded up to 4) */
-    uint8_t *alo, *ahi, *blo, *bhi;
 };
 
 static inline int64_t popcount64(uint64_t x) {
@@ -143,6 +140,38 @@ TA_TARGET_VPOPCNT static void strip_vpopcnt(const xnor_job *job, int64_t i, int 
     }
 }
 
+/* Few rows of A (a batch of a handful of samples): one row of A against 4 rows of
+ * B at a time, horizontal sums per dot product; B is read as it is (interleaving
+ * it would cost as much as the product). */
+TA_TARGET_VPOPCNT static void strip_vpopcnt_row(const xnor_job *job, int64_t i, int rows,
+                                                int64_t j0, int64_t j1, int32_t *dst,
+                                                int64_t ldd) {
+    const int64_t W = job->W;
+    const uint64_t *a = job->A + i * W;
+    int64_t j, w;
+    (void)rows;
+    (void)ldd;
+    for (j = j0; j < j1; j += 4) {
+        const int cols = (int)((j1 - j) < 4 ? (j1 - j) : 4);
+        const uint64_t *b[4];
+        __m512i acc[4];
+        int c;
+        for (c = 0; c < 4; c++) {
+            b[c] = job->B + (j + (c < cols ? c : cols - 1)) * W;
+            acc[c] = _mm512_setzero_si512();
+        }
+        for (w = 0; w < W; w += 8) {
+            const __mmask8 m = (W - w) >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (W - w)) - 1u);
+            const __m512i x = _mm512_maskz_loadu_epi64(m, a + w);
+            for (c = 0; c < 4; c++)
+                acc[c] = _mm512_add_epi64(acc[c], _mm512_popcnt_epi64(_mm512_xor_si512(
+                                                      x, _mm512_maskz_loadu_epi64(m, b[c] + w))));
+        }
+        for (c = 0; c < cols; c++)
+            dst[j - j0 + c] = (int32_t)(job->K - 2 * _mm512_reduce_add_epi64(acc[c]));
+    }
+}
+
 /* Interleave rows [8 g0, 8 g1) of B into groups of 8 (zero rows past N). */
 static void interleave_groups(void *ctx, int64_t g0, int64_t g1) {
     const xnor_job *job = (const xnor_job *)ctx;
@@ -162,88 +191,70 @@ static void interleave_groups(void *ctx, int64_t g0, int64_t g1) {
     }
 }
 
-/* 2 x 4 tiles on the nibble planes (see the file comment). */
+/* popcount of each byte of v: two nibble lookups */
+#define POP_BYTES(v)                                                                  \
+    _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256((v), low)),             \
+                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16((v), 4), low)))
+
+TA_TARGET_AVX2 static int64_t hsum_epi64(__m256i v) {
+    int64_t t[4];
+    _mm256_storeu_si256((__m256i *)t, v);
+    return t[0] + t[1] + t[2] + t[3];
+}
+
+/* 2 x 2 tiles with nibble lookups (see the file comment); W % 4 words by popcnt. */
 TA_TARGET_AVX2 static void strip_avx2(const xnor_job *job, int64_t i, int rows, int64_t j0,
                                       int64_t j1, int32_t *dst, int64_t ldd) {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i zero = _mm256_setzero_si256();
-    const int64_t row = job->wp * 8, nv = job->wp / 4;
-    const uint8_t *al[2], *ah[2];
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const int64_t W = job->W, nv = W / 4;
+    const uint64_t *a0 = job->A + i * W, *a1 = a0 + (rows > 1 ? W : 0);
     int64_t j;
-    int r, c;
-    for (r = 0; r < 2; r++) {
-        al[r] = job->alo + (i + (r < rows ? r : 0)) * row;
-        ah[r] = job->ahi + (i + (r < rows ? r : 0)) * row;
-    }
-    for (j = j0; j < j1; j += 4) {
-        const int cols = (int)((j1 - j) < 4 ? (j1 - j) : 4);
-        const uint8_t *bl[4], *bh[4];
-        __m256i wide[2][4];
-        int64_t v = 0, tot[4];
+    for (j = j0; j < j1; j += 2) {
+        const int cols = (j1 - j) < 2 ? 1 : 2;
+        const uint64_t *b0 = job->B + j * W, *b1 = b0 + (cols > 1 ? W : 0);
+        __m256i w00 = zero, w01 = zero, w10 = zero, w11 = zero;
+        int64_t v = 0, w, pop[4];
         int32_t tile[16];
-        for (c = 0; c < 4; c++) {
-            bl[c] = job->blo + (j + (c < cols ? c : cols - 1)) * row;
-            bh[c] = job->bhi + (j + (c < cols ? c : cols - 1)) * row;
-        }
-        for (r = 0; r < 2; r++)
-            for (c = 0; c < 4; c++) wide[r][c] = zero;
+        int r, c;
         while (v < nv) {
             const int64_t end = (nv - v) > 31 ? v + 31 : nv;
-            __m256i s[2][4];
-            for (r = 0; r < 2; r++)
-                for (c = 0; c < 4; c++) s[r][c] = zero;
+            __m256i s00 = zero, s01 = zero, s10 = zero, s11 = zero;
             for (; v < end; v++) {
-                const int64_t o = 32 * v;
-                __m256i x0 = _mm256_loadu_si256((const __m256i *)(al[0] + o));
-                __m256i x1 = _mm256_loadu_si256((const __m256i *)(al[1] + o));
-                for (c = 0; c < 4; c++) {
-                    const __m256i y = _mm256_loadu_si256((const __m256i *)(bl[c] + o));
-                    s[0][c] = _mm256_add_epi8(s[0][c], _mm256_shuffle_epi8(lut, _mm256_xor_si256(x0, y)));
-                    s[1][c] = _mm256_add_epi8(s[1][c], _mm256_shuffle_epi8(lut, _mm256_xor_si256(x1, y)));
-                }
-                x0 = _mm256_loadu_si256((const __m256i *)(ah[0] + o));
-                x1 = _mm256_loadu_si256((const __m256i *)(ah[1] + o));
-                for (c = 0; c < 4; c++) {
-                    const __m256i y = _mm256_loadu_si256((const __m256i *)(bh[c] + o));
-                    s[0][c] = _mm256_add_epi8(s[0][c], _mm256_shuffle_epi8(lut, _mm256_xor_si256(x0, y)));
-                    s[1][c] = _mm256_add_epi8(s[1][c], _mm256_shuffle_epi8(lut, _mm256_xor_si256(x1, y)));
-                }
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + 4 * v));
+                const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + 4 * v));
+                const __m256i y0 = _mm256_loadu_si256((const __m256i *)(b0 + 4 * v));
+                const __m256i y1 = _mm256_loadu_si256((const __m256i *)(b1 + 4 * v));
+                __m256i t;
+                t = _mm256_xor_si256(x0, y0);
+                s00 = _mm256_add_epi8(s00, POP_BYTES(t));
+                t = _mm256_xor_si256(x0, y1);
+                s01 = _mm256_add_epi8(s01, POP_BYTES(t));
+                t = _mm256_xor_si256(x1, y0);
+                s10 = _mm256_add_epi8(s10, POP_BYTES(t));
+                t = _mm256_xor_si256(x1, y1);
+                s11 = _mm256_add_epi8(s11, POP_BYTES(t));
             }
-            for (r = 0; r < 2; r++)
-                for (c = 0; c < 4; c++)
-                    wide[r][c] = _mm256_add_epi64(wide[r][c], _mm256_sad_epu8(s[r][c], zero));
+            w00 = _mm256_add_epi64(w00, _mm256_sad_epu8(s00, zero));
+            w01 = _mm256_add_epi64(w01, _mm256_sad_epu8(s01, zero));
+            w10 = _mm256_add_epi64(w10, _mm256_sad_epu8(s10, zero));
+            w11 = _mm256_add_epi64(w11, _mm256_sad_epu8(s11, zero));
+        }
+        pop[0] = hsum_epi64(w00), pop[1] = hsum_epi64(w01);
+        pop[2] = hsum_epi64(w10), pop[3] = hsum_epi64(w11);
+        for (w = 4 * nv; w < W; w++) {
+            pop[0] += (int64_t)_mm_popcnt_u64(a0[w] ^ b0[w]);
+            pop[1] += (int64_t)_mm_popcnt_u64(a0[w] ^ b1[w]);
+            pop[2] += (int64_t)_mm_popcnt_u64(a1[w] ^ b0[w]);
+            pop[3] += (int64_t)_mm_popcnt_u64(a1[w] ^ b1[w]);
         }
         for (r = 0; r < 2; r++)
-            for (c = 0; c < 4; c++) {
-                _mm256_storeu_si256((__m256i *)tot, wide[r][c]);
-                tile[4 * r + c] = (int32_t)(job->K - 2 * (tot[0] + tot[1] + tot[2] + tot[3]));
-            }
+            for (c = 0; c < 2; c++) tile[4 * r + c] = (int32_t)(job->K - 2 * pop[2 * r + c]);
         store_tile(tile, rows, cols, dst + (j - j0), ldd);
     }
 }
 #endif
-
-/* Nibble planes of rows [begin, end) of A (then of B, for task indices >= M):
- * byte q of a row's low plane = byte q of the row & 15, high plane = byte >> 4,
- * zero up to wp words. */
-static void split_rows(void *ctx, int64_t begin, int64_t end) {
-    const xnor_job *job = (const xnor_job *)ctx;
-    const int64_t nbytes = job->W * 8, row = job->wp * 8;
-    int64_t t, q;
-    for (t = begin; t < end; t++) {
-        const int from_a = t < job->M;
-        const int64_t i = from_a ? t : t - job->M;
-        const uint8_t *src = (const uint8_t *)((from_a ? job->A : job->B) + i * job->W);
-        uint8_t *lo = (from_a ? job->alo : job->blo) + i * row;
-        uint8_t *hi = (from_a ? job->ahi : job->bhi) + i * row;
-        for (q = 0; q < nbytes; q++) {
-            lo[q] = (uint8_t)(src[q] & 15u);
-            hi[q] = (uint8_t)(src[q] >> 4);
-        }
-        for (; q < row; q++) lo[q] = hi[q] = 0;
-    }
-}
 
 #define THRESHOLD_BLOCK 1024
 
@@ -335,7 +346,10 @@ static int xnor_run(xnor_job *job, int level, int threads) {
     job->jt = block_rows(job->W, 384 * 1024, 64, cap);
     job->mb = job->M;
 #if TA_X86
-    if (level == TA_ISA_AVX512) {
+    if (level == TA_ISA_AVX512 && job->M < 8) {
+        job->strip = strip_vpopcnt_row;
+        job->jt = block_rows(job->W, 384 * 1024, 64, cap);
+    } else if (level == TA_ISA_AVX512) {
         job->mr = 4;
         job->strip = strip_vpopcnt;
         job->jt = 8 * VP_GROUPS;
@@ -350,16 +364,6 @@ static int xnor_run(xnor_job *job, int level, int threads) {
     } else if (level == TA_ISA_AVX2) {
         job->mr = 2;
         job->strip = strip_avx2;
-        job->wp = (job->W + 3) / 4 * 4;
-        if (!ta_mul_ok(job->M + job->N, job->wp * 16, TA_MAX_ELEMS, &planes)) return TA_ERR_SIZE;
-        mem = malloc((size_t)planes + 1);
-        if (mem == NULL) return TA_ERR_NOMEM;
-        job->alo = (uint8_t *)mem;
-        job->ahi = job->alo + job->M * job->wp * 8;
-        job->blo = job->ahi + job->M * job->wp * 8;
-        job->bhi = job->blo + job->N * job->wp * 8;
-        nt = ta_threads_for(threads, job->M + job->N, job->W, 1 << 18);
-        ta_parallel_for(nt, job->M + job->N, split_rows, job);
     }
 #endif
     groups = (job->M + job->mr - 1) / job->mr;
@@ -443,25 +447,25 @@ TA_TARGET_VPOPCNT static double popcnt_avx512(int64_t iters, int64_t *sink) {
     return (double)iters * POP_CHAINS * 512.0;
 }
 
-/* AVX2 chain of the nibble-plane kernel: per 256 bits of +-1 values, two planes
- * of (xor, vpshufb, add). */
+/* AVX2 chain of its kernel: per 256 bits, xor, two nibble lookups (and, shift,
+ * vpshufb), byte adds; vpsadbw every 31 rounds. */
 TA_TARGET_AVX2 static double popcnt_avx2(int64_t iters, int64_t *sink) {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
     __m256i a[POP_CHAINS / 2], s[POP_CHAINS / 2];
-    __m256i y = _mm256_set1_epi8(5), z = _mm256_set1_epi8(9), wide = _mm256_setzero_si256();
+    __m256i y = _mm256_set1_epi8(5), wide = _mm256_setzero_si256();
     int64_t it = 0, t[4];
     int j;
-    for (j = 0; j < POP_CHAINS / 2; j++) a[j] = _mm256_set1_epi8((char)j);
+    for (j = 0; j < POP_CHAINS / 2; j++) a[j] = _mm256_set1_epi8((char)(j * 37));
     while (it < iters) {
         const int64_t end = (iters - it) > 31 ? it + 31 : iters;
         for (j = 0; j < POP_CHAINS / 2; j++) s[j] = _mm256_setzero_si256();
         for (; it < end; it++) {
             TA_OPAQUE256(y);
-            TA_OPAQUE256(z);
             for (j = 0; j < POP_CHAINS / 2; j++) {
-                s[j] = _mm256_add_epi8(s[j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a[j], y)));
-                s[j] = _mm256_add_epi8(s[j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a[j], z)));
+                const __m256i x = _mm256_xor_si256(a[j], y);
+                s[j] = _mm256_add_epi8(s[j], POP_BYTES(x));
             }
         }
         for (j = 0; j < POP_CHAINS / 2; j++)

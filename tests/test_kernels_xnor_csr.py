@@ -208,33 +208,46 @@ def test_binary_linear_chains_layers(backend):
 THREAD_BACKENDS = [b for b in BACKENDS if b != "numpy"] or ["numpy"]
 
 
-@pytest.mark.parametrize("backend", THREAD_BACKENDS)
-@pytest.mark.parametrize("threads", [2, 3, 5])
-def test_results_do_not_depend_on_threads(backend, threads):
+@pytest.fixture(scope="module")
+def big_layers():
+    """Problems well above the C kernels' minimum work per thread, so calls do split: CSR
+    into (strip, row range) tasks with uneven shares, XNOR into tiles of rows."""
     rng = np.random.default_rng(9)
-    W = (rng.random((203, 331)) < 0.2) * rng.standard_normal((203, 331))
+    W = (rng.random((503, 1001)) < 0.3) * rng.standard_normal((503, 1001))
     rows, cols = np.nonzero(W)
     indptr = np.concatenate([[0], np.cumsum(np.count_nonzero(W, axis=1))])
-    idx, data = cols.astype(np.int32), W[rows, cols].astype(np.float32)
-    x = rng.standard_normal((67, 331)).astype(np.float32)
-    bias = rng.standard_normal(203).astype(np.float32)
+    csr = (indptr, cols.astype(np.int32), W[rows, cols].astype(np.float32))
+    x = rng.standard_normal((301, 1001)).astype(np.float32)
+    X = rng.standard_normal((1001, 150)).astype(np.float32)
+    bias = rng.standard_normal(503).astype(np.float32)
+    xs = np.where(rng.standard_normal((401, 4000)) >= 0, 1.0, -1.0)
+    ws = np.where(rng.standard_normal((303, 4000)) >= 0, 1.0, -1.0)
+    t = rng.integers(-40, 40, 303)
+    return dict(csr=csr, W=W, x=x, X=X, bias=bias, a=kernels.pack_bits(xs), b=kernels.pack_bits(ws),
+                dot=(xs @ ws.T).astype(np.int64), t=t)
+
+
+@pytest.mark.parametrize("backend", THREAD_BACKENDS)
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_results_do_not_depend_on_threads(backend, threads, big_layers):
+    p = big_layers
+    indptr, idx, data = p["csr"]
+    x, X, bias = p["x"], p["X"], p["bias"]
     for relu in (False, True):
         one = kernels.csr_linear(x, indptr, idx, data, bias, relu, threads=1, backend=backend)
         many = kernels.csr_linear(x, indptr, idx, data, bias, relu, threads=threads, backend=backend)
         np.testing.assert_array_equal(one.view(np.uint32), many.view(np.uint32))
-    X = rng.standard_normal((331, 150)).astype(np.float32)
+    np.testing.assert_allclose(many, np.maximum(x @ p["W"].T + bias, 0), rtol=1e-4, atol=1e-3)
     one = kernels.csr_matmul(indptr, idx, data, X, threads=1, backend=backend)
     many = kernels.csr_matmul(indptr, idx, data, X, threads=threads, backend=backend)
     np.testing.assert_array_equal(one.view(np.uint32), many.view(np.uint32))
-    a = kernels.pack_bits(rng.standard_normal((71, 1000)))
-    b = kernels.pack_bits(rng.standard_normal((133, 1000)))
-    one = kernels.xnor_gemm(a, b, 1000, threads=1, backend=backend)
-    np.testing.assert_array_equal(kernels.xnor_gemm(a, b, 1000, threads=threads, backend=backend), one)
-    np.testing.assert_array_equal(kernels.binary_linear(a, b, 1000, threads=threads, backend=backend), one)
-    t = rng.integers(-40, 40, 133)
-    one = kernels.binary_linear(a, b, 1000, thresholds=t, threads=1, backend=backend)
-    np.testing.assert_array_equal(
-        kernels.binary_linear(a, b, 1000, thresholds=t, threads=threads, backend=backend), one)
+    np.testing.assert_allclose(many, p["W"] @ X, rtol=1e-4, atol=1e-3)
+    a, b, t = p["a"], p["b"], p["t"]
+    dots = kernels.xnor_gemm(a, b, 4000, threads=threads, backend=backend)
+    np.testing.assert_array_equal(dots, p["dot"])
+    np.testing.assert_array_equal(kernels.binary_linear(a, b, 4000, threads=threads, backend=backend), dots)
+    bits = kernels.binary_linear(a, b, 4000, thresholds=t, threads=threads, backend=backend)
+    np.testing.assert_array_equal(kernels.unpack_bits(bits, 303), np.where(p["dot"] >= t, 1, -1))
 
 
 def test_threads_default_follows_the_environment(monkeypatch):
@@ -303,3 +316,94 @@ def test_binary_linear_rejects_bad_input(backend):
     bad[1, 1] = np.uint64(1) << np.uint64(40)  # bit 104 >= K = 100
     with pytest.raises(ValueError, match="binary_linear: x_bits row 1 has nonzero padding bits"):
         kernels.binary_linear(bad, w, 100, thresholds=t, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_argument_is_checked_everywhere(backend):
+    x, indptr, indices, data = _sparse_ok()
+    bits = np.zeros((2, 1), np.uint64)
+    calls = {"csr_matmul": lambda t: kernels.csr_matmul(indptr, indices, data, x.T.copy(), threads=t,
+                                                        backend=backend),
+             "xnor_gemm": lambda t: kernels.xnor_gemm(bits, bits, 10, threads=t, backend=backend),
+             "csr_linear": lambda t: kernels.csr_linear(x, indptr, indices, data, threads=t, backend=backend),
+             "binary_linear": lambda t: kernels.binary_linear(bits, bits, 10, threads=t, backend=backend)}
+    for op, call in calls.items():
+        for bad, exc in [(0, ValueError), (kernels.MAX_THREADS + 1, ValueError), (True, TypeError),
+                         ("2", TypeError)]:
+            with pytest.raises(exc, match=f"{op}: threads"):
+                call(bad)
+        assert call(kernels.MAX_THREADS) is not None
+
+
+@needs_c
+def test_c_entry_points_refuse_bad_arguments():
+    lib, ffi = _ext.lib, _ext.ffi
+    null = ffi.NULL
+    buf = lambda ctype, a: ffi.from_buffer(ctype + "[]", a)  # noqa: E731
+    # threads is checked by C itself, not only by the Python face
+    A = np.zeros((1, 1), np.uint64)
+    C = np.zeros((1, 1), np.int32)
+    for bad in (0, -1, lib.TA_MAX_THREADS + 1):
+        assert lib.ta_xnor_gemm(-1, buf("uint64_t", A), 1, buf("uint64_t", A), 1, 1, 64,
+                                buf("int32_t", C), bad) == lib.TA_ERR_THREADS
+    indptr = np.array([0, 1], np.int64)
+    idx = np.array([1], np.int32)
+    one = np.ones(1, np.float32)
+    x = np.ones((3, 2), np.float32)
+    y = np.zeros((3, 1), np.float32)
+    csr = (buf("int64_t", indptr), buf("int32_t", idx), buf("float", one))
+    assert lib.ta_csr_matmul_f32(-1, 1, 2, 3, 1, *csr, buf("float", x), buf("float", y), null, 0, 0) \
+        == lib.TA_ERR_THREADS
+    # the fused sparse layer: N=3 samples, K=2, M=1 output
+    def linear(N=3, K=2, M=1, nnz=1, csr=csr, x=buf("float", x), bias=null, relu=0,
+               y=buf("float", y), scratch=null, nscratch=0, threads=1):
+        return lib.ta_csr_linear_f32(-1, N, K, M, nnz, *csr, x, bias, relu, y, scratch, nscratch, threads)
+    assert linear() == lib.TA_OK and np.all(y == 1)
+    assert linear(N=2**62, M=2**62) == lib.TA_ERR_SIZE
+    assert linear(K=-1) == lib.TA_ERR_SIZE
+    assert linear(relu=2) == lib.TA_ERR_SIZE
+    assert linear(threads=65) == lib.TA_ERR_THREADS
+    assert linear(x=null) == lib.TA_ERR_NULL
+    assert linear(y=null) == lib.TA_ERR_NULL
+    assert linear(nscratch=4) == lib.TA_ERR_NULL
+    assert linear(K=1) == lib.TA_ERR_INDEX  # column 1 is outside [0, 1)
+    assert linear(nnz=2) == lib.TA_ERR_INDEX  # indptr does not end at nnz
+    odd = np.frombuffer(bytearray(8), dtype=np.uint8)[1:5]
+    assert linear(bias=ffi.cast("float *", ffi.from_buffer(odd))) == lib.TA_ERR_ALIGN
+    assert lib.ta_csr_scratch_floats(10, 10, 0) == -1 and lib.ta_csr_scratch_floats(-1, 10, 1) == -1
+    assert lib.ta_csr_scratch_floats(10, 10, 2) > 0
+    # the fused binary layer: N=1 sample, M=2 outputs, K=64
+    X = np.zeros((1, 1), np.uint64)
+    Wb = np.zeros((2, 1), np.uint64)
+    thr = np.zeros(2, np.int32)
+    flip = np.zeros(2, np.uint8)
+    out = np.zeros((1, 1), np.uint64)
+    def threshold(K=64, W=1, thr=buf("int32_t", thr), flip=buf("uint8_t", flip), out=buf("uint64_t", out),
+                  out_words=1, threads=1, Wb=buf("uint64_t", Wb)):
+        return lib.ta_binary_threshold(-1, buf("uint64_t", X), 1, Wb, 2, W, K, thr, flip, out,
+                                       out_words, threads)
+    assert threshold() == lib.TA_OK and out[0, 0] == 0b11
+    assert threshold(out_words=2) == lib.TA_ERR_SIZE
+    assert threshold(W=2) == lib.TA_ERR_SIZE
+    assert threshold(thr=null) == lib.TA_ERR_NULL
+    assert threshold(flip=null) == lib.TA_ERR_NULL
+    assert threshold(out=null) == lib.TA_ERR_NULL
+    assert threshold(threads=0) == lib.TA_ERR_THREADS
+    flip[1] = 2
+    assert threshold() == lib.TA_ERR_SIZE
+    flip[1] = 0
+    Wb[1, 0] = 1 << 5
+    assert threshold(K=5) == lib.TA_ERR_PADDING
+    # the popcount calibration loop
+    sink = ffi.new("int64_t *")
+    assert lib.ta_popcnt_loop(99, 10, sink) == -1
+    assert lib.ta_popcnt_loop(-1, 10, null) == -1
+    assert lib.ta_popcnt_loop(-1, -5, sink) == -1
+    assert lib.ta_popcnt_loop(0, 1000, sink) == 1000 * 12 * 64
+
+
+@needs_c
+def test_popcnt_loop_runs_every_path():
+    sink = _ext.ffi.new("int64_t *")
+    for level in range(int(_ext.lib.ta_best_isa(2)) + 1):
+        assert _ext.lib.ta_popcnt_loop(level, 1000, sink) > 0

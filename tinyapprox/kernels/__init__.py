@@ -26,8 +26,13 @@ Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 ``"c-scalar"``, ``"c-avx2"``, ``"c-avx512"`` cap the SIMD level of the C path (see
 :func:`c_paths`); the int8 kernels also take ``"c-avx512bw"`` (the AVX-512BW kernel
 even on a VNNI CPU, see :func:`int8_c_paths`). :func:`info` tells which path each
-kernel uses. The C calls release the GIL. Kernels that take ``threads=`` split their
-work in C (``None``: :func:`default_threads`); the results never depend on it.
+kernel uses. The C calls release the GIL.
+
+Threads: ``gemm_int8``, ``int8_linear``, ``quantize_int8``, ``csr_matmul``, ``xnor_gemm``, ``csr_linear``,
+``binary_linear`` and ``im2col`` take
+``threads=`` (None: :func:`default_threads`); the C code splits the work over that many
+threads started for the call (fewer when the work is too small to pay for them) and the
+result is the same bits for every count.
 """
 import os
 import threading
