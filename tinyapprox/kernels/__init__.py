@@ -28,11 +28,11 @@ Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 even on a VNNI CPU, see :func:`int8_c_paths`). :func:`info` tells which path each
 kernel uses. The C calls release the GIL.
 
-Threads: ``gemm_int8``, ``int8_linear``, ``quantize_int8``, ``csr_matmul``, ``xnor_gemm``, ``csr_linear``,
-``binary_linear`` and ``im2col`` take
-``threads=`` (None: :func:`default_threads`); the C code splits the work over that many
-threads started for the call (fewer when the work is too small to pay for them) and the
-result is the same bits for every count.
+Threads: ``gemm_int8``, ``int8_linear``, ``quantize_int8``, ``csr_matmul``, ``xnor_gemm``,
+``csr_linear``, ``binary_linear`` and ``im2col`` take ``threads=`` (None:
+:func:`default_threads`); the C code splits the work over that many threads started for
+the call (fewer when the work is too small to pay for them) and the result is the same
+bits for every count.
 """
 import os
 import threading
