@@ -37,7 +37,6 @@ The model takes pixels like the float model and returns the same scores; ``KERNE
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 
