@@ -49,8 +49,7 @@ import numpy as np
 from .tensor import Tensor, no_grad
 
 __all__ = ["ENERGY_PJ_45NM", "ENERGY_SOURCE", "BINARY_ENERGIES_PJ", "EnergyReport", "energy", "inference_energy",
-           "layer_costs",
-           "model_bytes", "param_bytes", "trace_layers", "effective_weight", "format_layer_costs"]
+           "layer_costs", "model_bytes", "param_bytes", "trace_layers", "effective_weight", "format_layer_costs"]
 
 # ------------------------------------------------------------------ energy table
 ENERGY_PJ_45NM = {

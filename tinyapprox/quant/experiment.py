@@ -234,7 +234,8 @@ def run(args) -> int:
         acc_full = acc_int if n_int == len(test_x) else ptq.evaluate(int_q, test_x, test_y)
         int_bytes = cost.model_bytes(im)
         int_size = {"bytes": int_bytes, "compression": fp32_size["bytes"] / int_bytes}
-        rows.append(_row(label, bits, acc_full, base, int_size, t_ref / t_int, cost.inference_energy(im, (1, 1, 28, 28)).total_pj,
+        int_energy = cost.inference_energy(im, (1, 1, 28, 28)).total_pj
+        rows.append(_row(label, bits, acc_full, base, int_size, t_ref / t_int, int_energy,
                          f"{'/'.join(kinds)}; int==sim on {n_int}: {equal}; int top-1 {100 * acc_int:.2f}"))
         results["integer"] = {"equal_to_simulation": equal, "n": n_int, "seconds": t_int, "fp32_seconds": t_ref,
                               "speedup": t_ref / t_int, "kinds": kinds, "checks": im.check()}
