@@ -158,6 +158,9 @@ def run(args) -> int:
     final_acc = accuracy(model)
     rep = report(model, data=test_x, repeats=repeats, batch_size=256)
     print(rep, flush=True)
+    csr_acc = accuracy(to_sparse(model))          # the lowered model on the whole test set
+    print(f"[compress] the CSR model (prune.to_sparse) reaches top-1 {csr_acc:.4f} on the test set "
+          f"({'equal to' if csr_acc == final_acc else 'differs from'} the masked model's {final_acc:.4f})", flush=True)
     train.save_model(model, out / f"pruned_{args.model}.npz")
 
     # ---------------------------------------------------------------- comparison at the same sparsities
@@ -225,7 +228,7 @@ def run(args) -> int:
     summary = {
         "model": args.model, "schedule": args.schedule, "granularity": args.granularity, "scope": scope,
         "target": args.target, "quick": bool(args.quick), "dense_top1": dense_acc, "pruned_top1": final_acc,
-        "acc_loss_pp": acc_loss_pp, "dense_retrained_top1": dense_retrained_acc, "sparsity": t["sparsity"], "compression_count": t["compression_count"],
+        "csr_top1": csr_acc, "acc_loss_pp": acc_loss_pp, "dense_retrained_top1": dense_retrained_acc, "sparsity": t["sparsity"], "compression_count": t["compression_count"],
         "compression_bytes": t["compression_bytes"], "theoretical_speedup": t["theoretical_speedup"],
         "measured_speedup": t["measured_speedup"], "dense_ms": t.get("dense_ms"), "sparse_ms": t.get("sparse_ms"),
         "epochs": epochs, "retrain_epochs": retrain_epochs, "rounds": rounds, "retrain_lr": retrain_lr,
