@@ -43,11 +43,11 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
         "lectures": ["jupyter", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "matplotlib>=3.5"],
-        "bench": ["torch>=2.0", "threadpoolctl>=3"],
+        "bench": ["scipy>=1.8", "threadpoolctl>=3.1", "torch>=2.0"],
     },
     setup_requires=["cffi>=1.15"],
     cffi_modules=["c_kernels/build_ckernels.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
-    entry_points={"console_scripts": ["tinyapprox=tinyapprox.cli:main"]},
+    entry_points={"console_scripts": ["tinyapprox=tinyapprox.experiments.cli:main"]},
     zip_safe=False,
 )

@@ -9,6 +9,12 @@ which writes ``DIR/tinyapprox/_ckernels.<abi>.so`` (default DIR: the repository 
 i.e. next to the package sources). No ``-march=native``: each SIMD path carries its own
 target attribute and is chosen at run time. ``TINYAPPROX_SANITIZE=1`` adds
 AddressSanitizer and UndefinedBehaviorSanitizer instrumentation (see ``asan_check.sh``).
+
+``TINYAPPROX_SIMDE=1`` builds the test-only emulated copy (see ``simde_check.sh``):
+every x86 intrinsic comes from SIMDe's portable headers (Debian ``libsimde-dev``;
+``SIMDE_INCLUDE`` names another include directory), no target attributes, and the
+dispatch level is read from ``TINYAPPROX_SIMDE_ISA`` at run time instead of the
+CPU, so every SIMD path runs on any CPU. It is slow and never installed.
 """
 import argparse
 import os
@@ -59,6 +65,10 @@ def _compile_args():
                "-fno-omit-frame-pointer", "-g"]
         args = ["-std=c99", "-O1", "-fno-strict-aliasing", "-pthread"] + san
         link = san + ["-pthread"]
+    if os.environ.get("TINYAPPROX_SIMDE") == "1":
+        args = args + ["-DTA_SIMDE=1"]
+        if os.environ.get("SIMDE_INCLUDE"):
+            args.append("-I" + os.environ["SIMDE_INCLUDE"])
     return args, link
 
 

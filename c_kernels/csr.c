@@ -22,8 +22,8 @@
  * Each output element is summed by one thread, from zero, in the order of its
  * row's stored values (fused multiply-adds on the SIMD paths), then the bias is
  * added: the bits do not depend on the thread count or on the block sizes.
- * Threads take (strip, row range) tasks; every task packs the panel it needs
- * unless its thread packed that strip just before.
+ * Threads take (strip, row range) tasks from a shared counter
+ * (ta_parallel_units); every task packs the blocks of the panel it needs.
  */
 #include <stdlib.h>
 
@@ -42,10 +42,9 @@ typedef struct {
     int layer, relu, level;
     int64_t S, kb;                   /* strip lanes, columns per block */
     int64_t nstrips, nparts;
-    float *scratch;                  /* per-thread slices of `slice` floats, or NULL */
+    float *scratch;                  /* per-thread slices of `slice` floats */
     int64_t slice;
     int nthreads;
-    int failed;                      /* set (to 1) by a task that could not get memory */
 } csr_job;
 
 /* Floats of work space one thread needs: panel K x S, result R x S, cursors
@@ -223,44 +222,27 @@ static void store_strip(const csr_job *job, int64_t s, int64_t w, int64_t r0, in
     transpose(job->level, ybuf, ld, job->Y + n0 * R + r0, R, r1 - r0, w);
 }
 
-/* The share of thread q (called with [q, q + 1)): tasks [ntasks * q / nt,
- * ntasks * (q + 1) / nt), task t being rows part (t % nparts) of strip
- * (t / nparts); work space slice q. */
-static void csr_thread(void *ctx, int64_t q, int64_t q1) {
-    csr_job *job = (csr_job *)ctx;
-    const int64_t R = job->R, S = job->S, K = job->K, ntasks = job->nstrips * job->nparts;
-    const int64_t t0 = ntasks * q / job->nthreads, t1 = ntasks * (q + 1) / job->nthreads;
+/* Task t (run by participant tid, which owns work space slice tid): rows part
+ * (t % nparts) of strip (t / nparts). */
+static void csr_task(void *ctx, int tid, int64_t t) {
+    const csr_job *job = (const csr_job *)ctx;
+    const int64_t R = job->R, S = job->S, K = job->K;
     const int64_t vec = job->level == TA_ISA_AVX2 ? 8 : 16;
-    int64_t t;
-    float *base, *panel, *ybuf;
-    int64_t *cursor;
-    void *owned = NULL;
-    (void)q1;
-    if (job->scratch != NULL) {
-        base = job->scratch + q * job->slice;
-    } else {
-        owned = malloc(sizeof(float) * (size_t)job->slice);
-        if (owned == NULL) {
-            job->failed = 1;
-            return;
-        }
-        base = (float *)owned;
-    }
-    panel = (float *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
-    ybuf = panel + K * S;
-    cursor = (int64_t *)(ybuf + R * S);
-    for (t = t0; t < t1; t++) {
+    float *panel = (float *)(((uintptr_t)(job->scratch + tid * job->slice) + 63) & ~(uintptr_t)63);
+    float *ybuf = panel + K * S;
+    int64_t *cursor = (int64_t *)(ybuf + R * S);
+    {
         const int64_t s = t / job->nparts, part = t % job->nparts;
         const int64_t r0 = R * part / job->nparts, r1 = R * (part + 1) / job->nparts;
         const int64_t w = (job->N - s * S) < S ? job->N - s * S : S;
         const int64_t nv = (w + vec - 1) / vec, ld = nv * vec;
         int64_t k0, i;
-        if (r0 == r1) continue;
+        if (r0 == r1) return;
         if (job->level == TA_ISA_SCALAR) {
             pack_block(job, s, w, ld, 0, K, panel);
             pass_scalar(job, panel, r0, r1, ybuf, ld);
             store_strip(job, s, w, r0, r1, ybuf, ld);
-            continue;
+            return;
         }
         for (i = r0; i < r1; i++) cursor[i - r0] = job->indptr[i];
         for (k0 = 0; k0 == 0 || k0 < K; k0 += job->kb) {
@@ -275,7 +257,6 @@ static void csr_thread(void *ctx, int64_t q, int64_t q1) {
         }
         store_strip(job, s, w, r0, r1, ybuf, ld);
     }
-    free(owned);
 }
 
 /* Columns per block: at least `base` (base x S floats of the panel fill about
@@ -343,6 +324,8 @@ int64_t ta_csr_scratch_floats(int64_t R, int64_t K, int threads) {
 /* Split a checked job into tasks and run them on up to `threads` threads. */
 static int csr_run(csr_job *job, int sorted, float *scratch, int64_t nscratch, int threads) {
     int64_t ntasks, work;
+    void *owned = NULL;
+    int rc;
     job->S = job->level == TA_ISA_AVX512 ? 128 : (job->level == TA_ISA_AVX2 ? 64 : 16);
     job->kb = job->level == TA_ISA_SCALAR ? job->K
                                           : block_cols(job->R, job->K, job->indptr[job->R],
@@ -358,10 +341,15 @@ static int csr_run(csr_job *job, int sorted, float *scratch, int64_t nscratch, i
     ntasks = job->nstrips * job->nparts;
     if (job->nthreads > ntasks) job->nthreads = (int)ntasks;
     job->slice = slice_floats(job->R, job->K, job->S);
-    job->scratch = (scratch != NULL && nscratch >= job->slice * job->nthreads) ? scratch : NULL;
-    job->failed = 0;
-    ta_parallel_for(job->nthreads, job->nthreads, csr_thread, job);
-    return job->failed ? TA_ERR_NOMEM : TA_OK;
+    job->scratch = scratch;
+    if (scratch == NULL || nscratch < job->slice * job->nthreads) {
+        owned = malloc(sizeof(float) * (size_t)(job->slice * job->nthreads));
+        if (owned == NULL) return TA_ERR_NOMEM;
+        job->scratch = (float *)owned;
+    }
+    rc = ta_parallel_units(job->nthreads, ntasks, csr_task, job);
+    free(owned);
+    return rc;
 }
 
 int ta_csr_matmul_f32(int isa, int64_t M, int64_t K, int64_t N, int64_t nnz,

@@ -64,6 +64,16 @@ int ta_abi_version(void);
 /* 1 if this build can split a kernel over threads (pthreads), else 0. */
 int ta_threads_supported(void);
 
+/* 1 in the test-only build whose SIMD paths are emulated by SIMDe (levels then
+ * come from TINYAPPROX_SIMDE_ISA, not the CPU), else 0. */
+int ta_simd_emulated(void);
+
+/* Calibration: run `iters` rounds of independent u8 x s8 multiply-add chains
+ * (vpmaddubsw + vpmaddwd + vpaddd, the AVX2 int8 GEMM's sequence) on path `isa`
+ * and return the number of integer operations (2 per multiply-add), or -1 if
+ * the path is unavailable. *sink receives a value depending on all work. */
+double ta_int8_chain_loop(int isa, int64_t iters, int32_t *sink);
+
 /* Best path of `kernel` (TA_KERNEL_*) on this CPU and build: TA_ISA_*. */
 int ta_best_isa(int kernel);
 

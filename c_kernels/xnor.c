@@ -47,6 +47,7 @@ struct xnor_job {
     int mr, nr;
     strip_fn strip;
     int64_t jt, mb;              /* columns per strip call, rows of A per cache block */
+    int64_t groups, units;       /* tiles of mr rows of A; work units handed to threads */
     uint64_t *Bi;                /* AVX-512: B interleaved in groups of 8 rows */
 };
 
@@ -172,22 +173,17 @@ TA_TARGET_VPOPCNT static void strip_vpopcnt_row(const xnor_job *job, int64_t i, 
     }
 }
 
-/* Interleave rows [8 g0, 8 g1) of B into groups of 8 (zero rows past N). */
-static void interleave_groups(void *ctx, int64_t g0, int64_t g1) {
+/* Interleave rows [8 g, 8 g + 8) of B into group g (zero rows past N). */
+static void interleave_group(void *ctx, int tid, int64_t g) {
     const xnor_job *job = (const xnor_job *)ctx;
     const int64_t W = job->W;
-    int64_t g, w, l;
-    for (g = g0; g < g1; g++) {
-        uint64_t *dst = job->Bi + g * W * 8;
-        for (l = 0; l < 8; l++) {
-            const int64_t row = 8 * g + l;
-            if (row < job->N) {
-                const uint64_t *src = job->B + row * W;
-                for (w = 0; w < W; w++) dst[w * 8 + l] = src[w];
-            } else {
-                for (w = 0; w < W; w++) dst[w * 8 + l] = 0;
-            }
-        }
+    uint64_t *dst = job->Bi + g * W * 8;
+    int64_t w, l;
+    (void)tid;
+    for (l = 0; l < 8; l++) {
+        const int64_t row = 8 * g + l;
+        const uint64_t *src = job->B + row * W;
+        for (w = 0; w < W; w++) dst[w * 8 + l] = row < job->N ? src[w] : 0;
     }
 }
 
@@ -279,17 +275,20 @@ static void threshold_row(const xnor_job *job, const int32_t *d, int64_t j0, int
     }
 }
 
-/* Row groups [g0, g1) of A against all of B: C rows, or threshold bits (the
- * dots of one strip go through a small buffer first). Blocks of mb rows of A
- * (L2) meet strips of jt rows of B (L1 for AVX-512, L2 otherwise). */
-static void xnor_range(void *ctx, int64_t g0, int64_t g1) {
+/* Unit u: row groups [groups * u / units, groups * (u + 1) / units) of A against
+ * all of B: C rows, or threshold bits (the dots of one strip go through a small
+ * buffer first). Blocks of mb rows of A (L2) meet strips of jt rows of B (L1 for
+ * AVX-512, L2 otherwise). */
+static void xnor_unit(void *ctx, int tid, int64_t u) {
     const xnor_job *job = (const xnor_job *)ctx;
     const int mr = job->mr;
+    const int64_t g0 = job->groups * u / job->units, g1 = job->groups * (u + 1) / job->units;
     const int64_t i0 = g0 * mr, i1 = (g1 * mr < job->M) ? g1 * mr : job->M;
     const int64_t N = job->N, jt = job->jt;
     int32_t buf[MAX_MR * THRESHOLD_BLOCK];
     int64_t ib, j0, i;
     int r;
+    (void)tid;
     if (job->bits != NULL && i1 > i0) memset(job->bits + i0 * job->ow, 0, (size_t)((i1 - i0) * job->ow) * 8);
     for (ib = i0; ib < i1; ib += job->mb) {
         const int64_t ie = (i1 - ib) < job->mb ? i1 : ib + job->mb;
@@ -339,7 +338,7 @@ static int xnor_check_args(int isa, const uint64_t *A, int64_t M, const uint64_t
 static int xnor_run(xnor_job *job, int level, int threads) {
     int64_t groups, planes;
     const int64_t cap = job->bits != NULL ? THRESHOLD_BLOCK : INT64_MAX;
-    int nt;
+    int nt, rc;
     void *mem = NULL;
     job->mr = 1;
     job->strip = strip_scalar;
@@ -360,17 +359,21 @@ static int xnor_run(xnor_job *job, int level, int threads) {
         if (mem == NULL) return TA_ERR_NOMEM;
         job->Bi = (uint64_t *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
         nt = ta_threads_for(threads, groups, 8 * job->W, 1 << 18);
-        ta_parallel_for(nt, groups, interleave_groups, job);
+        if (ta_parallel_units(nt, groups, interleave_group, job) != TA_OK) {
+            free(mem);
+            return TA_ERR_NOMEM;
+        }
     } else if (level == TA_ISA_AVX2) {
         job->mr = 2;
         job->strip = strip_avx2;
     }
 #endif
-    groups = (job->M + job->mr - 1) / job->mr;
-    nt = ta_threads_for(threads, groups, job->mr * job->N * (job->W + 1), 1 << 20);
-    ta_parallel_for(nt, groups, xnor_range, job);
+    job->groups = (job->M + job->mr - 1) / job->mr;
+    nt = ta_threads_for(threads, job->groups, job->mr * job->N * (job->W + 1), 1 << 20);
+    job->units = nt == 1 ? 1 : (job->groups < 8 * (int64_t)nt ? job->groups : 8 * (int64_t)nt);
+    rc = ta_parallel_units(nt, job->units, xnor_unit, job);
     free(mem);
-    return TA_OK;
+    return rc;
 }
 
 int ta_xnor_gemm(int isa, const uint64_t *A, int64_t M, const uint64_t *B, int64_t N,
@@ -427,9 +430,6 @@ static double popcnt_scalar(int64_t iters, int64_t *sink) {
 }
 
 #if TA_X86
-/* an empty asm that makes the compiler forget what a vector holds, so work is not hoisted */
-#define TA_OPAQUE512(v) __asm__ volatile("" : "+v"(v))
-#define TA_OPAQUE256(v) __asm__ volatile("" : "+x"(v))
 
 TA_TARGET_VPOPCNT static double popcnt_avx512(int64_t iters, int64_t *sink) {
     __m512i a[POP_CHAINS], s[POP_CHAINS];
@@ -438,7 +438,7 @@ TA_TARGET_VPOPCNT static double popcnt_avx512(int64_t iters, int64_t *sink) {
     int j;
     for (j = 0; j < POP_CHAINS; j++) a[j] = _mm512_set1_epi64(j), s[j] = _mm512_setzero_si512();
     for (it = 0; it < iters; it++) {
-        TA_OPAQUE512(y);
+        TA_OPAQUE(y);
         for (j = 0; j < POP_CHAINS; j++)
             s[j] = _mm512_add_epi64(s[j], _mm512_popcnt_epi64(_mm512_xor_si512(a[j], y)));
     }
@@ -462,7 +462,7 @@ TA_TARGET_AVX2 static double popcnt_avx2(int64_t iters, int64_t *sink) {
         const int64_t end = (iters - it) > 31 ? it + 31 : iters;
         for (j = 0; j < POP_CHAINS / 2; j++) s[j] = _mm256_setzero_si256();
         for (; it < end; it++) {
-            TA_OPAQUE256(y);
+            TA_OPAQUE(y);
             for (j = 0; j < POP_CHAINS / 2; j++) {
                 const __m256i x = _mm256_xor_si256(a[j], y);
                 s[j] = _mm256_add_epi8(s[j], POP_BYTES(x));

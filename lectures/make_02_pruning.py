@@ -27,12 +27,13 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 from tinyapprox import cost, data, models, prune, sparse, train
+from tinyapprox.experiments.harness import train_baseline
 
 QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"
 (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=2000 if QUICK else None)
 EPOCHS = 1 if QUICK else 10
-dense, _, metrics_dense = train.train_baseline("lenet-300-100", epochs=EPOCHS, limit=2000 if QUICK else None,
-                                               out_dir="runs/compress", verbose=False)
+dense, _, metrics_dense = train_baseline("lenet-300-100", epochs=EPOCHS, limit=2000 if QUICK else None,
+                                         out_dir="runs/compress", verbose=False)
 print(f"dense LeNet-300-100: test top-1 {metrics_dense['top1']:.4f}")
 
 def fresh_copy(model):

@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 
 from tinyapprox import data, kernels, quant, train
 from tinyapprox.quant import integer
+from tinyapprox.experiments.harness import median_time, train_baseline
 
 QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"
 (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=2000 if QUICK else None)
@@ -118,9 +119,9 @@ LeNet-300-100 on Fashion-MNIST (10 epochs; cached in `runs/quantize` by the comm
 """)
 code("""
 if QUICK:
-    model, _, _ = train.train_baseline("lenet-300-100", epochs=1, limit=2000, verbose=False)
+    model, _, _ = train_baseline("lenet-300-100", epochs=1, limit=2000, verbose=False)
 else:
-    model, _, _ = train.train_baseline("lenet-300-100", epochs=10, out_dir="../runs/quantize", verbose=False)
+    model, _, _ = train_baseline("lenet-300-100", epochs=10, out_dir="../runs/quantize", verbose=False)
 base = quant.evaluate(model, test_x, test_y)
 print(f"float32 top-1: {100 * base:.2f}%")
 """)
@@ -230,8 +231,7 @@ logits_sim = train.predict(q8, test_x)
 print("integer == simulation:", np.array_equal(logits_int, logits_sim))
 
 
-from tinyapprox.bench import median_time  # median of repeats after a warm-up, as every benchmark here
-
+# median_time (tinyapprox.experiments.harness): median of repeats after a warm-up, as every benchmark here
 t32 = median_time(lambda: train.predict(model, test_x), repeat=3)
 t8 = median_time(lambda: train.predict(im, test_x), repeat=3)
 print(f"{len(test_x)} images: float32 {t32 * 1e3:.0f} ms, int8 {t8 * 1e3:.0f} ms -> measured speedup {t32 / t8:.2f}x")

@@ -205,7 +205,7 @@ print(f"size: float {b_float / 1024:.0f} KiB, packed {b_packed / 1024:.0f} KiB "
       f"(compression ratio {b_float / b_packed:.1f}x)")
 """)
 code("""
-from tinyapprox.bench import median_time  # median of repeats after a warm-up, as every benchmark here
+from tinyapprox.experiments.harness import median_time  # median of repeats after a warm-up, as every benchmark here
 
 # one hidden layer over the test batch, on its real activations
 x_bits = hidden[0] > 0

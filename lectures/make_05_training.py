@@ -17,8 +17,9 @@ therefore tolerates two further approximations that would break most algorithms:
    update `lr * g` is often much smaller than the weight it changes. If the weight lives on a
    grid with step `s`, round-to-nearest discards every update smaller than `s / 2`.
 
-This notebook measures both. The code is in `tinyapprox/optim/hogwild.py` and
-`tinyapprox/optim/lowprec.py`; the command `tinyapprox hogwild` runs the same experiments."""),
+This notebook measures both. The trainers are in `tinyapprox/optim/hogwild.py` and
+`tinyapprox/quant/lowprec.py`, the experiments around them in `tinyapprox/experiments/hogwild.py`
+and `tinyapprox/experiments/lowprec.py`; the command `tinyapprox hogwild` runs the same experiments."""),
     new_code_cell("QUICK = False", metadata={"tags": ["parameters"]}),
     new_code_cell("""import os
 import numpy as np
@@ -28,8 +29,10 @@ from IPython.display import Image, display
 
 from tinyapprox import data, optim
 from tinyapprox.nn import Parameter
+from tinyapprox.experiments import hogwild as experiment
+from tinyapprox.experiments.lowprec import plot_lowprec, train_lowprec
 from tinyapprox.optim import hogwild as hw
-from tinyapprox.optim import lowprec
+from tinyapprox.quant import lowprec
 from tinyapprox.quant import DynamicFixedPoint, WeightQuant
 
 LIMIT = 2000 if QUICK else None      # images per split
@@ -109,9 +112,9 @@ Timings depend on what else runs on the machine: with two cores, two workers can
 workers' CPU time over their wall time: 1.0 means each worker had a core to itself; a smaller
 value means it waited (for other programs, or for the lock). Re-run the cell (or
 `tinyapprox hogwild --lock --seeds 0 1 2`) on an idle machine before trusting a speedup."""),
-    new_code_cell("""result = hw.compare(workers=2, epochs=EPOCHS, seeds=[0], lock=True, limit=LIMIT, verbose=False)
-print(hw.format_table(result["rows"]))
-hw.plot_comparison(result, "hogwild.png")
+    new_code_cell("""result = experiment.compare(workers=2, epochs=EPOCHS, seeds=[0], lock=True, limit=LIMIT, verbose=False)
+print(experiment.format_table(result["rows"]))
+experiment.plot_comparison(result, "hogwild.png")
 display(Image("hogwild.png"))"""),
     new_markdown_cell("""Read the table from right to left. Lock-free workers collide: many updates are stale (the
 Hogwild! paper's bounded delay tau is the mean staleness) and some increments are lost. The
@@ -173,9 +176,9 @@ Same seed, data order and learning rate for every recipe:
 
 The printed *vanished updates* is the fraction of coordinate updates (with a non-zero gradient)
 that left the stored weight unchanged."""),
-    new_code_cell("""curves = lowprec.train_lowprec(tuple(lowprec.VARIANTS), epochs=EPOCHS, limit=LIMIT,
-                               eval_limit=500 if QUICK else 2000, verbose=True)
-lowprec.plot_lowprec(curves, "lowprec.png")
+    new_code_cell("""curves = train_lowprec(tuple(lowprec.VARIANTS), epochs=EPOCHS, limit=LIMIT,
+                       eval_limit=500 if QUICK else 2000, verbose=True)
+plot_lowprec(curves, "lowprec.png")
 display(Image("lowprec.png"))"""),
     new_markdown_cell("""fp16 has about three significant decimal digits: near the weights' magnitude its step is small
 enough that most updates still land, so fp16 storage follows fp32 at this learning rate (it

@@ -136,6 +136,23 @@ def test_binarize_state_round_trips_and_stochastic_is_deterministic_in_eval():
     np.testing.assert_array_equal(m(x).data, m(x).data)
 
 
+def test_stochastic_binarize_follows_train_and_eval_also_after_loading():
+    m = bnn.bnn_mlp(hidden=(16,), seed=3, stochastic=True)
+    w = m[1].weight
+    t = w.find_transform(bnn.Binarize)
+    draws = [w.effective().data.copy() for _ in range(3)]
+    assert t.training and any(not np.array_equal(draws[0], d) for d in draws[1:])
+    m.eval()
+    assert not t.training
+    np.testing.assert_array_equal(w.effective().data, np.where(w.data >= 0, 1, -1))
+    fresh = bnn.bnn_mlp(hidden=(16,), seed=4).eval()
+    fresh.load_state_dict(m.state_dict())               # new Binarize objects, built in eval mode
+    t2 = fresh[1].weight.find_transform(bnn.Binarize)
+    assert t2 is not t and t2.stochastic and not t2.training
+    fresh.train()
+    assert t2.training
+
+
 def test_binary_layers_reject_bad_input():
     with pytest.raises(ValueError, match="BinaryLinear"):
         bnn.BinaryLinear(4, 3)(ta.tensor(np.zeros((2, 5), np.float32)))

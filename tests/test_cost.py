@@ -1,4 +1,5 @@
 """Cost model: op counts per layer type, bytes, and the energy table arithmetic."""
+import numpy as np
 import pytest
 
 from tinyapprox import cost, nn
@@ -93,3 +94,24 @@ def test_bad_bit_widths_and_counts_raise():
         cost.inference_energy(net, (1, 4), act_bits=2.5)
     with pytest.raises(ValueError, match="energy: expected non-negative counts \\(not NaN\\)"):
         cost.energy({"float32_add": float("nan")})
+
+
+def test_weight_layers_are_decided_in_one_place():
+    from tinyapprox import prune
+    from tinyapprox.quant import pipeline
+
+    class Scale(nn.Module):                      # a 1-D "weight": a scale, not a weight layer
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(np.ones(4, np.float32))
+
+        def forward(self, x):
+            return x * self.weight.effective()
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 4), Scale())
+    names = [n for n, _ in nn.weight_layers(model)]
+    assert names == ["0", "3"] and [nn.is_weight_layer(m) for m in model] == [True, False, False, True, False]
+    assert list(prune.prunable(model)) == ["0.weight", "3.weight"]
+    assert [n for n, _ in pipeline.weight_layers(model)] == names
+    table = cost.param_bytes(model, weight_bits=8, sparse=False)
+    assert table["3.weight"]["bytes"] == 32 and table["4.weight"]["bytes"] == 16   # 8-bit weights, 32-bit scale

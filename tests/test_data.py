@@ -416,3 +416,23 @@ def test_loader_set_epoch_validates():
     loader = data.DataLoader(np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match="epoch >= 0"):
         loader.set_epoch(-1)
+
+
+@given(hnp.arrays(np.uint8, st.tuples(st.integers(0, 4), st.integers(1, 5), st.integers(1, 5))))
+def test_images_to_float_is_the_one_scaling(images):
+    x = data.images_to_float(images)
+    assert x.dtype == np.float32 and x.shape == (len(images), 1) + images.shape[1:]
+    assert x.min(initial=0) >= 0 and x.max(initial=1) <= 1
+    np.testing.assert_array_equal(np.rint(x[:, 0] * 255).astype(np.uint8), images)
+    if len(images):
+        batch, _ = next(iter(data.DataLoader(images, np.zeros(len(images), np.int64), batch_size=len(images))))
+        np.testing.assert_array_equal(batch, x)
+
+
+def test_images_to_float_passes_floats_and_refuses_non_numbers():
+    f = np.array([[0.5, 3.0]], np.float64)
+    out = data.images_to_float(f)
+    assert out.dtype == np.float32 and out.tolist() == [[0.5, 3.0]]        # already scaled: not divided again
+    assert data.images_to_float(np.zeros((2, 3, 4, 4), np.uint8)).shape == (2, 3, 4, 4)
+    with pytest.raises(TypeError, match="images_to_float: expected numeric images, got dtype <U1"):
+        data.images_to_float(np.array([["a"]]))

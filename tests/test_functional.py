@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tinyapprox as ta
 from tinyapprox import functional as F
@@ -295,6 +296,43 @@ def test_zero_one_loss():
     assert F.zero_one_loss(z, np.array([0, 1, 1])) == pytest.approx(1 / 3)
 
 
+def test_zero_one_loss_counts_ties_as_wrong_like_metrics():
+    from tinyapprox import metrics
+
+    tied = np.array([[1.0, 1.0, 0.0], [3.0, 0.0, 0.0]])
+    y = np.array([0, 0])
+    assert F.zero_one_loss(tied, y) == metrics.zero_one_loss(tied, y) == 0.5
+    assert F.topk_correct(tied, y, 2).tolist() == [True, True]
+    with pytest.raises(ValueError, match="topk_correct: the scores contain NaN"):
+        F.topk_correct(np.array([[np.nan, 1.0]]), np.array([0]))
+    with pytest.raises(ValueError, match="topk_correct: expected k to be an int >= 1, got 0"):
+        F.topk_correct(tied, y, 0)
+
+
+def _topk_correct_loop(s, y, k):
+    """Plain reference of the tie rule: count the other classes scoring >= the true class."""
+    out = []
+    for row, label in zip(s, y):
+        others = sum(1 for c, v in enumerate(row) if c != label and v >= row[label])
+        out.append(others < k)
+    return np.array(out, dtype=bool)
+
+
+@given(st.integers(1, 6).flatmap(lambda c: st.tuples(
+    hnp.arrays(np.float32, st.tuples(st.integers(0, 7), st.just(c)), elements=st.integers(-2, 2).map(float)),
+    st.integers(1, c))), st.data())
+def test_topk_correct_matches_a_loop_and_metrics_on_tie_heavy_scores(case, data):
+    from tinyapprox import metrics
+
+    s, k = case
+    y = data.draw(hnp.arrays(np.int64, len(s), elements=st.integers(0, s.shape[1] - 1)))
+    got = F.topk_correct(ta.tensor(s), y, k)
+    np.testing.assert_array_equal(got, _topk_correct_loop(s, y, k))
+    if len(s):
+        assert metrics.topk_accuracy(s, y, k) == float(np.mean(got))
+        assert F.zero_one_loss(s, y) == metrics.zero_one_loss(s, y)
+
+
 def test_same_shape_losses_name_both_shapes():
     with pytest.raises(ValueError, match=r"mse_loss: expected prediction and target of the same shape, got \(2,\) and \(3,\)"):
         F.mse_loss(ta.tensor(np.ones(2)), np.ones(3))
@@ -307,3 +345,41 @@ def test_float32_stays_float32(x):
     y = F.log_softmax(F.relu(t) * 2.0 + 1.0).sum()
     y.backward()
     assert y.dtype == np.float32 and t.grad.dtype == np.float32
+
+
+def _op_classes():
+    """(file, class node) for every Function subclass defined in the package."""
+    import ast
+    import pathlib
+
+    import tinyapprox
+
+    for path in sorted(pathlib.Path(tinyapprox.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", None) == "Function" for b in node.bases):
+                yield path.name, node
+
+
+def test_every_op_says_what_it_computes_and_has_static_forward_and_backward():
+    import ast
+
+    found = list(_op_classes())
+    assert len(found) > 30
+    for fname, node in found:
+        assert ast.get_docstring(node), f"{fname}: op {node.name} has no docstring"
+        methods = {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
+        for name in ("forward", "backward"):
+            assert name in methods, f"{fname}: op {node.name} does not define {name}"
+            decorators = [getattr(d, "id", None) for d in methods[name].decorator_list]
+            assert decorators == ["staticmethod"], f"{fname}: {node.name}.{name} is not a staticmethod"
+
+
+def test_functional_never_calls_its_own_builtin_shadowing_names_unqualified():
+    import ast
+    import inspect
+
+    shadowing = {"sum", "max", "min", "abs", "round", "pow"}
+    tree = ast.parse(inspect.getsource(F))
+    calls = [(n.func.id, n.lineno) for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in shadowing]
+    assert calls == []

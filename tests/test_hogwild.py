@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from tinyapprox import models, optim, train
 from tinyapprox.nn import Parameter
 from tinyapprox.optim import hogwild as hw
-from tinyapprox.optim.lowprec import StoredLowPrecision, apply_variant, train_lowprec
+from tinyapprox.experiments.lowprec import train_lowprec
+from tinyapprox.quant.lowprec import StoredLowPrecision, apply_variant
 from tinyapprox.quant import FP16, DynamicFixedPoint, WeightQuant
 
 pytestmark = pytest.mark.hogwild

@@ -131,11 +131,29 @@ def test_reference_bits_by_hand():
 
 def test_reference_requantize_by_hand():
     acc = np.array([[5, 12, 20, -20, 1000, -1000]], dtype=np.int64)
-    # real = 0.5 * 0.25 * acc = acc / 8 -> 0.625, 1.5, 2.5, -2.5 ; half to even
-    q = reference.requantize(acc, 0.5, np.full(6, 0.25), 1.0, 3)
-    np.testing.assert_array_equal(q, np.array([[4, 5, 5, 1, 127, -122]], dtype=np.int8))
-    q = reference.requantize(acc, 0.5, np.full(6, 0.25), 1.0, 3, bias=np.full(6, -1.0), relu=True)
-    np.testing.assert_array_equal(q, np.array([[3, 3, 5, 3, 127, 3]], dtype=np.int8))
+    # M = 1/8: 0.625, 1.5, 2.5, -2.5, 125, -125 -> half to even, then clipped to [-100, 100]
+    assert reference.requantize(acc, 0.125, -100, 100).tolist() == [[1, 2, 2, -2, 100, -100]]
+    assert reference.requantize(acc, 0.125, -100, 100, relu=True).tolist() == [[1, 2, 2, 0, 100, 0]]
+    # M = 3/8 is m0 = 3 * 2^29, shift 32: 4 * 3/8 = 1.5 -> 2, 12 * 3/8 = 4.5 -> 4, per channel along axis 0
+    acc = np.array([[4, 12, -4], [4, 12, -4]], dtype=np.int64)
+    assert reference.multiplier(0.375) == (3 * 2**29, 32)
+    assert reference.requantize(acc, np.array([0.375, 1.0]), -128, 127, channel_axis=0).tolist() == \
+        [[2, 4, -2], [4, 12, -4]]
+    with pytest.raises(ValueError, match="requantize: multipliers must be finite and > 0"):
+        reference.requantize(acc, 0.0, -128, 127)
+
+
+def test_one_requantizer_serves_integer_inference_and_the_kernels():
+    from tinyapprox.quant import integer
+
+    assert integer.requantize is reference.requantize
+    assert integer.round_shift is reference.round_shift and integer.multiplier is reference.multiplier
+
+
+@given(hnp.arrays(np.int64, 20, elements=st.integers(-2**34, 2**34)), st.floats(1e-6, 2.0))
+def test_requantize_wide_accumulators_do_not_overflow(acc, M):
+    q = reference.requantize(acc, M, -2**15, 2**15)
+    assert np.all(np.abs(q - np.clip(np.rint(acc * M), -2**15, 2**15)) <= 1)
 
 
 # ----------------------------------------------------------------- every backend vs the twin
@@ -205,11 +223,16 @@ def test_gemm_int8_requant_matches_reference(backend, problem, per_channel, with
     kw = dict(a_scale=0.05, a_zero=-3, b_scale=b_scale, b_zero=b_zero, out_scale=0.1,
               out_zero=2, bias=bias, relu=relu)
     got = kernels.gemm_int8_requant(A, kernels.prepare_int8(B), backend=backend, **kw)
+    assert got.dtype == np.int8
     bs = np.broadcast_to(np.asarray(b_scale, dtype=np.float64), (N,))
     bz = np.broadcast_to(np.asarray(b_zero, dtype=np.int64), (N,))
-    expected = reference.gemm_int8_requant(A, B, 0.05, -3, bs, bz, 0.1, 2, bias, relu)
-    assert got.dtype == np.int8
+    acc = (A.astype(np.int64) + 3) @ (B.astype(np.int64) - bz)
+    b_q = np.rint(bias / (0.05 * bs)).astype(np.int64) if with_bias else 0
+    expected = reference.requantize(acc + b_q, 0.05 * bs / 0.1, -130, 125, relu) + 2
     np.testing.assert_array_equal(got, expected)
+    real = (0.05 * bs * acc + (bias if with_bias else 0)) / 0.1
+    floating = np.clip(np.maximum(np.rint(real), 0) if relu else np.rint(real), -130, 125) + 2
+    assert np.all(np.abs(got - floating) <= 1)          # the integer multiplier and bias grid: one step at most
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -508,14 +531,3 @@ def test_unloadable_extension_falls_back_with_one_warning(tmp_path):
     assert out.stdout.strip() == "['numpy'] 2"
     assert out.stderr.count("RuntimeWarning") == 1 and "NumPy twins" in out.stderr
 
-
-@pytest.mark.slow
-def test_bench_quick_runs_and_reports(tmp_path):
-    from tinyapprox.kernels import bench
-
-    out = tmp_path / "bench.json"
-    result = bench.run(json_path=str(out), quick=True)
-    assert out.exists() and set(result) >= {"machine", "csr", "int8", "xnor"}
-    for row in result["csr"]:
-        assert row["csr_s"] > 0 and row["speedup_vs_dense"] > 0
-    assert all(row["speedup_vs_f32"] > 0 for row in result["int8"] + result["xnor"])

@@ -145,6 +145,16 @@ def test_batchnorm2d_normalises_per_channel_and_saves_buffers():
     np.testing.assert_array_equal(fresh.running_var, bn.running_var)
 
 
+def test_reassigned_buffer_is_saved_and_a_parameter_can_replace_it():
+    bn = nn.BatchNorm1d(2)
+    bn.running_mean = np.array([3.0, -1.0], np.float32)
+    state = bn.state_dict()
+    np.testing.assert_array_equal(state["running_mean"], [3.0, -1.0])
+    np.testing.assert_array_equal(nn.BatchNorm1d(2).load_state_dict(state).running_mean, [3.0, -1.0])
+    bn.running_mean = nn.Parameter(np.zeros(2))
+    assert "running_mean" in dict(bn.named_parameters()) and "running_mean" not in bn._buffers
+
+
 def test_dropout_determinism_and_eval():
     x = ta.tensor(np.ones((50, 40), dtype=np.float32))
     a, b = nn.Dropout(0.3, seed=5), nn.Dropout(0.3, seed=5)
@@ -256,3 +266,73 @@ def test_as_rng_and_initializer_errors():
         init.uniform((3,), 1.0, 0.0, rng=0)
     with pytest.raises(ValueError, match="kaiming_uniform: fan_in must be positive"):
         init.kaiming_uniform((3, 0), rng=0)
+
+
+# ------------------------------------------------------------------ the transform chain
+class _Mask(ParamTransform):
+    order = ParamTransform.MASK
+
+    def __call__(self, w):
+        return w * 0.5
+
+
+class _Quant(ParamTransform):
+    def __call__(self, w):
+        return w + 1.0
+
+
+def test_add_transform_keeps_masks_before_quantizers():
+    p = nn.Parameter(np.array([2.0, -4.0], np.float32))
+    q1, m, q2 = _Quant(), _Mask(), _Quant()
+    p.add_transform(q1).add_transform(m).add_transform(q2)
+    assert p.transforms == (m, q1, q2)
+    np.testing.assert_array_equal(p.effective().data, [3.0, 0.0])          # (w * 0.5) + 1 + 1
+    assert p.remove_transform(q1) == [q1] and p.transforms == (m, q2)
+    assert p.remove_transform(_Quant) == [q2] and p.transforms == (m,)
+    assert p.remove_transform(_Quant) == []
+
+
+def test_transform_chain_is_changed_only_through_parameter_methods():
+    p = nn.Parameter(np.ones(3, np.float32)).add_transform(_Quant())
+    with pytest.raises(AttributeError):
+        p.transforms.append(_Mask())
+    with pytest.raises(ValueError, match=r"Parameter.transforms: _Mask \(order 0\) cannot follow _Quant \(order 10\)"):
+        p.transforms = [_Quant(), _Mask()]
+    with pytest.raises(TypeError, match="add_transform: expected a ParamTransform, got function"):
+        p.add_transform(lambda w: w)
+    p.transforms = [_Mask(), _Quant()]
+    assert [type(t) for t in p.transforms] == [_Mask, _Quant]
+
+
+def test_transform_order_must_be_an_int():
+    with pytest.raises(TypeError, match="ParamTransform subclass _Bad: order must be an int"):
+        class _Bad(ParamTransform):
+            order = "first"
+
+
+def test_load_state_dict_refuses_a_chain_out_of_order():
+    from tinyapprox import prune, quant
+
+    lin = nn.Linear(3, 2, seed=0)
+    prune.apply_mask(lin.weight, np.ones((2, 3)))
+    lin.weight.add_transform(quant.WeightQuant("int8", 8))
+    state = lin.state_dict()
+    swapped = {k.replace("transform0", "transformX").replace("transform1", "transform0").replace("transformX", "transform1"): v
+               for k, v in state.items()}
+    with pytest.raises(ValueError, match="load_state_dict: weight: Parameter.transforms: PruneMask"):
+        nn.Linear(3, 2, seed=1).load_state_dict(swapped)
+    assert [type(t).__name__ for t in nn.Linear(3, 2).load_state_dict(state).weight.transforms] == \
+        ["PruneMask", "WeightQuant"]
+
+
+def test_transforms_follow_the_module_mode():
+    lin = nn.Linear(3, 2, seed=0)
+    first = _Quant()
+    lin.weight.add_transform(first)
+    seq = nn.Sequential(lin).eval()
+    late = _Mask()
+    lin.weight.add_transform(late)
+    assert first.training is False and late.training is False
+    seq.train()
+    assert first.training and late.training
+    assert lin.weight.find_transform(_Mask) is late

@@ -20,6 +20,30 @@ def _quick(nb):
     return nb
 
 
+# Under Agg, plt.show() draws nothing: draw every figure left open, so a broken plot fails the test.
+RENDER_FIGURES = """
+import matplotlib.pyplot as plt
+for number in plt.get_fignums():
+    plt.figure(number).canvas.draw()
+plt.close("all")
+"""
+
+# Notebooks whose every plot must carry axis labels and (unless it shows an image) a legend;
+# checked on the open figures before they are drawn.
+LABELLED = {"06_costs_and_claims"}
+CHECK_LABELS = """
+import matplotlib.pyplot as plt
+for number in plt.get_fignums():
+    for ax in plt.figure(number).axes:
+        if getattr(ax, "_colorbar", None) is not None or not ax.get_visible():
+            continue
+        where = f"figure {number}, axes {ax.get_title()!r}"
+        assert ax.get_xlabel() and ax.get_ylabel(), where + ": missing an axis label"
+        if (ax.lines or ax.collections or ax.patches) and not ax.images:
+            assert ax.get_legend() is not None, where + ": missing a legend"
+"""
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
@@ -27,6 +51,9 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYAPPROX_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = _quick(nbformat.read(path, as_version=4))
+    if path.stem in LABELLED:
+        nb.cells.append(nbformat.v4.new_code_cell(CHECK_LABELS))
+    nb.cells.append(nbformat.v4.new_code_cell(RENDER_FIGURES))
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()

@@ -314,7 +314,7 @@ def test_bench_inference_quick_reports_every_row(tmp_path, capsys):
     assert rows["fp32"]["speedup"] == 1.0
     assert rows["12x pruned, CSR"]["bytes"] < rows["filter-pruned, dense"]["bytes"] < rows["fp32"]["bytes"]
     assert all(0 < r["ms_per_10k"] and 0 <= r["top1"] <= 1 and r["energy_uj"] > 0 for r in rows.values())
-    assert "QUICK mode" in capsys.readouterr().out
+    assert "QUICK MODE" in capsys.readouterr().out
 
 
 def test_torch_twin_computes_what_our_model_computes():

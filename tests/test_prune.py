@@ -306,7 +306,7 @@ def test_compress_command_quick_end_to_end(tmp_path):
     import argparse
     import json
 
-    from tinyapprox.prune import experiment
+    from tinyapprox.experiments import compress as experiment
 
     parser = argparse.ArgumentParser()
     experiment.add_arguments(parser)

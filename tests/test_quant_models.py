@@ -11,6 +11,7 @@ from tinyapprox import nn, optim, quant
 from tinyapprox import functional as F
 from tinyapprox.quant import integer as I
 from tinyapprox.quant import compress as C
+from tinyapprox.quant.pipeline import act_quants
 
 pytestmark = pytest.mark.quant
 
@@ -212,6 +213,62 @@ def test_export_keeps_only_integer_codes_and_reloads_exactly(tmp_path):
         fresh = quant.prepare(mlp(99), scheme, 4 if scheme == "pow2" else 8, 8, **kw)
         quant.load_npz(path, fresh)
         np.testing.assert_array_equal(simulate(fresh, x), simulate(q, x))
+
+
+@pytest.mark.parametrize("scheme, kw", [("int8", {"per_channel": True}), ("dfp", {}), ("pow2", {})])
+def test_ptq_model_saved_and_loaded_into_a_fresh_prepare_predicts_identically(tmp_path, scheme, kw):
+    from tinyapprox import train
+
+    x = images(7)
+    bits = 4 if scheme == "pow2" else 8
+    q = quant.ptq(mlp(3), scheme, bits, 8, x, **kw)
+    assert all(np.isfinite(aq.qrange).all() for _, aq in act_quants(q))
+    assert {f"{n}.qrange" for n, _ in act_quants(q)} <= set(q.state_dict())
+    train.save_model(q, tmp_path / "q.npz")
+    fresh = quant.prepare(mlp(99), scheme, bits, 8, **kw)
+    train.load_model(fresh, tmp_path / "q.npz")
+    assert [aq.mode for _, aq in act_quants(fresh)] == ["quantize"] * 3
+    np.testing.assert_array_equal(train.predict(fresh, x), train.predict(q, x))
+
+
+def test_reassigned_buffer_stays_a_buffer():
+    aq = quant.ActQuant("int8", 8)
+    aq.qrange = np.array([-1.0, 2.0])
+    aq.mode = "quantize"
+    state = aq.state_dict()
+    np.testing.assert_array_equal(state["qrange"], [-1.0, 2.0])
+    other = quant.ActQuant("int8", 8).load_state_dict(state)
+    assert other.mode == "quantize" and other.qrange.tolist() == [-1.0, 2.0]
+    with pytest.raises(TypeError, match="ActQuant.qrange is a buffer"):
+        aq.qrange = ta.tensor([0.0, 1.0])
+    with pytest.raises(TypeError, match="ActQuant.qrange is a buffer: expected a numeric array, got NoneType"):
+        aq.qrange = None
+    with pytest.raises(ValueError, match="ActQuant: unknown mode 'quantise'"):
+        aq.mode = "quantise"
+
+
+def test_qat_checkpoint_resumes_bit_for_bit(tmp_path):
+    x = images(8, n=48)
+    y = np.arange(len(x)) % 3
+
+    def prepared():
+        q = quant.prepare(mlp(4), "int8", 8, 8, observer="moving_average")
+        return q
+
+    def run(q, epochs, ckpt=None, resume=False):
+        return quant.finetune(q, x, y, epochs=epochs, lr=0.05, batch_size=16, seed=2, track_acts=True,
+                              checkpoint=ckpt, resume=resume)
+
+    ref = quant.calibrate(prepared(), x)
+    ref_hist = run(ref, 3)
+    ckpt = tmp_path / "qat.npz"
+    run(quant.calibrate(prepared(), x), 1, ckpt)
+    resumed = prepared()                     # never calibrated: everything comes from the checkpoint
+    hist = run(resumed, 3, ckpt, resume=True)
+    assert hist["loss"] == ref_hist["loss"]
+    for (name, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    np.testing.assert_array_equal(simulate(resumed, x), simulate(ref, x))
 
 
 # ------------------------------------------------------------------ Deep Compression pieces

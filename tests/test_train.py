@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import tinyapprox as ta
-from tinyapprox import cli, data, models, nn, optim, train
+from tinyapprox import data, models, nn, optim, train
+from tinyapprox.experiments import cli
 from tinyapprox import functional as F
 
 pytestmark = pytest.mark.training
@@ -49,6 +50,16 @@ def test_same_seed_same_weights_after_training(small):
     assert ha["loss"] == hb["loss"]
     c, _ = _run(small, epochs=1, seed=1)
     assert not np.array_equal(a.parameters()[1].data, c.parameters()[1].data)
+
+
+def test_training_and_validation_top1_share_the_tie_rule(small):
+    x, y, _, _ = small
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, seed=0))
+    model[1].weight.data[...] = 0
+    model[1].bias.data[...] = 0                       # every logit equal: every sample a tie
+    hist = train.fit(model, data.DataLoader(x, y, batch_size=64), F.cross_entropy,
+                     optim.SGD(model.parameters(), lr=0.0), 1, val=(x, y), verbose=False)
+    assert hist["top1"] == hist["val_top1"] == [0.0]
 
 
 def test_training_reduces_the_loss(small):

@@ -46,10 +46,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .nn.module import weight_layers
 from .tensor import Tensor, no_grad
 
 __all__ = ["ENERGY_PJ_45NM", "ENERGY_SOURCE", "BINARY_ENERGIES_PJ", "EnergyReport", "energy", "inference_energy",
-           "layer_costs", "model_bytes", "param_bytes", "trace_layers", "effective_weight", "format_layer_costs"]
+           "layer_costs", "model_bytes", "param_bytes", "trace_layers", "effective_weight", "format_layer_costs",
+           "HOROWITZ_45NM", "HOROWITZ_SOURCE", "format_horowitz_table", "FLOP_CONVENTIONS", "flop_counts",
+           "format_flop_counts", "data_movement"]
 
 # ------------------------------------------------------------------ energy table
 ENERGY_PJ_45NM = {
@@ -67,6 +70,27 @@ ENERGY_SOURCE = ("M. Horowitz, 'Computing's energy problem (and what we can do a
 
 # 1-bit operations are not in Horowitz's table; priced as 1/8 of an 8-bit add (0.03 pJ).
 BINARY_ENERGIES_PJ = {"xnor1": ENERGY_PJ_45NM["int8_add"] / 8, "popcount1": ENERGY_PJ_45NM["int8_add"] / 8}
+
+# The whole table as Dally shows it: (operation, energy pJ, area um^2 or None when not given).
+# Keys match ENERGY_PJ_45NM, whose energies must agree (checked by the tests). The table has
+# no 16-bit integer multiply and no register-file row; we do not invent them.
+HOROWITZ_45NM = {
+    "int8_add": ("8-bit int add", 0.03, 36.0),
+    "int16_add": ("16-bit int add", 0.05, 67.0),
+    "int32_add": ("32-bit int add", 0.1, 137.0),
+    "float16_add": ("16-bit float add", 0.4, 1360.0),
+    "float32_add": ("32-bit float add", 0.9, 4184.0),
+    "int8_mult": ("8-bit int mult", 0.2, 282.0),
+    "int32_mult": ("32-bit int mult", 3.1, 3495.0),
+    "float16_mult": ("16-bit float mult", 1.1, 1640.0),
+    "float32_mult": ("32-bit float mult", 3.7, 7700.0),
+    "sram32": ("32-bit SRAM read (8 KB)", 5.0, None),
+    "dram32": ("32-bit DRAM read", 640.0, None),
+}
+HOROWITZ_SOURCE = ("M. Horowitz, 'Computing's energy problem (and what we can do about it)', ISSCC 2014, 45 nm, "
+                   "0.9 V; energy and area per operation as W. Dally tabulates it in his talks (the 32-bit energy "
+                   "rows also in Han et al., NIPS 2015, Table 1). Area is the arithmetic unit's; the memory "
+                   "rows have no area.")
 
 _ACTIVATIONS = ("relu", "sigmoid", "tanh", "hardtanh", "sign", "softmax", "leakyrelu", "gelu", "binary")
 
@@ -245,9 +269,52 @@ def format_layer_costs(rows) -> str:
     return "\n".join(lines)
 
 
+FLOP_CONVENTIONS = {
+    "macs": "multiply-accumulates, every layer (1 MAC = 1 multiply + 1 add)",
+    "flops": "FLOPs = 2 x MACs, every layer (this project's convention)",
+    "conv_flops": "FLOPs of the convolutions only (fully connected layers left out)",
+    "nonzero_flops": "FLOPs skipping zero weights (sparse-aware: 2 per non-zero weight per position)",
+    "all_ops": "FLOPs plus pooling, activation and batch-norm element operations",
+}
+
+
+def flop_counts(model, input_shape=None, data=None) -> dict:
+    """One forward pass counted the ways papers count it, side by side.
+
+    The same network can be quoted as X MACs, 2X FLOPs, only its convolutions, or only its
+    non-zero weights (the lecture's AlexNet at 724 M MACs, 1.5 GFLOPs, ...); the numbers
+    differ by factors of 2 or more while describing one computation. Keys and meanings are
+    in ``FLOP_CONVENTIONS``; every count comes from ``layer_costs`` (same arguments: an
+    ``input_shape`` such as (1, 1, 28, 28), counts for that whole batch, or ``data``).
+
+    Returns ``{"macs", "flops", "conv_flops", "nonzero_flops", "all_ops"}`` (ints).
+    Raises ValueError like ``layer_costs`` when neither input_shape nor data is given.
+    """
+    rows = layer_costs(model, input_shape, data)
+    macs = sum(r["macs"] for r in rows)
+    return {
+        "macs": macs,
+        "flops": 2 * macs,
+        "conv_flops": sum(r["flops"] for r in rows if r["kind"] == "conv"),
+        "nonzero_flops": sum(r["nonzero_flops"] for r in rows),
+        "all_ops": 2 * macs + sum(r["other_ops"] for r in rows),
+    }
+
+
+def format_flop_counts(counts: dict, label: str = "model") -> str:
+    """A text table of ``flop_counts`` results: one row per convention, millions and ratio to MACs."""
+    lines = [f"{label}: one forward pass counted five ways"]
+    for key, what in FLOP_CONVENTIONS.items():
+        v = counts[key]
+        ratio = v / counts["macs"] if counts["macs"] else float("nan")
+        lines.append(f"  {key:<14}{v / 1e6:>10.3f} M  ({ratio:5.2f} x MACs)  {what}")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ bytes
-def _is_weight(name: str, arr: np.ndarray) -> bool:
-    return name.rsplit(".", 1)[-1] == "weight" and arr.ndim >= 2
+def _weight_names(model) -> set:
+    """Dotted names of the weights of ``nn.weight_layers(model)`` (the one weight-layer rule)."""
+    return {f"{name}.weight" if name else "weight" for name, _ in weight_layers(model)}
 
 
 def _check_bits(op: str, **widths) -> None:
@@ -261,7 +328,7 @@ def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto
                 indptr_bits: int = 64) -> dict:
     """Storage of each parameter in bytes: ``{name: {"bytes", "format", "nnz", "size"}}``.
 
-    Weights (parameters named ``weight`` with >= 2 dims) take ``weight_bits`` per value;
+    Weights (of the weight layers, ``nn.weight_layers``) take ``weight_bits`` per value;
     every other parameter (biases, batch-norm scales) ``other_bits``. A weight stored
     sparse is CSR of its (rows, rest) reshape: nnz * (weight_bits + index_bits) bits plus
     (rows + 1) * indptr_bits bits (int32 column indices and int64 row pointers by
@@ -279,13 +346,13 @@ def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto
         raise ValueError(f"param_bytes: expected sparse True, False or 'auto', got {sparse!r}")
     _check_bits("param_bytes", weight_bits=weight_bits, other_bits=other_bits, index_bits=index_bits,
                 indptr_bits=indptr_bits)
-    out = {}
+    out, weights = {}, _weight_names(model)
     for name, p in model.named_parameters():
         with no_grad():
             eff = p.effective() if hasattr(p, "effective") else p
         arr = np.asarray(eff.data)
         nnz = int(np.count_nonzero(arr))
-        if _is_weight(name, arr):
+        if name in weights:
             dense_bits = arr.size * weight_bits
             csr_bits = nnz * (weight_bits + index_bits) + (arr.shape[0] + 1) * indptr_bits
             use_csr = sparse is True or (sparse == "auto" and csr_bits < dense_bits)
@@ -409,9 +476,9 @@ def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 
     low_rows = [r for r in rows if r["lowered"]]
     macs = sum(r["nonzero_macs"] if sparse else r["macs"] for r in float_rows)
     wkey, akey = mems[weight_memory.lower()], mems[act_memory.lower()]
-    weight_words = 0.0
+    weight_words, weights = 0.0, _weight_names(model)
     for name, info in param_bytes(model, sparse=False).items():
-        arr_is_weight = name.rsplit(".", 1)[-1] == "weight"
+        arr_is_weight = name in weights
         if info["format"] == "lowered":
             weight_words += info["bytes"] * 8 / 32
         elif arr_is_weight and sparse and info["nnz"] < info["size"]:
@@ -454,3 +521,45 @@ def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 
     table = dict(BINARY_ENERGIES_PJ)
     table.update(energies or {})
     return energy(counts, table, assumptions)
+
+
+def format_horowitz_table() -> str:
+    """Dally's cost-of-operations table, printed whole: energy (pJ), area (um^2) and each
+    operation's energy relative to a 32-bit float multiply-add, with the source."""
+    fma = HOROWITZ_45NM["float32_mult"][1] + HOROWITZ_45NM["float32_add"][1]
+    lines = [f"{'operation':<26}{'energy pJ':>10}{'area um^2':>11}{'x fp32 MAC':>12}"]
+    for label, pj, area in HOROWITZ_45NM.values():
+        a = "n/a" if area is None else f"{area:,.0f}"
+        lines.append(f"{label:<26}{pj:>10g}{a:>11}{pj / fma:>12.3f}")
+    lines.append(f"source: {HOROWITZ_SOURCE}")
+    return "\n".join(lines)
+
+
+def data_movement(model, input_shape, weight_bits: int = 32, sparse=False, mult_op: str = "float32_mult",
+                  add_op: str = "float32_add") -> dict:
+    """Han's data-movement point for one network: fetching the weights from DRAM against the MACs.
+
+    Every parameter is read once per forward pass of an ``input_shape`` batch, in 32-bit
+    DRAM words: its bytes (``param_bytes(model, weight_bits, sparse=sparse)``, so CSR
+    indices count when ``sparse``) / 4 reads at ``dram32`` pJ each, or ``sram32`` pJ if the
+    model fitted on chip. The arithmetic is one ``mult_op`` + one ``add_op`` per MAC
+    (non-zero weights only when ``sparse``). Activations are not counted here.
+
+    Returns ``{"params", "weight_bytes", "dram_reads", "macs", "macs_per_param",
+    "dram_pj", "sram_pj", "mac_pj", "dram_over_mac"}``: ``macs_per_param`` is the weight
+    reuse (about the batch size for an MLP, hundreds of positions for a convolution), and
+    ``dram_over_mac`` how many times more energy the weight fetch costs than the arithmetic.
+    Raises ValueError for a bad bit width or ``sparse``, or an unknown operation.
+    """
+    table = param_bytes(model, weight_bits=weight_bits, sparse=sparse)
+    weight_bytes = sum(v["bytes"] for v in table.values())
+    params = sum(v["size"] for v in table.values())
+    rows = layer_costs(model, input_shape)
+    macs = sum(r["nonzero_macs"] if sparse else r["macs"] for r in rows)
+    reads = weight_bytes / 4
+    dram = energy({"dram32": reads}).total_pj
+    sram = energy({"sram32": reads}).total_pj
+    mac = energy({mult_op: macs, add_op: macs}).total_pj
+    return {"params": int(params), "weight_bytes": int(weight_bytes), "dram_reads": reads, "macs": int(macs),
+            "macs_per_param": macs / params if params else float("nan"), "dram_pj": dram, "sram_pj": sram,
+            "mac_pj": mac, "dram_over_mac": dram / mac if mac else float("inf")}

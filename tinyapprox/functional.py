@@ -4,8 +4,11 @@ Shapes follow NumPy: every binary op broadcasts, and its backward sums the gradi
 to each input's own shape (``unbroadcast``). Each public function at the bottom of a
 section wraps ``SomeOp.apply`` so it reads like NumPy: ``F.relu(x)``, ``F.sum(x, axis=1)``.
 
-Layer-level ops (linear, pooling, batch norm, dropout) and the losses live in the second
-half of this file; convolution lives in ``conv.py`` and is re-exported here.
+Layer-level ops (linear, batch norm, dropout) and the losses live in the second half of
+this file; convolution and pooling live in ``conv.py`` (``F.conv2d``, ``F.max_pool2d`` ...
+are forwarded there). Inside this file the module's own ``sum``, ``max``, ``min``,
+``abs``, ``round`` and ``pow`` shadow Python's builtins, so code here calls the op classes
+(``Sum.apply``) or NumPy, never those names unqualified.
 
 The backward passes that make good exercises are wrapped in ``# BEGIN SOLUTION`` /
 ``# END SOLUTION`` (the form nbgrader and Otter-Grader strip to make a student version);
@@ -46,6 +49,8 @@ def _normalize_axis(axis, ndim):
 
 # ----------------------------------------------------------------- elementwise binary
 class Add(Function):
+    """a + b elementwise, broadcasting; each gradient is summed back to its input's shape."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -58,6 +63,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    """a - b elementwise, broadcasting."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -70,6 +77,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """a * b elementwise, broadcasting."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -86,6 +95,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    """a / b elementwise, broadcasting."""
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -190,6 +201,8 @@ def minimum(a, b):
 
 # ------------------------------------------------------------------ elementwise unary
 class Neg(Function):
+    """-a elementwise."""
+
     @staticmethod
     def forward(ctx, a):
         return np.negative(a)
@@ -200,6 +213,8 @@ class Neg(Function):
 
 
 class Exp(Function):
+    """e ** a elementwise."""
+
     @staticmethod
     def forward(ctx, a):
         out = np.exp(a)
@@ -214,6 +229,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """Natural logarithm elementwise (a > 0)."""
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -227,6 +244,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    """Square root elementwise (a >= 0)."""
+
     @staticmethod
     def forward(ctx, a):
         out = np.sqrt(a)
@@ -270,6 +289,8 @@ class ReLU(Function):
 
 
 class Sigmoid(Function):
+    """1 / (1 + exp(-a)) elementwise, computed through tanh so it never overflows."""
+
     @staticmethod
     def forward(ctx, a):
         out = 0.5 * (1 + np.tanh(0.5 * np.asarray(a)))
@@ -285,6 +306,8 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    """Hyperbolic tangent elementwise."""
+
     @staticmethod
     def forward(ctx, a):
         out = np.tanh(a)
@@ -415,6 +438,8 @@ def matmul(a, b):
 
 # ------------------------------------------------------------------------ reductions
 class Sum(Function):
+    """Sum over ``axis`` (None = all); the gradient is broadcast back over the summed axes."""
+
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         a = np.asarray(a)
@@ -434,6 +459,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    """Mean over ``axis`` (None = all): a sum divided by the number of entries reduced."""
+
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         a = np.asarray(a)
@@ -451,36 +478,48 @@ class Mean(Function):
         return out
 
 
-class _Extremum(Function):
-    """max / min over axes; the gradient is shared equally among tied extreme entries."""
+def _extremum_forward(ctx, a, axis, keepdims, reduce, op):
+    """Shared forward of ``Max`` / ``Min``: ``reduce`` (np.max / np.min) over ``axis``,
+    saving for each entry its share of the gradient (1 / number of tied extremes, or 0)."""
+    a = np.asarray(a)
+    axes = _normalize_axis(axis, a.ndim)
+    if a.size == 0:
+        raise ValueError(f"{op}: cannot reduce an empty array of shape {a.shape}")
+    out = reduce(a, axis=axes, keepdims=True)
+    hit = a == out
+    ctx.save_for_backward(hit / hit.sum(axis=axes, keepdims=True))
+    ctx.axes, ctx.keepdims = axes, keepdims
+    return out if keepdims else np.squeeze(out, axis=axes)
 
-    reduce = None
 
-    @classmethod
-    def forward(cls, ctx, a, axis=None, keepdims=False):
-        a = np.asarray(a)
-        axes = _normalize_axis(axis, a.ndim)
-        if a.size == 0:
-            raise ValueError(f"{cls.__name__.lower()}: cannot reduce an empty array of shape {a.shape}")
-        out = cls.reduce(a, axis=axes, keepdims=True)
-        hit = a == out
-        ctx.save_for_backward(hit / hit.sum(axis=axes, keepdims=True))
-        ctx.axes, ctx.keepdims = axes, keepdims
-        return out if keepdims else np.squeeze(out, axis=axes)
+def _extremum_backward(ctx, g):
+    if not ctx.keepdims:
+        g = np.expand_dims(g, ctx.axes)
+    return (ctx.saved[0] * g).astype(g.dtype, copy=False)
+
+
+class Max(Function):
+    """Maximum over ``axis``; tied maxima share the gradient equally."""
+
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        return _extremum_forward(ctx, a, axis, keepdims, np.max, "max")
 
     @staticmethod
     def backward(ctx, g):
-        if not ctx.keepdims:
-            g = np.expand_dims(g, ctx.axes)
-        return (ctx.saved[0] * g).astype(g.dtype, copy=False)
+        return _extremum_backward(ctx, g)
 
 
-class Max(_Extremum):
-    reduce = staticmethod(np.max)
+class Min(Function):
+    """Minimum over ``axis``; tied minima share the gradient equally."""
 
+    @staticmethod
+    def forward(ctx, a, axis=None, keepdims=False):
+        return _extremum_forward(ctx, a, axis, keepdims, np.min, "min")
 
-class Min(_Extremum):
-    reduce = staticmethod(np.min)
+    @staticmethod
+    def backward(ctx, g):
+        return _extremum_backward(ctx, g)
 
 
 def sum(a, axis=None, keepdims=False):  # noqa: A001
@@ -505,6 +544,8 @@ def min(a, axis=None, keepdims=False):  # noqa: A001
 
 # ------------------------------------------------------------------- shape movement
 class Reshape(Function):
+    """The same values in a new ``shape``; the gradient is reshaped back."""
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = np.shape(a)
@@ -516,6 +557,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    """Permute the axes (``axes=None`` reverses them); the gradient is permuted back."""
+
     @staticmethod
     def forward(ctx, a, axes=None):
         a = np.asarray(a)
@@ -553,6 +596,8 @@ class GetItem(Function):
 
 
 class Concatenate(Function):
+    """Join arrays along an existing ``axis``; the gradient is split back into pieces."""
+
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         ctx.axis = axis
@@ -565,6 +610,8 @@ class Concatenate(Function):
 
 
 class Stack(Function):
+    """Join arrays along a new ``axis``; the gradient is unstacked back."""
+
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         ctx.axis = axis
@@ -673,6 +720,8 @@ def stack(tensors, axis=0):
 
 # ------------------------------------------------------------------------- softmax
 class Softmax(Function):
+    """exp(a) / sum(exp(a)) along ``axis``, with the maximum subtracted first for stability."""
+
     @staticmethod
     def forward(ctx, a, axis=-1):
         z = a - np.max(a, axis=axis, keepdims=True)
@@ -720,28 +769,37 @@ def log_softmax(a, axis=-1):
 
 
 # ------------------------------------------------------------- non-differentiable
-class NonDifferentiable(Function):
-    """An op whose derivative is zero almost everywhere; backward refuses to run.
+def _not_differentiable(op):
+    """The backward of an op whose derivative is zero almost everywhere: refuse to run.
 
     Use the straight-through estimators of ``quant`` / ``bnn`` to train through such ops.
     """
-
-    @classmethod
-    def backward(cls, ctx, g):
-        raise RuntimeError(f"backward: {cls.__name__.lower()} is not differentiable (its derivative is zero "
-                           "almost everywhere); use a straight-through estimator (tinyapprox.quant / tinyapprox.bnn)")
+    raise RuntimeError(f"backward: {op} is not differentiable (its derivative is zero almost everywhere); "
+                       "use a straight-through estimator (tinyapprox.quant / tinyapprox.bnn)")
 
 
-class Sign(NonDifferentiable):
+class Sign(Function):
+    """+1 where a >= 0, else -1; not differentiable (backward raises)."""
+
     @staticmethod
     def forward(ctx, a):
         return np.where(np.asarray(a) >= 0, 1, -1).astype(np.asarray(a).dtype)
 
+    @staticmethod
+    def backward(ctx, g):
+        _not_differentiable("sign")
 
-class Round(NonDifferentiable):
+
+class Round(Function):
+    """Round half to even; not differentiable (backward raises)."""
+
     @staticmethod
     def forward(ctx, a):
         return np.round(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        _not_differentiable("round")
 
 
 def sign(a):
@@ -863,9 +921,9 @@ def dropout(x, p=0.5, training=True, rng=None):
 # ============================================================================ losses
 def _reduce(loss, reduction, op):
     if reduction == "mean":
-        return mean(loss)
+        return Mean.apply(loss)
     if reduction == "sum":
-        return sum(loss)
+        return Sum.apply(loss)
     if reduction == "none":
         return loss
     raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
@@ -973,14 +1031,46 @@ def hinge_loss(scores, labels, margin=1.0, squared=False, reduction="mean"):
     h = relu(sub(margin, mul(scores, t)))
     if squared:
         h = mul(h, h)
-    return _reduce(sum(h, axis=1), reduction, "hinge_loss")
+    return _reduce(Sum.apply(h, axis=1), reduction, "hinge_loss")
+
+
+def topk_correct(scores, labels, k=1) -> np.ndarray:
+    """Is each sample correct at top-k? The library's one tie rule, used by ``train.fit``,
+    ``metrics`` and ``zero_one_loss``.
+
+    Ties count against the sample: it is correct only if fewer than ``k`` *other* classes
+    score greater than or equal to its true class, ``#{c != y : s[c] >= s[y]} < k``. So
+    all-equal scores (a network pruned to zero) are wrong at top-1, not right by luck of
+    ``argmax``'s lowest-index rule.
+
+    Args:
+        scores: (N, C) real logits or probabilities (Tensor or array), no NaN.
+        labels: (N,) integers in [0, C).
+        k: int >= 1.
+
+    Returns:
+        bool (N,).
+
+    Raises:
+        ValueError: ``scores`` not 2-D or holding NaN (it cannot be ranked), labels of the
+            wrong shape, dtype or range, k < 1.
+    """
+    y = _check_labels("topk_correct", scores, labels)
+    s = scores.data if isinstance(scores, Tensor) else np.asarray(scores)
+    if s.dtype.kind == "f" and np.isnan(s).any():
+        raise ValueError("topk_correct: the scores contain NaN; a NaN score cannot be ranked")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"topk_correct: expected k to be an int >= 1, got {k!r}")
+    true_score = s[np.arange(len(y)), y][:, None]
+    rank = np.count_nonzero(s >= true_score, axis=1) - 1    # other classes tying or beating the label
+    return rank < k
 
 
 def zero_one_loss(logits, labels):
-    """Fraction of samples whose arg-max prediction is wrong. A metric: not differentiable."""
-    y = _check_labels("zero_one_loss", logits, labels)
-    z = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
-    return float(np.mean(z.argmax(axis=1) != y)) if len(y) else 0.0
+    """Fraction of samples wrong at top-1 under ``topk_correct``'s tie rule (ties count as
+    wrong); 0.0 for no samples. A metric: not differentiable."""
+    wrong = ~topk_correct(logits, labels, 1)
+    return float(np.mean(wrong)) if wrong.size else 0.0
 
 
 _SPATIAL = ("conv2d", "max_pool2d", "avg_pool2d", "im2col", "col2im")

@@ -6,7 +6,8 @@ Accuracies are **fractions** in [0, 1]; ``acc_loss`` is a difference of fraction
 
 Ties in the logits are resolved **against** the sample (pessimistically). A sample counts
 as correct at top-k when fewer than k *other* classes score greater than *or equal to* its
-true class::
+true class (the rule lives in ``functional.topk_correct``; ``train.fit`` and
+``functional.zero_one_loss`` use it too)::
 
     rank = #{c != label : logits[c] >= logits[label]}      correct  <=>  rank < k
 
@@ -17,6 +18,8 @@ equals 1 at k = C. ``confusion_matrix`` needs a single predicted class per sampl
 can therefore exceed ``accuracy * N``.
 """
 import numpy as np
+
+from . import functional as F
 
 __all__ = ["accuracy", "topk_accuracy", "zero_one_loss", "acc_loss", "to_pp", "format_acc_loss",
            "confusion_matrix"]
@@ -71,9 +74,7 @@ def _correct_topk(op, logits, labels, k):
         raise ValueError(f"{op}: expected 1 <= k <= C={c}, got k={k}")
     if n == 0:
         raise ValueError(f"{op}: expected at least one sample, got logits of shape {logits.shape}")
-    true_score = logits[np.arange(n), labels][:, None]
-    rank = (logits >= true_score).sum(axis=1) - 1       # other classes tying or beating the label
-    return rank < k
+    return F.topk_correct(logits, labels, k)
 
 
 def topk_accuracy(logits, labels, k=1):

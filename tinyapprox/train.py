@@ -129,8 +129,9 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
         resume: continue from ``checkpoint`` if it exists.
 
     Returns:
-        ``History`` with, per epoch: loss and top1 (training, measured on the fly with the
-        weights of each step; arg-max top-1), val_loss, val_top1, val_top5 (when ``val``),
+        ``History`` with, per epoch (top-1 by ``functional.topk_correct``'s tie rule, the same
+        for training and validation): loss and top1 (training, measured on the fly with the
+        weights of each step), val_loss, val_top1, val_top5 (when ``val``),
         lr, seconds.
 
     Raises:
@@ -167,7 +168,7 @@ def fit(model, loader, loss_fn, optimizer, epochs: int, val=None, scheduler=None
             n_seen += n
             loss_sum += value * n
             if np.ndim(y) == 1:
-                hits += int(np.count_nonzero(logits.data.argmax(axis=1) == y))
+                hits += int(np.count_nonzero(F.topk_correct(logits.data, y, 1)))
             if interactive and (i % 20 == 0 or i + 1 == steps):
                 _progress(epoch, epochs, i + 1, steps, value, started)
         logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_seen, 1), "top1": hits / max(n_seen, 1),
@@ -314,64 +315,3 @@ def _read_npz(op: str, path) -> dict:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{op}: {path} is not a readable .npz of named arrays (no pickles): {exc}") from None
-
-
-# ------------------------------------------------------------------ standard recipe
-RECIPES = {
-    "lenet-300-100": {"lr": 0.1, "momentum": 0.9, "batch_size": 128, "epochs": 10},
-    "lenet5": {"lr": 0.05, "momentum": 0.9, "batch_size": 128, "epochs": 3},
-    "small-convnet": {"lr": 0.05, "momentum": 0.9, "batch_size": 128, "epochs": 3},
-}
-
-
-def train_baseline(model_name: str = "lenet-300-100", epochs=None, seed: int = 0, lr=None, batch_size=None,
-                   out_dir=None, limit=None, verbose: bool = True):
-    """Train a model with the standard recipe (SGD + momentum, cross-entropy) on Fashion-MNIST.
-
-    When ``out_dir`` is given, the trained weights are cached there as
-    ``dense_<model>_e<epochs>_s<seed>[_n<limit>].npz`` and reused by later calls.
-    Returns ``(model, history_or_None, test_metrics)``.
-    """
-    from . import data, models, optim
-
-    recipe = dict(RECIPES.get(model_name, RECIPES["lenet-300-100"]))
-    epochs = recipe["epochs"] if epochs is None else epochs
-    lr = recipe["lr"] if lr is None else lr
-    batch_size = recipe["batch_size"] if batch_size is None else batch_size
-    (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=limit)
-    model = models.get(model_name, seed=seed)
-    cache = None
-    if out_dir is not None:
-        tag = f"_n{limit}" if limit else ""
-        cache = Path(out_dir) / f"dense_{model_name}_e{epochs}_s{seed}_lr{lr}_b{batch_size}{tag}.npz"
-        if cache.exists():
-            load_model(model, cache)
-            return model, None, evaluate(model, test_x, test_y)
-    loader = data.DataLoader(train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed)
-    opt = optim.SGD(model.parameters(), lr=lr, momentum=recipe["momentum"])
-    history = fit(model, loader, F.cross_entropy, opt, epochs, val=(test_x, test_y), verbose=verbose)
-    if cache is not None:
-        save_model(model, cache)
-    return model, history, evaluate(model, test_x, test_y)
-
-
-def plot_history(history: History, path, title: str = "training"):
-    """Write a PNG with training loss and top-1 (train and validation) per epoch."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = history["epoch"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.plot(ep, history["loss"], "o-", label="train")
-    if history.last("val_loss") is not None:
-        ax1.plot(ep, history["val_loss"], "s-", label="validation")
-    ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend()
-    ax2.plot(ep, history["top1"], "o-", label="train top-1")
-    if history.last("val_top1") is not None:
-        ax2.plot(ep, history["val_top1"], "s-", label="validation top-1")
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

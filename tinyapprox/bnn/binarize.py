@@ -140,8 +140,8 @@ class Binarize(ParamTransform):
 
     Args:
         stochastic: if True, draw stochastic signs while ``training`` is True; in
-            inference (``training`` False, set by the owning layer from its mode) the
-            deterministic sign is used, as the paper does at test time.
+            inference (``training`` False: ``Module.eval()`` sets it on the transforms of
+            every parameter) the deterministic sign is used, as the paper does at test time.
         seed: seed of the Generator for the stochastic draws.
         clip: bound of the latent weights (> 0).
 
@@ -149,13 +149,14 @@ class Binarize(ParamTransform):
         ValueError: ``clip`` is not positive.
     """
 
+    order = ParamTransform.QUANTIZE
+
     def __init__(self, stochastic: bool = False, seed: int = 0, clip: float = 1.0):
         if not clip > 0:
             raise ValueError(f"Binarize: expected clip > 0, got {clip}")
         self.stochastic = bool(stochastic)
         self.seed = int(seed)
         self.clip = float(clip)
-        self.training = True
         self.rng = np.random.default_rng(self.seed)
 
     def __call__(self, w: Tensor) -> Tensor:

@@ -52,9 +52,6 @@ class _BinaryLayer(Module):
 
     def binary_weight(self):
         """The +-1 weight the forward pass uses (a Tensor; stochastic draws only in training)."""
-        t = self.weight.find_transform(Binarize)
-        if t is not None:
-            t.training = self.training
         return self.weight.effective()
 
     def _input(self, x):

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-__all__ = ["DataLoader"]
+__all__ = ["DataLoader", "images_to_float"]
 
 
 def _check_int(name, value, minimum):
@@ -34,8 +34,8 @@ class DataLoader:
             (readable afterwards as ``loader.seed``, so the run can still be repeated).
         drop_last: if True, drop the final batch when it is smaller than ``batch_size``.
         flatten: if True, each x is (B, C*H*W) (or (B, H*W), (B, D)) instead of NCHW.
-        scale: if True, uint8 images are divided by 255 into [0, 1]. Other dtypes are only
-            cast to float32.
+        scale: if True, uint8 images are divided by 255 into [0, 1] (``images_to_float``).
+            Other dtypes are only cast to float32.
 
     Yields:
         ``x``: float32, (B, 1, H, W) for (N, H, W) input, (B, C, H, W) for (N, C, H, W),
@@ -96,10 +96,7 @@ class DataLoader:
     def _convert(self, idx):
         """The batch at int64 indices idx (B,) as (x float32, y int64 or float32); see the class docstring."""
         x = self.images[idx]
-        if x.dtype == np.uint8 and self.scale:
-            x = x.astype(np.float32) / np.float32(255.0)
-        else:
-            x = x.astype(np.float32)
+        x = _scale(x) if self.scale else x.astype(np.float32)
         if self.flatten:
             x = x.reshape(x.shape[0], -1)
         elif x.ndim == 3:
@@ -119,6 +116,29 @@ class DataLoader:
         return (f"DataLoader(N={self.images.shape[0]}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch}, "
                 f"drop_last={self.drop_last}, flatten={self.flatten}, batches={len(self)})")
+
+
+def _scale(x):
+    """uint8 pixel values -> float32 in [0, 1] (divided by 255); any other dtype only cast to float32."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255.0)
+    return x.astype(np.float32, copy=False)
+
+
+def images_to_float(images) -> np.ndarray:
+    """Images as a network takes them: uint8 (N, H, W) or (N, C, H, W) -> float32 NCHW in [0, 1].
+
+    The one place pixels are scaled (the ``DataLoader`` scales its batches the same way);
+    float input is only cast to float32, (N, H, W) gains a channel axis. The result is
+    C-contiguous.
+    """
+    x = np.asarray(images.data if _is_tensor(images) else images)
+    if x.dtype.kind not in "uifb":
+        raise TypeError(f"images_to_float: expected numeric images, got dtype {x.dtype}")
+    x = _scale(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    return np.ascontiguousarray(x)
 
 
 def _is_tensor(obj):

@@ -1,5 +1,10 @@
-"""The applications floor: commands and benchmarks built on the library (nothing imports it).
+"""The applications: the ``tinyapprox`` command, its experiments and benchmarks.
 
-``bench_inference``: ``tinyapprox bench inference --model ...``, the end-to-end speed of
+The top floor of the package: it imports the library, and nothing in the library imports
+it. ``harness`` holds what every command shares (run directory, quick mode, data, recipes,
+timing, JSON, plots); ``compress``, ``quantize``, ``binarize``, ``hogwild`` and ``lowprec``
+are the experiments; ``bench``, ``bench_kernels`` and ``bench_bnn`` the benchmarks;
+``cli`` the command line.
+``bench_inference`` is ``tinyapprox bench inference --model ...``: the end-to-end speed of
 every lowered model (``prune.to_sparse``, ``quant.convert``, ``bnn.pack``) in one table.
 """

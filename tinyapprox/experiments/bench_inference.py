@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import cProfile
 import io
-import json
 import os
 import pstats
 import time
 from pathlib import Path
 
 import numpy as np
+
+from . import harness
 
 __all__ = ["add_arguments", "run", "time_model", "interleaved_times", "profile_model", "format_table", "MODELS"]
 
@@ -56,8 +57,7 @@ def add_arguments(parser):
     parser.add_argument("--no-torch", action="store_true", help="skip the torch rows")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-row profiles")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="2,000 training images, 1 epoch, 2,000 test images: a smoke run, figures not meaningful")
+    harness.add_quick_option(parser)
     parser.add_argument("--out", default="runs/bench_inference", help="trained-model cache and results.json")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
     return parser
@@ -127,9 +127,8 @@ def _set_threads(n):
 
 
 # ------------------------------------------------------------------ models
-def _train_dense(name, epochs, seed, out, limit):
-    from .. import train
-    model, _, _ = train.train_baseline(name, epochs=epochs, seed=seed, out_dir=out, limit=limit, verbose=False)
+def _train_dense(name, epochs, seed, out, dataset):
+    model, _, _ = harness.train_baseline(name, epochs=epochs, seed=seed, out_dir=out, verbose=False, dataset=dataset)
     return model.eval()
 
 
@@ -237,20 +236,18 @@ def _torch_rows(model):
 # ------------------------------------------------------------------ the command
 def run(args) -> int:
     """Build the rows, time them at batch 1000 and 1, print the table and the profiles."""
-    from .. import bnn, cost, data, kernels, metrics, quant
+    from .. import bnn, cost, kernels, metrics, quant
 
-    quick = bool(getattr(args, "quick", False)) or os.environ.get("TINYAPPROX_QUICK") == "1"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    quick = harness.is_quick(args)
+    out = harness.run_dir(args.out)
+    harness.quick_banner("bench inference", quick)
     threads = args.threads if args.threads is not None else kernels.default_threads()
     thread_note = _set_threads(threads)
-    limit = 2000 if quick else None
-    epochs = args.epochs if args.epochs is not None else (1 if quick else 3)
-    (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=limit)
-    x = (np.asarray(test_x, dtype=np.float32) / np.float32(255))[:, None]
+    epochs = args.epochs if args.epochs is not None else (harness.QUICK_EPOCHS if quick else 3)
+    dataset = harness.load_dataset(quick)
+    (train_x, train_y), (test_x, test_y) = dataset
+    x = harness.images_to_float(test_x)
     y = np.asarray(test_y)
-    if quick:
-        print("QUICK mode: 2,000 training images, 1 epoch -- the figures are not meaningful, only the plumbing")
     input_shape = (1, 1, 28, 28)
     info = kernels.info()
     flags = [k for k, v in info["cpu"].items() if v]
@@ -273,13 +270,13 @@ def run(args) -> int:
                 ("packed, int8 1st layer", packed8)]
         reference = floatnet
     else:
-        dense = _train_dense(args.model, epochs, args.seed, out, limit)
+        dense = _train_dense(args.model, epochs, args.seed, out, dataset)
         lr = 0.01
         ft = 1
         pruned = _pruned_12x(dense, train_x, train_y, args.seed, lr, ft)
         from .. import prune
         filt = _filter_pruned(dense, train_x, train_y, args.seed, lr, ft, input_shape)
-        calib = (np.asarray(train_x[:512], dtype=np.float32) / np.float32(255))[:, None]
+        calib = harness.images_to_float(train_x[:512])
         q = quant.ptq(dense, "int8", 8, 8, calib, pow2_scale=True)
         ours = [("fp32", dense), ("12x pruned, CSR", prune.to_sparse(pruned, threads=threads)),
                 ("filter-pruned, dense", filt), ("int8 (quant.convert)", quant.convert(q, threads=threads))]
@@ -334,7 +331,7 @@ def run(args) -> int:
               "kernels": {k: info[k] for k in ("csr_matmul", "gemm_int8", "xnor_gemm")}, "rows": table,
               "profiles": profiles}
     path = Path(args.json) if args.json else out / f"results_{args.model}.json"
-    path.write_text(json.dumps(result, indent=2, default=float))
+    harness.write_json(path, result)
     print(f"\nwrote {path}")
     return 0
 

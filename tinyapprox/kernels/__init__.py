@@ -86,6 +86,8 @@ class KernelInfo(dict):
                  f"  forced NumPy       : {self['forced_numpy']}"]
         if self.get("load_error"):
             lines.append(f"  load error         : {self['load_error']}")
+        if self.get("simd_emulated"):
+            lines.append("  SIMD paths         : emulated by SIMDe (test build, slow)")
         for name in _KERNEL_IDS:
             lines.append(f"  {name:<19}: {self[name]}")
         flags = [k for k, v in self["cpu"].items() if v]
@@ -105,14 +107,18 @@ def info():
     """Which backend and SIMD path each kernel uses, and what the CPU offers.
 
     Returns a :class:`KernelInfo` (a dict) with keys ``extension_loaded``,
-    ``forced_numpy``, ``extension_path``, ``load_error``, one key per kernel
+    ``forced_numpy``, ``extension_path``, ``load_error``, ``simd_emulated``
+    (True only for the test build whose SIMD paths SIMDe emulates in plain C,
+    see ``c_kernels/simde_check.sh``), one key per kernel
     (``"csr_matmul"``, ``"gemm_int8"``, ``"xnor_gemm"``) whose value is
     ``"numpy"``, ``"scalar"``, ``"avx2"``, ``"avx512"``, ``"avx512-vnni"`` or
     ``"avx512-vpopcntdq"``, and ``cpu``: {feature: bool} as seen at run time.
     """
     loaded = _ext.lib is not None
     out = KernelInfo(extension_loaded=loaded, forced_numpy=_ext.forced_numpy,
-                     extension_path=_ext.path, load_error=_ext.load_error)
+                     extension_path=_ext.path, load_error=_ext.load_error,
+                     simd_emulated=loaded and hasattr(_ext.lib, "ta_simd_emulated")
+                     and bool(_ext.lib.ta_simd_emulated()))
     for name in _KERNEL_IDS:
         out[name] = _PATH_NAMES[name][_best_level(name)] if loaded else "numpy"
     if loaded and out["gemm_int8"] == "avx512-vnni" and not _int8_vnni():
@@ -476,11 +482,12 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
     ints in [-128, 127]); bias: None or (N,) real-valued floats, added after
     dequantization; output per tensor (out_scale, out_zero).
 
-    acc = sum_k (A - a_zero)(B - b_zero) is exact (int64, from the int32 GEMM);
-    out = clip(round_half_to_even((a_scale * b_scale * acc + bias) / out_scale)
-    + out_zero, -128, 127); with relu=True values below out_zero are raised to it.
-    The epilogue is :func:`reference.requantize` for every backend, so results
-    are identical to ``reference.gemm_int8_requant``.
+    acc = sum_k (A - a_zero)(B - b_zero) is exact (int64, from the int32 GEMM); the
+    bias is rounded (half to even) onto the accumulator grid a_scale * b_scale[j] and
+    added; then out = clip(round(acc * M_j) + out_zero, -128, 127) with
+    M_j = a_scale * b_scale[j] / out_scale, by :func:`reference.requantize` -- the
+    library's one requantizer (integer multiplier and shift, round half to even) -- for
+    every backend. With relu=True values below out_zero are raised to it.
     """
     op = "gemm_int8_requant"
     C = gemm_int8(A, B, backend=backend)
@@ -510,7 +517,14 @@ def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zer
             raise ValueError(f"{op}: bias must be None or ({N},) finite floats, got shape {bias.shape}")
     colsum = B.colsum if isinstance(B, Int8Weights) else B.sum(axis=0, dtype=np.int64)
     acc = reference.zero_point_accumulators(C, A, colsum, a_zero, bz)
-    return reference.requantize(acc, a_scale, bs, out_scale, out_zero, bias, bool(relu))
+    if bias is not None:
+        b_q = np.rint(bias / (a_scale * bs))
+        if np.any(np.abs(b_q) > _INT32_MAX):
+            raise ValueError(f"{op}: bias / (a_scale * b_scale) must fit an int32 accumulator, "
+                             f"got magnitudes up to {np.abs(b_q).max():.3g}")
+        acc = acc + b_q.astype(np.int64)
+    q = reference.requantize(acc, a_scale * bs / out_scale, -128 - out_zero, 127 - out_zero, bool(relu))
+    return (q + out_zero).astype(np.int8)
 
 
 # ----------------------------------------------------------------- fused int8 layer
@@ -792,10 +806,11 @@ def unpack_bits(bits, K):
 # ----------------------------------------------------------------- fused layers
 
 def _check_csr_weights(op, indptr, indices, data, K, shape):
-    """Validate W (M, K) in CSR for a fused layer -> (M, int64 indptr, int32-ready indices).
+    """Validate W (M, K) in CSR for a fused layer -> (M, indptr as int64).
 
     Same rules as :func:`csr_matmul`: indptr (M+1,) starting at 0, non-decreasing,
-    ending at nnz; indices (nnz,) integer in [0, K); data (nnz,) float32.
+    ending at nnz; indices (nnz,) integer; data (nnz,) float32. The column range of
+    indices is checked by the caller (in C for int32 indices).
     """
     _check_array(op, "indptr", indptr, kind="int", ndim=1)
     _check_array(op, "indices", indices, kind="int", ndim=1)
@@ -889,7 +904,7 @@ def _check_thresholds(op, thresholds, flip, M, K):
     _check_array(op, "flip", flip, dtype=np.bool_, ndim=1)
     if flip.shape != (M,):
         raise ValueError(f"{op}: flip must have shape ({M},) (one per output channel), got {flip.shape}")
-    return t, np.ascontiguousarray(flip).view(np.uint8)
+    return t, flip.view(np.uint8)
 
 
 def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, backend=None):
@@ -930,7 +945,11 @@ def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, b
             return reference.binary_linear(x_bits, w_bits, K)
         return reference.binary_linear(x_bits, w_bits, K, t, f.view(np.bool_))
     if thresholds is None:
-        return xnor_gemm(x_bits, w_bits, K, backend=backend, threads=nt)
+        dot = np.empty((N, M), dtype=np.int32)
+        rc = _ext.lib.ta_xnor_gemm(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits), M,
+                                   (K + 63) // 64, K, _ptr("int32_t", dot), nt)
+        _check_rc(op, rc)
+        return dot
     out = np.empty((N, (M + 63) // 64), dtype=np.uint64)
     rc = _ext.lib.ta_binary_threshold(level, _ptr("uint64_t", x_bits), N, _ptr("uint64_t", w_bits),
                                       M, (K + 63) // 64, K, _ptr("int32_t", t), _ptr("uint8_t", f),

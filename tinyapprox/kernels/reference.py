@@ -9,8 +9,10 @@ Conventions shared with the C code:
 
 * CSR: ``indptr`` (M+1,), ``indices`` (nnz,) column of each stored value,
   ``data`` (nnz,). Column indices need not be sorted; duplicates add up.
-* int8 GEMM: int8 (M, K) x int8 (K, N) -> int32 (M, N), exact. The fused int8 layer
-  (:func:`int8_linear`) takes row-major activations x (N, K) and B = W_codes.T (K, M).
+* int8 GEMM: int8 (M, K) x int8 (K, N) -> int32 (M, N), exact.
+* Requantization: integer multiplier and shift, round half to even (:func:`requantize`).
+  The fused int8 layer (:func:`int8_linear`) takes row-major activations x (N, K) and
+  B = W_codes.T (K, M).
 * Bit packing: bit 1 = +1, bit 0 = -1 and sign(0) = +1; element ``k`` of a row is
   bit ``k % 64`` of word ``k // 64``; bits at positions >= K are 0.
 """
@@ -46,23 +48,78 @@ def gemm_int8(A, B):
     return C.astype(np.int32)
 
 
-def requantize(acc, a_scale, b_scale, out_scale, out_zero, bias=None, relu=False):
-    """Map exact int accumulators to int8 outputs.
+def round_shift(v, s):
+    """``round(v / 2^s)`` for integer ``v`` and integer shifts ``s`` (broadcast), ties to even.
 
-    acc: (M, N) int64, sum_k (A - a_zero)(B - b_zero); a_scale: float;
-    b_scale: (N,) float64; bias: (N,) float64 in real units or None.
-    real = a_scale * b_scale[j] * acc + bias[j];
-    q = round_half_to_even(real / out_scale) + out_zero, then ReLU (q >= out_zero)
-    if asked, then clipped to [-128, 127]. Arithmetic is float64 in this order.
+    ``s <= 0`` is an exact left shift. For ``s > 0`` it is one expression of adds and
+    arithmetic shifts: ``(v + 2^(s-1) - 1 + ((v >> s) & 1)) >> s`` -- with ``v = q 2^s + r``,
+    ``0 <= r < 2^s``, this is q when r is below half, q + 1 above, and the even one of the
+    two at exactly half. Equal to ``np.rint(v / 2**s)``. Works in int64; the caller keeps
+    ``|v| + 2^(s-1)`` below 2^63.
     """
-    mult = (a_scale * b_scale) / out_scale
-    real = acc.astype(np.float64) * mult
-    if bias is not None:
-        real = real + bias / out_scale
-    q = np.rint(real) + out_zero
-    if relu:
-        q = np.maximum(q, out_zero)
-    return np.clip(q, -128, 127).astype(np.int8)
+    v = np.asarray(v, dtype=np.int64)
+    s = np.asarray(s, dtype=np.int64)
+    if s.ndim == 0 and int(s) <= 0:
+        return v << int(-s)
+    pos = np.maximum(s, 0)
+    half = np.left_shift(np.int64(1), np.maximum(pos - 1, 0)) * (pos > 0)
+    q = (v + half - (pos > 0) + ((v >> pos) & 1) * (pos > 0)) >> pos
+    if s.ndim == 0:
+        return q
+    return np.where(s < 0, v << np.maximum(-s, 0), q)
+
+
+def multiplier(M):
+    """Integer form of a positive real multiplier: ``M = m0 * 2^-shift``, ``m0`` in [2^30, 2^31).
+
+    M: scalar or array of finite floats > 0. Returns ``(m0, shift)`` as int64 arrays of M's
+    shape, ``shift = 31 - e`` for ``M = f 2^e``, ``f`` in [0.5, 1); ``m0`` is ``f`` rounded
+    to 31 bits, so a power of two gives ``m0 = 2^30`` exactly and other multipliers carry
+    a relative error below 2^-31. Raises ValueError for non-positive or non-finite M.
+    """
+    M = np.asarray(M, dtype=np.float64)
+    if not np.all(np.isfinite(M)) or np.any(M <= 0):
+        raise ValueError(f"requantize: multipliers must be finite and > 0, got {M}")
+    f, e = np.frexp(M)                       # M = f * 2^e, f in [0.5, 1)
+    m0 = np.rint(np.ldexp(f, 31)).astype(np.int64)
+    e = e.astype(np.int64)
+    carry = m0 == 2 ** 31
+    m0 = np.where(carry, 2 ** 30, m0)
+    e = np.where(carry, e + 1, e)
+    return m0, 31 - e
+
+
+def requantize(acc, M, lo, hi, relu=False, channel_axis=1):
+    """The requantizer: integer accumulators -> output codes ``clip(round(acc * M), lo, hi)``.
+
+    The library's one requantization (integer inference and ``gemm_int8_requant`` use it;
+    fused C kernels are held to it). ``M = m0 * 2^-shift`` (:func:`multiplier`), then
+    ``round_shift(acc * m0, shift)`` in int64 -- integers only, rounding half to even. A
+    power-of-two M is a single rounding shift of ``acc``.
+
+    Args:
+        acc: int32/int64 accumulators, any shape. Beyond 2^31 in magnitude, ``m0`` keeps
+            fewer bits so that the int64 product cannot overflow.
+        M: scalar, or (C,) per channel along ``channel_axis``: positive multipliers
+            ``s_acc / s_out``.
+        lo, hi: int code range; relu: clip below at ``max(lo, 0)`` (ReLU fused).
+    Returns int64 codes of acc's shape. Raises ValueError for a non-positive or
+    non-finite multiplier.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    m0, shift = multiplier(M)
+    if m0.ndim:
+        shape = [1] * acc.ndim
+        shape[channel_axis] = m0.size
+        m0, shift = m0.reshape(shape), shift.reshape(shape)
+    if np.all(m0 == 2 ** 30):           # a power-of-two multiplier: one rounding shift, no product
+        q = round_shift(acc, shift - 30)
+    else:
+        excess = int(np.abs(acc).max(initial=0)).bit_length() - 31
+        if excess > 0:                  # keep |acc * m0| < 2^62: drop low bits of m0
+            m0, shift = round_shift(m0, excess), shift - excess
+        q = np.where(shift > 62, 0, round_shift(acc * m0, np.minimum(shift, 62)))   # |acc m0| / 2^63 < 1/2
+    return np.clip(q, max(lo, 0) if relu else lo, hi)
 
 
 def zero_point_accumulators(C, A, B_colsum, a_zero, b_zero):
@@ -75,32 +132,6 @@ def zero_point_accumulators(C, A, B_colsum, a_zero, b_zero):
     row_sum = A.sum(axis=1, dtype=np.int64)[:, None]
     return (C.astype(np.int64) - row_sum * b_zero[None, :] - a_zero * B_colsum[None, :]
             + K * a_zero * b_zero[None, :])
-
-
-def gemm_int8_requant(A, B, a_scale, a_zero, b_scale, b_zero, out_scale, out_zero,
-                      bias=None, relu=False):
-    """Quantized linear map: int8 A (M, K), int8 B (K, N) -> int8 (M, N).
-
-    Per-tensor a_scale/a_zero; b_scale and b_zero are (N,) arrays (per output
-    column; broadcast a scalar first). See :func:`requantize` for the rounding.
-    """
-    acc = zero_point_accumulators(gemm_int8(A, B), A, B.sum(axis=0, dtype=np.int64),
-                                  a_zero, b_zero)
-    return requantize(acc, a_scale, b_scale, out_scale, out_zero, bias, relu)
-
-
-def round_shift(v, shift):
-    """round(v / 2**shift), ties to even, for int64 v and shifts in [0, 62] (broadcast).
-
-    With v = q * 2**s + r, 0 <= r < 2**s: ``(v + 2**(s-1) - 1 + (q & 1)) >> s`` is q
-    below half, q + 1 above, and the even one of the two at exactly half. Shift 0
-    returns v. The caller keeps |v| + 2**61 below 2**63.
-    """
-    v = np.asarray(v, dtype=np.int64)
-    s = np.asarray(shift, dtype=np.int64)
-    pos = s > 0
-    half = np.where(pos, np.left_shift(np.int64(1), np.maximum(s - 1, 0)) - 1, 0)
-    return (v + half + ((v >> s) & 1) * pos) >> s
 
 
 def int8_linear(x, B, bias=None, multiplier=1, shift=0, lo=-128, hi=127, relu=False,

@@ -3,7 +3,7 @@ from . import init
 from .layers import *  # noqa: F401,F403
 from .layers import __all__ as _layers_all
 from .inference import InferenceModule, MaxPool2dNHWC
-from .module import TRANSFORMS, Module, Parameter, ParamTransform, Sequential
+from .module import TRANSFORMS, Module, Parameter, ParamTransform, Sequential, is_weight_layer, weight_layers
 
-__all__ = ["Module", "Parameter", "ParamTransform", "Sequential", "TRANSFORMS", "init", "InferenceModule", "MaxPool2dNHWC",
-           *_layers_all]
+__all__ = ["Module", "Parameter", "ParamTransform", "Sequential", "TRANSFORMS", "init", "is_weight_layer",
+           "weight_layers", "InferenceModule", "MaxPool2dNHWC", *_layers_all]

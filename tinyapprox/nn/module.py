@@ -31,10 +31,27 @@ class ParamTransform:
     and optionally ``after_step(param)``, ``state() -> dict[str, ndarray]`` and
     ``from_state(state) -> transform`` (a classmethod) so masks and scales round-trip
     through ``state_dict``. Subclasses are registered by class name for that purpose.
+
+    Class attributes:
+        order: where the transform sits in a parameter's chain, which ``Parameter`` keeps
+            sorted by it: ``MASK`` (0) transforms decide which entries exist and come
+            first, ``QUANTIZE`` (10, the default) transforms decide the values the kept
+            entries take and see the masked weight. Prune, then quantize.
+        training: follows the mode of the parameter it is attached to, which
+            ``Module.train()`` / ``eval()`` set for every parameter of the tree
+            (stochastic transforms draw only while training).
     """
+
+    MASK = 0
+    QUANTIZE = 10
+    order = QUANTIZE
+    training = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if isinstance(cls.order, bool) or not isinstance(cls.order, int):
+            raise TypeError(f"ParamTransform subclass {cls.__name__}: order must be an int "
+                            f"(ParamTransform.MASK or .QUANTIZE), got {cls.order!r}")
         TRANSFORMS[cls.__name__] = cls
 
     def __call__(self, w: Tensor) -> Tensor:
@@ -56,34 +73,82 @@ class ParamTransform:
 
 
 class Parameter(Tensor):
-    """A trainable tensor (float32 unless given a float64 array) with optional transforms."""
+    """A trainable tensor (float32 unless given a float64 array) with optional transforms.
 
-    __slots__ = ("transforms",)
+    The chain is read through ``transforms`` (a tuple) and changed only through
+    ``add_transform``, ``remove_transform`` and ``bake``, which keep it ordered by each
+    transform's ``order`` (masks before quantizers).
+    """
+
+    __slots__ = ("_transforms", "_training")
 
     def __init__(self, data, requires_grad: bool = True):
         arr = np.asarray(data.data if isinstance(data, Tensor) else data)
         if arr.dtype.kind != "f":
             arr = arr.astype(np.float32)
         super().__init__(np.ascontiguousarray(arr), requires_grad=requires_grad)
-        self.transforms = []
+        self._transforms = ()
+        self._training = True
+
+    @property
+    def transforms(self) -> tuple:
+        """The attached transforms, in the order ``effective()`` applies them."""
+        return self._transforms
+
+    @transforms.setter
+    def transforms(self, chain):
+        """Replace the whole chain (``load_state_dict`` does); it must already be in order.
+
+        Raises:
+            TypeError: an item is not a ``ParamTransform``.
+            ValueError: the chain breaks the order rule (e.g. a mask after a quantizer).
+        """
+        chain = tuple(chain)
+        for t in chain:
+            _check_transform("Parameter.transforms", t)
+        for a, b in zip(chain, chain[1:]):
+            if b.order < a.order:
+                raise ValueError(f"Parameter.transforms: {type(b).__name__} (order {b.order}) cannot follow "
+                                 f"{type(a).__name__} (order {a.order}); transforms are applied in order of "
+                                 f"their `order` (masks {ParamTransform.MASK} before quantizers "
+                                 f"{ParamTransform.QUANTIZE}) — use add_transform, which places each one")
+        self._transforms = chain
+        self.train(self._training)
 
     def effective(self) -> Tensor:
         """The value the forward pass uses: every attached transform applied in order."""
         out = self
-        for t in self.transforms:
+        for t in self._transforms:
             out = t(out)
         return out
 
     def add_transform(self, transform: ParamTransform) -> "Parameter":
-        """Append ``transform`` to the chain ``effective()`` applies; returns self."""
-        if not isinstance(transform, ParamTransform):
-            raise TypeError(f"add_transform: expected a ParamTransform, got {type(transform).__name__}")
-        self.transforms.append(transform)
+        """Attach ``transform`` after every transform of equal or lower ``order``; returns self.
+
+        So a mask added to a quantized weight goes in front of the quantizer, and two
+        quantizers apply in the order they were added.
+        Raises TypeError for anything but a ``ParamTransform``.
+        """
+        _check_transform("add_transform", transform)
+        chain = list(self._transforms)
+        at = sum(1 for t in chain if t.order <= transform.order)
+        chain.insert(at, transform)
+        self._transforms = tuple(chain)
+        transform.training = self._training
         return self
+
+    def remove_transform(self, kind) -> list:
+        """Detach, without baking, every transform that is ``kind`` (an instance) or an
+        instance of ``kind`` (a class); returns the detached ones (possibly none)."""
+        def match(t):
+            return t is kind if isinstance(kind, ParamTransform) else isinstance(t, kind)
+        removed = [t for t in self._transforms if match(t)]
+        self._transforms = tuple(t for t in self._transforms if not match(t))
+        return removed
 
     def find_transform(self, kind):
         """The first attached transform that is an instance of ``kind``, or None."""
-        return next((t for t in self.transforms if isinstance(t, kind)), None)
+        return next((t for t in self._transforms if isinstance(t, kind)), None)
 
     def bake(self, kind=None) -> "Parameter":
         """Write the effective value into ``data`` and drop the transforms (all, or of ``kind``).
@@ -91,26 +156,39 @@ class Parameter(Tensor):
         Transforms before and including the last removed one are folded into ``data``;
         later ones stay attached.
         """
-        idx = [i for i, t in enumerate(self.transforms) if kind is None or isinstance(t, kind)]
+        idx = [i for i, t in enumerate(self._transforms) if kind is None or isinstance(t, kind)]
         if not idx:
             return self
         last = idx[-1]
         with no_grad():
             out = Tensor(self.data)
-            for t in self.transforms[:last + 1]:
+            for t in self._transforms[:last + 1]:
                 out = t(out)
         self.data = np.ascontiguousarray(out.data.astype(self.data.dtype, copy=False))
-        self.transforms = [t for i, t in enumerate(self.transforms) if i > last]
+        self._transforms = self._transforms[last + 1:]
+        return self
+
+    def train(self, mode: bool = True) -> "Parameter":
+        """Set ``training`` on every attached transform, and on those attached later
+        (``Module.train`` / ``eval`` call this for each parameter of the tree)."""
+        self._training = bool(mode)
+        for t in self._transforms:
+            t.training = bool(mode)
         return self
 
     def after_step(self):
         """Run every transform's ``after_step`` (optimizers call this after updating ``data``)."""
-        for t in self.transforms:
+        for t in self._transforms:
             t.after_step(self)
 
     def __repr__(self):
-        extra = f", transforms={self.transforms}" if self.transforms else ""
+        extra = f", transforms={list(self._transforms)}" if self._transforms else ""
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{extra})"
+
+
+def _check_transform(op, t):
+    if not isinstance(t, ParamTransform):
+        raise TypeError(f"{op}: expected a ParamTransform, got {type(t).__name__}")
 
 
 _trace = None
@@ -133,18 +211,39 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        for table in (self._parameters, self._modules, self._buffers):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+        if isinstance(value, (Parameter, Module)):
+            for table in (self._parameters, self._modules, self._buffers):
+                table.pop(name, None)
+            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+        elif name in self._buffers:
+            value = self._buffer_value(name, value)
+        else:
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, array: np.ndarray):
-        """Register state that is saved but not trained (e.g. running means)."""
-        object.__setattr__(self, name, array)
+        """Register state that is saved but not trained (e.g. running means, a calibrated range).
+
+        Assigning to ``name`` later (``self.qrange = new_range``) keeps it a buffer, so the
+        new value is what ``state_dict`` saves.
+        """
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"register_buffer: expected a non-empty name without dots, got {name!r}")
+        for table in (self._parameters, self._modules):
+            table.pop(name, None)
         self._buffers[name] = True
+        object.__setattr__(self, name, self._buffer_value(name, array))
+
+    def _buffer_value(self, name, value):
+        if isinstance(value, Tensor):
+            raise TypeError(f"{type(self).__name__}.{name} is a buffer: expected an array, got a "
+                            f"{type(value).__name__} (buffers are saved, not trained)")
+        arr = np.asarray(value) if value is not None else None
+        if arr is None or arr.dtype.kind not in "biufcU":
+            raise TypeError(f"{type(self).__name__}.{name} is a buffer: expected a numeric array, got "
+                            f"{type(value).__name__}{'' if arr is None else f' of dtype {arr.dtype}'}")
+        return arr
 
     # ----- calling ------------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -193,9 +292,12 @@ class Module:
 
     # ----- modes and gradients --------------------------------------------------------
     def train(self, mode: bool = True):
-        """Set training mode (batch norm uses batch statistics, dropout is active) on the tree."""
+        """Set training mode on the tree: batch norm uses batch statistics, dropout is active,
+        and parameter transforms (a stochastic ``Binarize``) train too."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
+            for p in m._parameters.values():
+                p.train(mode)
         return self
 
     def eval(self):
@@ -249,7 +351,10 @@ class Module:
             if arr.shape != p.data.shape:
                 raise ValueError(f"load_state_dict: {name} expected shape {p.data.shape}, got {arr.shape}")
             p.data = np.ascontiguousarray(arr.astype(p.data.dtype))
-            p.transforms = _rebuild_transforms(name, state)
+            try:
+                p.transforms = _rebuild_transforms(name, state)
+            except ValueError as exc:
+                raise ValueError(f"load_state_dict: {name}: {exc}") from None
             _check_transforms_fit(name, p)
         for name, (m, bname) in buffers.items():
             if name in state:
@@ -305,6 +410,20 @@ class Module:
         return rows
 
 
+def is_weight_layer(module) -> bool:
+    """True for a leaf module (no sub-modules) whose ``weight`` Parameter is 2-D (a linear
+    layer, (out, in)) or 4-D (a convolution, (out, in, kh, kw)): the layers that pruning,
+    quantization and the cost model act on. Batch-norm scales (1-D) are not weight layers."""
+    w = module._parameters.get("weight") if isinstance(module, Module) else None
+    return w is not None and not module._modules and w.ndim in (2, 4)
+
+
+def weight_layers(model) -> list:
+    """[(dotted name, module)] of every weight layer of ``model`` (``is_weight_layer``),
+    in registration order -- the one place that decides which layers carry weights."""
+    return [(name, m) for name, m in model.named_modules() if is_weight_layer(m)]
+
+
 @contextlib.contextmanager
 def _tracing():
     global _trace
@@ -349,7 +468,7 @@ def _rebuild_transforms(name: str, state: dict) -> list:
     return out
 
 
-_TRANSFORM_MODULES = ("tinyapprox.prune", "tinyapprox.quant", "tinyapprox.bnn", "tinyapprox.optim.lowprec")
+_TRANSFORM_MODULES = ("tinyapprox.prune", "tinyapprox.quant", "tinyapprox.bnn", "tinyapprox.quant.lowprec")
 
 
 def _import_transform_modules():

@@ -56,21 +56,18 @@ constructed two-worker race (``replay_schedule``) checks the counting exactly.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
-import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from multiprocessing import shared_memory
-from pathlib import Path
 
 import numpy as np
 
 __all__ = ["WORKER_ENV", "SharedArrays", "UpdateTracker", "HogwildResult", "HogwildWorkerError", "train_hogwild",
-           "replay_schedule", "compare", "plot_comparison", "add_arguments", "run"]
+           "replay_schedule"]
 
 #: Environment set for every worker before it starts (one BLAS / OpenMP thread each).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -590,139 +587,3 @@ def _worker(k, cfg, param_handle, data_handle, lock, ready, start, queue):
         for seg in (shared, dataset):
             if seg is not None:
                 seg.close()
-
-
-# ------------------------------------------------------------------ comparison and command
-def compare(workers: int = 2, epochs: int = 3, seeds=(0,), lock: bool = True, lr: float = 0.05,
-            batch_size: int = 32, model: str = "lenet-300-100", limit=None, verbose: bool = True) -> dict:
-    """Run lock-free, (locked) and single-process training on the same work, for each seed.
-
-    The variants of one seed run back to back (single first), so that load from other
-    programs spreads over all of them. Returns ``{"rows": [summary per variant], "runs":
-    {variant: [HogwildResult summaries]}}``; a row holds the median seconds per
-    epoch-equivalent, ``speedup`` = single's median / this median (same run, same
-    machine), the mean test top-1 over seeds and the summed update counts.
-    """
-    from .. import data
-
-    train, test = data.load("fashion-mnist", limit=limit)
-    plan = [(1, False)] + [(workers, False)] + ([(workers, True)] if lock else [])
-    runs = {}
-    for seed in seeds:
-        for w, lk in plan:
-            r = train_hogwild(workers=w, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lock=lk,
-                              model=model, train=train, test=test)
-            runs.setdefault(r.variant, []).append(r.summary())
-            if verbose:
-                print(f"  seed {seed} {r.variant:<9} {r.seconds_per_epoch:7.2f} s/epoch-eq  top-1 {r.test_top1:.4f}  "
-                      f"stale {r.stale_updates}/{r.updates}  overlapping {r.overlapping_updates}  "
-                      f"lost increments {r.lost_increments}  cpu share {r.cpu_share:.2f}", flush=True)
-    base = float(np.median([s["seconds_per_epoch"] for s in runs["single"]]))
-    rows = []
-    for variant, summaries in runs.items():
-        sec = float(np.median([s["seconds_per_epoch"] for s in summaries]))
-        rows.append({"variant": variant, "workers": summaries[0]["workers"], "seconds_per_epoch": sec,
-                     "speedup": base / sec, "test_top1": float(np.mean([s["test_top1"] for s in summaries])),
-                     "test_top1_per_seed": [s["test_top1"] for s in summaries],
-                     **{k: int(sum(s[k] for s in summaries)) for k in
-                        ("updates", "stale_updates", "overlapping_updates", "lost_increments")},
-                     "mean_staleness": float(np.mean([s["mean_staleness"] for s in summaries])),
-                     "cpu_share": float(np.mean([s["cpu_share"] for s in summaries]))})
-    return {"rows": rows, "runs": runs, "config": {"workers": workers, "epochs": epochs, "seeds": list(seeds),
-                                                   "lr": lr, "batch_size": batch_size, "model": model,
-                                                   "limit": limit}}
-
-
-def format_table(rows) -> str:
-    """The comparison as a text table (one line per variant)."""
-    head = (f"{'variant':<10}{'workers':>8}{'s/epoch-eq':>12}{'speedup':>9}{'test top-1':>12}{'updates':>9}"
-            f"{'stale':>8}{'mean tau':>10}{'overlapping':>13}{'lost incr.':>12}")
-    lines = [head]
-    for r in rows:
-        lines.append(f"{r['variant']:<10}{r['workers']:>8}{r['seconds_per_epoch']:>12.2f}{r['speedup']:>8.2f}x"
-                     f"{r['test_top1']:>12.4f}{r['updates']:>9}{r['stale_updates']:>8}{r['mean_staleness']:>10.2f}"
-                     f"{r['overlapping_updates']:>13}{r['lost_increments']:>12}{r['cpu_share']:>11.2f}")
-    return "\n".join(lines)
-
-
-def plot_comparison(result: dict, path, title=None):
-    """Write a PNG: seconds per epoch-equivalent and test top-1 (one dot per seed) per variant."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = result["rows"]
-    names = [r["variant"] for r in rows]
-    x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    ax1.bar(x, [r["seconds_per_epoch"] for r in rows], color=["#888", "#c44", "#48c"][:len(rows)])
-    for i, r in enumerate(rows):
-        ax1.text(i, r["seconds_per_epoch"], f"{r['speedup']:.2f}x", ha="center", va="bottom", fontsize=9)
-    ax1.set_xticks(x, [f"{n}\n({r['workers']} proc)" for n, r in zip(names, rows)])
-    ax1.set_ylabel("seconds per epoch-equivalent")
-    for i, r in enumerate(rows):
-        ys = r["test_top1_per_seed"]
-        ax2.plot([i] * len(ys), ys, "o", color="#444")
-        ax2.text(i, max(ys), f"stale {r['stale_updates']}\nlost {r['lost_increments']}", ha="center", va="bottom",
-                 fontsize=7)
-    ax2.set_xticks(x, names)
-    ax2.set_xlim(-0.5, len(rows) - 0.5)
-    ax2.margins(y=0.3)
-    ax2.set_ylabel("test top-1 (one dot per seed)")
-    cfg = result.get("config", {})
-    fig.suptitle(title or f"Hogwild! SGD, {cfg.get('model', '')}, batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, "
-                 f"{cfg.get('epochs')} epochs", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def add_arguments(parser):
-    """Options of ``tinyapprox hogwild``."""
-    parser.add_argument("--workers", type=int, default=2, help="worker processes of the parallel variants")
-    parser.add_argument("--epochs", type=int, default=None, help="epoch-equivalents (default 3; quick: 1)")
-    parser.add_argument("--lock", action="store_true", help="also run the locked variant (a lock around each update)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to average over (default 0)")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--model", default="lenet-300-100", choices=["lenet-300-100", "lenet5", "small-convnet"])
-    parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT images of each split")
-    parser.add_argument("--lowprec", action="store_true",
-                        help="run the low-precision training experiment (fp16 / 8-bit fixed point) instead")
-    parser.add_argument("--quick", action="store_true", help="2,000 images, 1 epoch: a smoke run")
-    parser.add_argument("--out", default="runs/hogwild")
-
-
-def run(args) -> int:
-    """``tinyapprox hogwild``: print the comparison (or the low-precision curves) and write a plot and JSON."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    limit = args.limit if args.limit is not None else (2000 if args.quick else None)
-    epochs = args.epochs if args.epochs is not None else (1 if args.quick else 3)
-    seeds = args.seeds or [0]
-    if args.lowprec:
-        from .lowprec import VARIANTS, plot_lowprec, train_lowprec
-        print(f"low-precision training: LeNet-300-100, SGD lr {args.lr}, batch {args.batch_size}, {epochs} epochs, "
-              f"seed {seeds[0]}{f', {limit} images' if limit else ''}")
-        curves = train_lowprec(tuple(VARIANTS), epochs=epochs, lr=args.lr, batch_size=args.batch_size,
-                               seed=seeds[0], limit=limit, verbose=True)
-        plot_lowprec(curves, out / "lowprec.png")
-        (out / "lowprec.json").write_text(json.dumps(curves, indent=2))
-        print(f"wrote {out / 'lowprec.png'}, {out / 'lowprec.json'}")
-        return 0
-    if args.workers < 2:
-        print("tinyapprox hogwild: --workers must be >= 2 (one worker is the single-process baseline)", file=sys.stderr)
-        return 2
-    print(f"Hogwild! SGD: {args.model}, batch {args.batch_size}, lr {args.lr}, {epochs} epoch-equivalents, "
-          f"{args.workers} workers (one BLAS thread each), seeds {seeds}{f', {limit} images' if limit else ''}; "
-          f"{os.cpu_count()} CPUs")
-    result = compare(workers=args.workers, epochs=epochs, seeds=seeds, lock=args.lock, lr=args.lr,
-                     batch_size=args.batch_size, model=args.model, limit=limit)
-    print(format_table(result["rows"]))
-    print("stale: updates computed from weights another worker changed meanwhile; overlapping: updates written "
-          "while another worker was writing; lost incr.: lock-free increments of a shared counter overwritten "
-          "(see tinyapprox.optim.hogwild); cpu share: CPU time / wall time of the workers (1 = a core each)")
-    plot_comparison(result, out / "hogwild.png")
-    (out / "hogwild.json").write_text(json.dumps(result, indent=2, default=float))
-    print(f"wrote {out / 'hogwild.png'}, {out / 'hogwild.json'}")
-    return 0

@@ -22,7 +22,9 @@ by ``size ** (1/p)``: mean |w| for L1, root-mean-square for L2. For element grou
 is just |w|. The normalisation leaves the ranking inside a layer unchanged and makes
 groups of different sizes comparable across layers (global scope), and it lets one
 absolute ``threshold`` mean "average magnitude below t" whatever the granularity.
-``random`` draws uniform scores from a seeded generator: the baseline.
+``random`` draws uniform scores from a seeded generator: the baseline. ``saliency`` scores
+by the estimated loss increase of removing a group (first-order Taylor ``|sum w * dL/dw|``,
+or Optimal Brain Damage's ``sum h_kk w_k^2 / 2`` with a diagonal curvature estimate).
 
 **Scope** - "layer": each parameter loses ``amount`` of its own groups; "global": all
 selected parameters are ranked together and the lowest-scoring groups go first until
@@ -43,8 +45,8 @@ import numpy as np
 
 from .mask import PruneMask, apply_mask, prunable
 
-__all__ = ["GRANULARITIES", "magnitude", "random", "prune_by_scores", "group_shape", "group_scores",
-           "expand_group_mask"]
+__all__ = ["GRANULARITIES", "magnitude", "random", "saliency", "saliency_scores", "prune_by_scores",
+           "group_shape", "group_scores", "expand_group_mask"]
 
 GRANULARITIES = ("element", "vector", "kernel", "filter")
 
@@ -231,3 +233,88 @@ def random(model, amount, granularity: str = "element", scope: str = "layer", se
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return prune_by_scores(model, lambda name, w: rng.random(group_shape(w.shape, granularity)[0]), amount, None,
                            granularity, scope, params, False, prune_bias, op="prune.random")
+
+
+SALIENCIES = ("taylor", "obd")
+
+
+def _per_sample_grads(model, x, y, loss_fn, names, batch_size):
+    """Yield ``{name: dL_i/dw}`` for mini-batches of ``batch_size`` samples (1 = per sample)."""
+    from ..tensor import Tensor
+    params = dict(model.named_parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model.zero_grad()
+            loss = loss_fn(model(Tensor(x[i:i + batch_size])), y[i:i + batch_size])
+            loss.backward()
+            yield {n: (np.zeros(params[n].shape) if params[n].grad is None
+                       else np.asarray(params[n].grad, dtype=np.float64)) for n in names}
+    finally:
+        model.zero_grad()
+        model.train(was_training)
+
+
+def saliency_scores(model, x, y, loss_fn, kind: str = "obd", params=None, samples: int = 256) -> dict:
+    """Per-weight saliency: the estimated increase of the loss if that weight is set to 0.
+
+    Args:
+        model: a Module; x: (N, ...) float inputs; y: (N,) int labels; loss_fn(logits, y)
+            -> scalar Tensor with mean reduction (e.g. ``F.cross_entropy``).
+        kind: ``"taylor"`` - first order, ``w * g`` with g the mean gradient over the
+            samples (Molchanov et al. 2017); ``"obd"`` - second order, ``h * w**2 / 2``
+            (LeCun et al., Optimal Brain Damage, 1990), where the diagonal of the Hessian
+            ``h`` is estimated by the diagonal of the empirical Fisher, the mean of squared
+            per-sample gradients (a Gauss-Newton-style stand-in that is >= 0, as OBD's is).
+        params: names of the weights to score (default: ``prunable(model)``).
+        samples: how many of the first samples of x to use (per-sample backward passes for
+            "obd"; one batch for "taylor").
+
+    Returns ``{param name: (same shape as the weight) float64}``; for "taylor" the
+    signed first-order change ``-w * g`` is returned, so a group's estimate is the sum
+    over its weights (``saliency`` ranks by its absolute value).
+    Raises ValueError for an unknown kind, an empty or mismatched x / y.
+    """
+    if kind not in SALIENCIES:
+        raise ValueError(f"prune.saliency: expected kind in {SALIENCIES}, got {kind!r}")
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"prune.saliency: expected x and y with the same non-zero length, got {len(x)} and {len(y)}")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise ValueError(f"prune.saliency: expected samples to be an int >= 1, got {samples!r}")
+    table = prunable(model, params)
+    names = list(table)
+    x, y = x[:samples], y[:samples]
+    weights = {n: np.asarray(table[n].data, dtype=np.float64) for n in names}
+    if kind == "taylor":
+        g = next(_per_sample_grads(model, x, y, loss_fn, names, len(x)))
+        return {n: -weights[n] * g[n] for n in names}
+    fisher = {n: np.zeros(table[n].shape) for n in names}
+    for g in _per_sample_grads(model, x, y, loss_fn, names, 1):
+        for n in names:
+            fisher[n] += g[n] ** 2
+    return {n: 0.5 * (fisher[n] / len(x)) * weights[n] ** 2 for n in names}
+
+
+def saliency(model, x, y, loss_fn, amount=None, threshold=None, kind: str = "obd",
+             granularity: str = "element", scope: str = "layer", params=None, samples: int = 256,
+             prune_bias=None) -> dict:
+    """Prune the groups whose removal is estimated to raise the loss least (``saliency_scores``).
+
+    A group's score is ``|sum of its weights' first-order changes|`` for "taylor" and the
+    sum of its weights' OBD saliencies for "obd" (OBD's diagonal assumption makes them
+    add). Scores are changes of the loss, so they are comparable across layers without
+    normalisation: ``scope="global"`` ranks them directly. Same amount / threshold /
+    granularity / scope rules as ``magnitude``; returns ``{param name: bool mask}``.
+    """
+    sal = saliency_scores(model, x, y, loss_fn, kind, params, samples)
+
+    def score(name, w):
+        n, size = group_shape(w.shape, granularity)
+        groups = sal[name].reshape(n, size)
+        total = groups.sum(axis=1)
+        return np.abs(total) if kind == "taylor" else total
+
+    return prune_by_scores(model, score, amount, threshold, granularity, scope, list(sal), False, prune_bias,
+                           op="prune.saliency")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn.module import Module, Parameter, ParamTransform
+from ..nn.module import Module, Parameter, ParamTransform, weight_layers
 from ..tensor import Function, Tensor, no_grad
 
 __all__ = ["PruneMask", "apply_mask", "apply_masks", "get_masks", "prunable", "remove", "sparsity",
@@ -44,6 +44,8 @@ class PruneMask(ParamTransform):
         mask: array of the parameter's shape; non-zero = keep. Stored as bool.
         revivable: see the module docstring.
     """
+
+    order = ParamTransform.MASK
 
     def __init__(self, mask, revivable: bool = False):
         self.mask = np.asarray(mask).astype(bool)
@@ -109,29 +111,22 @@ def prunable(model, params=None) -> dict:
         if unknown:
             raise KeyError(f"prune: unknown parameters {unknown}; the model has {list(named)}")
         return {p: named[p] for p in params}
-    out = {}
-    for mname, mod in model.named_modules():
-        w = mod._parameters.get("weight")
-        if w is not None and not mod._modules and w.ndim in (2, 4):
-            out[f"{mname}.weight" if mname else "weight"] = w
-    return out
+    return {f"{mname}.weight" if mname else "weight": mod.weight for mname, mod in weight_layers(model)}
 
 
 def apply_mask(param: Parameter, mask, revivable: bool = False) -> PruneMask:
     """Attach (or replace) the ``PruneMask`` of ``param`` and zero the pruned entries of ``data``.
 
-    A replaced mask keeps its place in the transform chain (before any quantizer).
+    The mask goes first in the transform chain (``PruneMask.order`` is ``MASK``), in front
+    of any quantizer, replacing an earlier mask.
     Raises ValueError when the mask shape differs from the parameter's.
     """
     mask = np.asarray(mask).astype(bool)
     if mask.shape != param.shape:
         raise ValueError(f"apply_mask: expected a mask of shape {param.shape}, got {mask.shape}")
     new = PruneMask(mask, revivable)
-    old = param.find_transform(PruneMask)
-    if old is None:
-        param.transforms.insert(0, new)
-    else:
-        param.transforms[param.transforms.index(old)] = new
+    param.remove_transform(PruneMask)
+    param.add_transform(new)
     if not revivable:
         param.data[~mask] = 0
     return new
@@ -170,10 +165,7 @@ def remove(model, name: str | None = None) -> Module:
             raise KeyError(f"prune.remove: unknown parameter {name!r}; the model has {list(named)}")
         named = {name: named[name]}
     for p in named.values():
-        t = p.find_transform(PruneMask)
-        if t is not None:
-            p.data[~t.mask] = 0
-            p.transforms.remove(t)
+        p.bake(PruneMask)
     return model
 
 

@@ -24,15 +24,20 @@ interleaved repeats).
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
 
 from ..cost import effective_weight, model_bytes, trace_layers
+from ..data import images_to_float
+from ..functional import cross_entropy
+from ..nn import is_weight_layer
 from ..tensor import Tensor, no_grad
+from ..train import evaluate
 from .convert import to_sparse
 
-__all__ = ["report", "PruneReport", "time_inference"]
+__all__ = ["report", "PruneReport", "time_inference", "interpolation_path"]
 
 HEADER = ("FLOPs: one multiply-add = 2 FLOPs; Linear 2*in*out, Conv2d 2*C*kh*kw*O*OH*OW per sample; "
           "pruned layers count 2 FLOPs per non-zero weight per output position")
@@ -45,12 +50,8 @@ def _as_batch(data, n, input_shape, seed=0):
         shape = (n,) + tuple(input_shape)[1:]
         return np.random.default_rng(seed).random(shape, dtype=np.float32), "random U[0,1) inputs"
     x = data[0] if isinstance(data, tuple) else data
-    x = np.asarray(x.data if isinstance(x, Tensor) else x)[:n]
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    if x.ndim == 3:
-        x = x[:, None]
-    return np.ascontiguousarray(x, dtype=np.float32), f"{len(x)} real inputs"
+    x = images_to_float(np.asarray(x.data if isinstance(x, Tensor) else x)[:n])
+    return np.ascontiguousarray(x), f"{len(x)} real inputs"
 
 
 def time_inference(model, x, repeats: int = 20, other=None):
@@ -103,9 +104,7 @@ class PruneReport:
 
     def plot(self, path, title: str = "pruning report"):
         """Write a PNG: per-layer Weights%, FLOP% and Act% bars, totals in the title."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # a display-less machine falls back to the Agg backend
 
         names = [r["name"] for r in self.rows]
         x = np.arange(len(names))
@@ -146,8 +145,7 @@ def report(model, data=None, input_shape=None, measure: bool = True, batch_size:
     """
     x_act, note = _as_batch(data, act_samples, input_shape)
     records = trace_layers(model, x_act)
-    weight_recs = [(i, r) for i, r in enumerate(records) if effective_weight(r[1]) is not None
-                   and effective_weight(r[1]).ndim in (2, 4)]
+    weight_recs = [(i, r) for i, r in enumerate(records) if is_weight_layer(r[1])]
     rows = []
     for k, (i, (name, mod, x, y)) in enumerate(weight_recs):
         w = effective_weight(mod)
@@ -192,3 +190,59 @@ def report(model, data=None, input_shape=None, measure: bool = True, batch_size:
         totals.update(measured_speedup=dense_s / sparse_s, dense_ms=1e3 * dense_s, sparse_ms=1e3 * sparse_s,
                       timing_batch=len(xb), repeats=repeats)
     return PruneReport(rows, totals, note)
+
+
+def _effective_params(model) -> dict:
+    with no_grad():
+        return {n: np.asarray(p.effective().data, dtype=np.float64) for n, p in model.named_parameters()}
+
+
+def interpolation_path(dense_model, pruned_model, x, y, loss_fn=None, steps: int = 11, batch_size: int = 1000) -> dict:
+    """Loss and accuracy along the straight line from the dense to the pruned weights.
+
+    "Sparse solutions lie near the dense one": with w(a) = (1 - a) * w_dense + a * w_pruned
+    (effective weights, masks applied; every parameter, biases included) the model is
+    evaluated at ``steps`` evenly spaced a in [0, 1] on ``(x, y)``. A low, flat loss along
+    the path says the pruned solution sits in the dense solution's basin. Buffers (batch-norm
+    statistics) are the dense model's throughout.
+
+    Args:
+        dense_model, pruned_model: two models of the same architecture (same parameter
+            names and shapes), e.g. a trained model and a pruned, retrained copy of it.
+        x: inputs (N, ...) (uint8 images are scaled to [0, 1]); y: (N,) int labels.
+        loss_fn: ``loss_fn(logits Tensor, labels) -> scalar Tensor``; default cross-entropy.
+        steps: number of points, an int >= 2 (a = 0 and a = 1 included).
+
+    Returns ``{"alpha": (steps,), "loss": (steps,), "top1": (steps,), "distance": (steps,)
+    L2 distance of w(a) from w_dense, "total_distance": ||w_pruned - w_dense||, "dense_norm":
+    ||w_dense||, "relative_distance": their ratio, "layers": {param name: ||w_p - w_d|| / ||w_d||}}``
+    (float64 arrays; norms over all parameters concatenated).
+
+    Raises ValueError for ``steps`` < 2 or models whose parameter names or shapes differ.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"prune.interpolation_path: expected steps to be an int >= 2, got {steps!r}")
+    wd, wp = _effective_params(dense_model), _effective_params(pruned_model)
+    shapes_d = {n: a.shape for n, a in wd.items()}
+    shapes_p = {n: a.shape for n, a in wp.items()}
+    if shapes_d != shapes_p:
+        raise ValueError("prune.interpolation_path: expected two models with the same parameters, got "
+                         f"{shapes_d} and {shapes_p}")
+    model = copy.deepcopy(dense_model)
+    params = dict(model.named_parameters())
+    for p in params.values():
+        p.bake()
+    alphas = np.linspace(0.0, 1.0, int(steps))
+    losses, top1 = np.empty(len(alphas)), np.empty(len(alphas))
+    for i, a in enumerate(alphas):
+        for n, p in params.items():
+            p.data[...] = ((1.0 - a) * wd[n] + a * wp[n]).astype(p.data.dtype)
+        r = evaluate(model, x, y, batch_size=batch_size, loss_fn=loss_fn or cross_entropy)
+        losses[i], top1[i] = r["loss"], r["top1"]
+    diff = {n: wp[n] - wd[n] for n in wd}
+    total = float(np.sqrt(sum(float(np.sum(d * d)) for d in diff.values())))
+    norm = float(np.sqrt(sum(float(np.sum(w * w)) for w in wd.values())))
+    layers = {n: float(np.linalg.norm(diff[n]) / np.linalg.norm(wd[n])) if np.any(wd[n]) else float("nan")
+              for n in wd}
+    return {"alpha": alphas, "loss": losses, "top1": top1, "distance": alphas * total, "total_distance": total,
+            "dense_norm": norm, "relative_distance": total / norm if norm else float("nan"), "layers": layers}

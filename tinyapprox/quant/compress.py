@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from ..cost import model_bytes
 from ..nn.module import ParamTransform
 from ..tensor import Function, Tensor
 from .pipeline import evaluate, weight_layers
@@ -74,6 +75,8 @@ def _assign(v, c):
 
 
 class _Shared(Function):
+    """Weight sharing: each non-zero weight becomes its nearest centroid (zeros stay zero)."""
+
     @staticmethod
     def forward(ctx, w, centroids=None):
         nz = w != 0
@@ -95,6 +98,8 @@ class KMeansQuant(ParamTransform):
     ``after_step`` re-centres the centroids on the shadow weights. ``codes(w)`` gives the
     cluster index of every non-zero weight (row-major order).
     """
+
+    order = ParamTransform.QUANTIZE
 
     def __init__(self, bits=5, centroids=None, init="linear", seed=0):
         self.bits, self.init, self.seed = int(bits), init, seed
@@ -243,7 +248,7 @@ def deep_compression(model_pruned, bits=5, images=None, labels=None, train_data=
         train.fit(m, loader, F.cross_entropy, opt, finetune_epochs, verbose=verbose)
     rows = []
     totals = {"csr": 0, "relative": 0, "huffman": 0}
-    fp32 = 0
+    fp32 = model_bytes(m)
     weight_ids = set()
     for name, layer in weight_layers(m):
         p = layer.weight
@@ -256,12 +261,10 @@ def deep_compression(model_pruned, bits=5, images=None, labels=None, train_data=
                      "density": s["nnz"] / p.size, **{k: s[k] for k in totals}})
         for k in totals:
             totals[k] += s[k]
-        fp32 += 4 * p.size
     other = 0
     for _, p in m.named_parameters():
         if id(p) not in weight_ids:
             other += math.ceil(p.size * bias_bits / 8)
-            fp32 += 4 * p.size
     for k in totals:
         totals[k] += other
     report = {"bits": bits, "top1_pruned": top1_pruned, "top1": evaluate(m, images, labels) if images is not None

@@ -141,6 +141,8 @@ class WeightQuant(ParamTransform):
     integer codes that an export stores.
     """
 
+    order = ParamTransform.QUANTIZE
+
     def __init__(self, scheme="int8", bits=8, per_channel=False, dynamic=True, rounding="nearest", seed=None,
                  fmt=None, **options):
         if scheme not in SCHEMES:
@@ -199,6 +201,8 @@ class AccumulatorBias(ParamTransform):
     integer layer adds these int32 codes to its int32 accumulator. Gradient: straight through.
     """
 
+    order = ParamTransform.QUANTIZE
+
     def __init__(self, scale):
         scale = np.asarray(scale, dtype=np.float64)
         self.fmt = Affine(32, scale if scale.ndim else float(scale), 0, True, 0 if scale.ndim else None)
@@ -217,6 +221,9 @@ class AccumulatorBias(ParamTransform):
         return "AccumulatorBias(int32)"
 
 
+MODES = ("observe", "quantize", "off")
+
+
 class ActQuant(Module):
     """Quantizes the activations that flow through it (insert it in front of a layer).
 
@@ -224,7 +231,9 @@ class ActQuant(Module):
     (calibration); ``"quantize"`` fake-quantizes with the range in the buffer ``qrange``;
     ``"off"`` is the identity. With ``track=True`` and in training mode, ``quantize``
     also updates the range from each batch with the observer (use
-    ``observer="moving_average"``) — quantization-aware training.
+    ``observer="moving_average"``) — quantization-aware training. An observer that has
+    seen nothing yet starts from ``qrange``, so a run resumed from a checkpoint (which
+    saves ``qrange`` and the mode) continues the moving average where it stopped.
 
     Args:
         scheme, bits: as ``make_format`` (``role="act"``); ``observer``: ``"minmax"``,
@@ -240,10 +249,21 @@ class ActQuant(Module):
         self.scheme, self.bits, self.rounding, self.track = scheme, int(bits), rounding, bool(track)
         self.options = dict(options)
         self.observer = get_observer(observer)
-        self.mode = "observe"
         self._rng = np.random.default_rng(seed) if rounding == "stochastic" else None
         self.register_buffer("qrange", np.array([np.nan, np.nan]))
+        self.register_buffer("mode_index", np.array(MODES.index("observe"), dtype=np.int64))
         self._cache = (None, None)
+
+    @property
+    def mode(self) -> str:
+        """One of ``MODES``; kept in the buffer ``mode_index`` so a saved model reloads in its mode."""
+        return MODES[int(self.mode_index)]
+
+    @mode.setter
+    def mode(self, value: str):
+        if value not in MODES:
+            raise ValueError(f"ActQuant: unknown mode {value!r}; expected one of {MODES}")
+        self.mode_index = np.array(MODES.index(value), dtype=np.int64)
 
     @property
     def fmt(self):
@@ -274,6 +294,8 @@ class ActQuant(Module):
             self.observer.update(x.data)
             return x
         if self.training and self.track:
+            if self.observer.low is None and np.all(np.isfinite(self.qrange)):
+                self.observer.low, self.observer.high = self.qrange   # continue from the saved range
             self.observer.update(x.data)
             self.qrange = np.array(self.observer.range(), dtype=np.float64)
         return fake_quant(x, self.fmt, self.rounding, self._rng)

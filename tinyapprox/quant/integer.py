@@ -7,9 +7,10 @@ these pieces:
   ``m0 * 2^-shift`` with ``m0`` an int in [2^30, 2^31), and ``requantize`` maps an integer
   accumulator to the next layer's codes ``clip(round(acc * m0 / 2^shift), lo, hi)`` with
   ``acc * m0`` in int64 and an arithmetic right shift that rounds half to even
-  (``round_shift``) -- the project's one requantizer, which the fused C kernel
-  (``kernels.int8_linear``) and its NumPy twin compute bit for bit; a ReLU just before is
-  fused into the clip (``lo = 0``);
+  (``round_shift``) -- the project's one requantizer, ``kernels.reference.requantize``
+  (re-exported here with ``multiplier`` and ``round_shift``), which the fused C kernel
+  (``kernels.int8_linear``) computes bit for bit; a ReLU just before is fused into the
+  clip (``lo = 0``);
 * ``wrap`` is what a narrow accumulator does on overflow, and ``accumulator_bound`` says
   whether a K-term dot product of given value ranges can overflow an int32 (or int16)
   accumulator -- the lecture's overflow caveat, reported per layer by the converted
@@ -27,69 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.reference import multiplier, requantize, round_shift  # the one requantizer, re-exported
 
 __all__ = ["round_shift", "requantize", "multiplier", "wrap", "accumulator_bound", "pow2_matmul",
            "pow2_matmul_reference"]
-
-
-def round_shift(v: np.ndarray, s) -> np.ndarray:
-    """``round(v / 2^s)`` for integer ``v`` and integer shifts ``s`` (broadcast), ties to even.
-
-    ``s <= 0`` is an exact left shift. For ``s > 0`` it is one expression of adds and
-    arithmetic shifts: ``(v + 2^(s-1) - 1 + ((v >> s) & 1)) >> s`` — with ``v = q 2^s + r``,
-    ``0 <= r < 2^s``, this is q when r is below half, q + 1 above, and the even one of the
-    two at exactly half. Equal to ``np.rint(v / 2**s)``. Works in int64.
-    """
-    v = np.asarray(v, dtype=np.int64)
-    s = np.asarray(s, dtype=np.int64)
-    if s.ndim == 0 and int(s) <= 0:
-        return v << int(-s)
-    pos = np.maximum(s, 0)
-    half = np.left_shift(np.int64(1), np.maximum(pos - 1, 0)) * (pos > 0)
-    q = (v + half - (pos > 0) + ((v >> pos) & 1) * (pos > 0)) >> pos
-    if s.ndim == 0:
-        return q
-    return np.where(s < 0, v << np.maximum(-s, 0), q)
-
-
-def multiplier(M):
-    """Integer form of a positive real multiplier: ``M = m0 * 2^-(30 + k)`` with ``m0`` in [2^30, 2^31).
-
-    Returns ``(m0, shift)`` as int64 arrays (``shift = 30 + k``); a power of two gives
-    ``m0 = 2^30`` exactly. Raises ValueError for non-positive or non-finite M.
-    """
-    M = np.asarray(M, dtype=np.float64)
-    if not np.all(np.isfinite(M)) or np.any(M <= 0):
-        raise ValueError(f"requantize: multipliers must be finite and > 0, got {M}")
-    f, e = np.frexp(M)                       # M = f * 2^e, f in [0.5, 1)
-    m0 = np.rint(np.ldexp(f, 31)).astype(np.int64)
-    e = e.astype(np.int64)
-    carry = m0 == 2 ** 31
-    m0 = np.where(carry, 2 ** 30, m0)
-    e = np.where(carry, e + 1, e)
-    return m0, 31 - e
-
-
-def requantize(acc, M, lo, hi, relu=False, channel_axis=1):
-    """Integer requantization ``clip(round(acc * M), lo, hi)`` with ``M = m0 * 2^-shift``.
-
-    Args:
-        acc: int32/int64 accumulators, any shape; M: scalar or per-channel (along
-            ``channel_axis``) positive multipliers ``s_acc / s_out``; lo, hi: code range;
-            relu: clip below at max(lo, 0) (ReLU fused).
-    Returns int64 codes. Rounding: half to even (``round_shift``).
-    """
-    acc = np.asarray(acc, dtype=np.int64)
-    m0, shift = multiplier(M)
-    if m0.ndim:
-        shape = [1] * acc.ndim
-        shape[channel_axis] = m0.size
-        m0, shift = m0.reshape(shape), shift.reshape(shape)
-    if np.all(m0 == 2 ** 30):           # a power-of-two multiplier: one rounding shift, no product
-        q = round_shift(acc, shift - 30)
-    else:
-        q = round_shift(acc * m0, shift)
-    return np.clip(q, max(lo, 0) if relu else lo, hi)
 
 
 def wrap(v, bits):

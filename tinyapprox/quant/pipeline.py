@@ -32,6 +32,9 @@ import math
 import numpy as np
 
 from .. import nn
+from ..cost import model_bytes
+from ..data import images_to_float  # noqa: F401  (re-exported: quant.pipeline.images_to_float)
+from ..nn import weight_layers  # noqa: F401  (re-exported: quant.weight_layers)
 from ..tensor import Tensor, no_grad
 from .fake import SCHEMES, AccumulatorBias, ActQuant, WeightQuant
 from .formats import Affine, DynamicFixedPoint
@@ -41,16 +44,6 @@ __all__ = ["weight_layers", "prepare", "calibrate", "finalize", "ptq", "finetune
            "images_to_float"]
 
 _ACC_BIAS = ("int8", "affine", "pow2")
-
-
-def weight_layers(model):
-    """[(name, module)] of the leaf modules with a 2-D (linear) or 4-D (conv) ``weight`` Parameter."""
-    out = []
-    for name, m in model.named_modules():
-        w = m._parameters.get("weight")
-        if w is not None and w.ndim in (2, 4):
-            out.append((name, m))
-    return out
 
 
 def act_quants(model):
@@ -67,8 +60,7 @@ def layer_pairs(model):
     leaves = _leaves(model)
     pairs = []
     for i, m in enumerate(leaves):
-        w = m._parameters.get("weight")
-        if w is not None and w.ndim in (2, 4):
+        if nn.is_weight_layer(m):
             prev = leaves[i - 1] if i > 0 else None
             pairs.append((prev if isinstance(prev, ActQuant) else None, m))
     return pairs
@@ -145,16 +137,6 @@ def prepare(model, scheme="int8", weight_bits=8, act_bits=8, per_channel=False, 
     return q
 
 
-def images_to_float(images):
-    """uint8 images (N, 28, 28) or (N, 1, 28, 28) -> float32 NCHW in [0, 1]; float input passes through."""
-    x = np.asarray(images)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    if x.ndim == 3:
-        x = x[:, None]
-    return x.astype(np.float32, copy=False)
-
-
 def _forward_batches(model, images, batch_size=500):
     x = images_to_float(images)
     outs = []
@@ -175,7 +157,7 @@ def finalize(qmodel):
         s_in = _act_step(aq.fmt)
         fmt = wq.calibrate(layer.weight.data) if wq.dynamic or wq.fmt is None else wq.fmt
         s_w = fmt.scale if isinstance(fmt, Affine) else 2.0 ** fmt.min_exp
-        bias.transforms = [t for t in bias.transforms if not isinstance(t, AccumulatorBias)]
+        bias.remove_transform(AccumulatorBias)
         bias.add_transform(AccumulatorBias(s_in * np.asarray(s_w, dtype=np.float64)))
     return qmodel
 
@@ -236,12 +218,15 @@ def evaluate(model, images, labels, batch_size=1000):
 
 
 def finetune(qmodel, train_images, train_labels, epochs=1, lr=0.01, momentum=0.9, batch_size=128, seed=0,
-             track_acts=False, val=None, verbose=False):
+             track_acts=False, val=None, verbose=False, checkpoint=None, resume=False):
     """Train a quantized model: quantized forward, full-precision shadow weights, STE gradients.
 
     With ``track_acts`` the activation ranges follow the training batches (their observers,
     e.g. moving averages); otherwise the calibrated ranges stay fixed. Biases' int32 grids
-    are refreshed at the end (``finalize``). Returns the ``train.fit`` history.
+    are refreshed at the end (``finalize``). ``checkpoint``/``resume`` are ``train.fit``'s:
+    a run resumed into a freshly ``prepare``d model continues bit for bit (activation
+    ranges and modes are buffers, quantizer states are saved with their parameters).
+    Returns the ``train.fit`` history.
     """
     from .. import data, optim, train
     from .. import functional as F
@@ -250,7 +235,8 @@ def finetune(qmodel, train_images, train_labels, epochs=1, lr=0.01, momentum=0.9
         aq.track = bool(track_acts)
     loader = data.DataLoader(train_images, train_labels, batch_size=batch_size, shuffle=True, seed=seed)
     opt = optim.SGD(qmodel.parameters(), lr=lr, momentum=momentum)
-    hist = train.fit(qmodel, loader, F.cross_entropy, opt, epochs, val=val, verbose=verbose)
+    hist = train.fit(qmodel, loader, F.cross_entropy, opt, epochs, val=val, verbose=verbose,
+                     checkpoint=checkpoint, resume=resume)
     for _, aq in act_quants(qmodel):
         aq.track = False
     finalize(qmodel)
@@ -267,16 +253,32 @@ def qat(model, scheme, weight_bits, act_bits, train_images, train_labels, epochs
     q = prepare(model, scheme, weight_bits, act_bits, observer="minmax", **kwargs)
     calibrate(q, train_images, n_calib)
     for _, aq in act_quants(q):
-        obs = MovingAverageMinMaxObserver(momentum_obs)
-        obs.low, obs.high = aq.qrange
-        aq.observer = obs
+        aq.observer = MovingAverageMinMaxObserver(momentum_obs)   # starts from the calibrated qrange
     hist = finetune(q, train_images, train_labels, epochs, lr, seed=seed, track_acts=True, verbose=verbose)
     return q, hist
 
 
 # ----------------------------------------------------------------------- searches
+def quantized_top1(model, scheme, weight_bits, act_bits, calib_images, n_calib, val_images, val_labels,
+                   act_layers=None, **kwargs) -> float:
+    """Top-1 of ``ptq(model, ...)`` on ``(val_images, val_labels)``: one independent trial of a search."""
+    q = ptq(model, scheme, weight_bits, act_bits, calib_images, n_calib, act_layers=act_layers, **kwargs)
+    return evaluate(q, val_images, val_labels)
+
+
+def _run_trials(runner, points):
+    """``quantized_top1`` for each point (a dict of its keyword arguments), through ``runner``.
+
+    ``runner(fn, points) -> [fn(**p) for p in points]`` in order; None runs them here. An
+    application passes a runner that spreads the trials over processes or machines.
+    """
+    if runner is None:
+        return [quantized_top1(**p) for p in points]
+    return list(runner(quantized_top1, points))
+
+
 def search_bitwidths(model, calib_images, val_images, val_labels, scheme="dfp", candidates=(16, 8, 4, 2, 1),
-                     margin=0.01, n_calib=512, groups=("conv", "fc", "act"), **kwargs):
+                     margin=0.01, n_calib=512, groups=("conv", "fc", "act"), runner=None, **kwargs):
     """Ristretto's bit-width search, one group at a time, the others left in float.
 
     For each group — conv weights, fc weights, activations — try ``candidates`` in order
@@ -284,59 +286,68 @@ def search_bitwidths(model, calib_images, val_images, val_labels, scheme="dfp", 
     (absolute, 0.01 = 1 percentage point) of the float model; stop at the first failure.
     Finally evaluate all groups together at their chosen widths.
 
+    Every candidate of every group is an independent trial; they are all evaluated (through
+    ``runner``, see ``_run_trials``: in this process by default) and the rule above applied
+    to their results, so the answer does not depend on where the trials ran.
+
     Returns ``{"baseline", "chosen": {group: bits}, "trials": [{group, bits, top1, acc_loss}],
-    "combined_top1", "combined_acc_loss"}``.
+    "combined_top1", "combined_acc_loss"}`` (``trials`` up to each group's first failure).
     """
     base = evaluate(model, val_images, val_labels)
     kinds = {name: ("conv" if m.weight.ndim == 4 else "fc") for name, m in weight_layers(model)}
+    calib = calib_images[:n_calib] if calib_images is not None else None
+    common = dict(model=model, scheme=scheme, calib_images=calib, n_calib=n_calib, val_images=val_images,
+                  val_labels=val_labels, **kwargs)
+    plan = [(g, bits) for g in groups if g == "act" or g in kinds.values() for bits in candidates]
+
+    def point(group, bits, chosen=None):
+        if chosen is not None:
+            return {**common, "weight_bits": {n: chosen.get(k) for n, k in kinds.items()},
+                    "act_bits": chosen.get("act")}
+        if group == "act":
+            return {**common, "weight_bits": None, "act_bits": bits}
+        return {**common, "weight_bits": {n: bits for n, k in kinds.items() if k == group}, "act_bits": None}
+
+    accs = dict(zip(plan, _run_trials(runner, [point(g, b) for g, b in plan])))
     chosen, trials = {}, []
-
-    def build(wsel, abits):
-        return ptq(model, scheme, wsel, abits, calib_images, n_calib, **kwargs)
-
-    for group in groups:
-        if group != "act" and group not in kinds.values():
-            continue
+    for group in dict.fromkeys(g for g, _ in plan):
         best = None
         for bits in candidates:
-            if group == "act":
-                q = build(None, bits)
-            else:
-                q = build({n: bits for n, k in kinds.items() if k == group}, None)
-            acc = evaluate(q, val_images, val_labels)
+            acc = accs[(group, bits)]
             trials.append({"group": group, "bits": bits, "top1": acc, "acc_loss": base - acc})
             if base - acc > margin:
                 break
             best = bits
         chosen[group] = best
-    wsel = {n: chosen.get(k) for n, k in kinds.items()}
-    q = build(wsel, chosen.get("act"))
-    comb = evaluate(q, val_images, val_labels)
+    comb = _run_trials(None, [point(None, None, chosen)])[0]
     return {"baseline": base, "chosen": chosen, "trials": trials, "combined_top1": comb,
             "combined_acc_loss": base - comb}
 
 
 def sensitivity(model, calib_images, val_images, val_labels, scheme="dfp", bits=4, acts=False, n_calib=512,
-                **kwargs):
+                runner=None, **kwargs):
     """Quantize one weight layer at a time to ``bits`` (and its input activations if ``acts``).
 
+    The layers are independent trials, run through ``runner`` (see ``_run_trials``).
     Returns ``[{"layer", "kind", "params", "top1", "acc_loss"}]`` in model order, plus the
     float baseline in each row (``"baseline"``).
     """
     base = evaluate(model, val_images, val_labels)
-    rows = []
-    for name, m in weight_layers(model):
-        q = ptq(model, scheme, {name: bits}, bits if acts else None, calib_images, n_calib,
-                act_layers=[name] if acts else None, **kwargs)
-        acc = evaluate(q, val_images, val_labels)
-        rows.append({"layer": name, "kind": "conv" if m.weight.ndim == 4 else "fc", "params": int(m.weight.size),
-                     "top1": acc, "acc_loss": base - acc, "baseline": base})
-    return rows
+    layers = weight_layers(model)
+    calib = calib_images[:n_calib] if calib_images is not None else None
+    points = [dict(model=model, scheme=scheme, weight_bits={name: bits}, act_bits=bits if acts else None,
+                   calib_images=calib, n_calib=n_calib, val_images=val_images, val_labels=val_labels,
+                   act_layers=[name] if acts else None, **kwargs) for name, _ in layers]
+    accs = _run_trials(runner, points)
+    return [{"layer": name, "kind": "conv" if m.weight.ndim == 4 else "fc", "params": int(m.weight.size),
+             "top1": acc, "acc_loss": base - acc, "baseline": base} for (name, m), acc in zip(layers, accs)]
 
 
 # ----------------------------------------------------------------------- size and export
 def _param_formats(qmodel):
-    """[(name, Parameter, format or None, code_bits)] for every parameter."""
+    """[(name, Parameter, format or None)] for every parameter, in ``named_parameters`` order:
+    the format its codes are stored in (a weight's ``WeightQuant`` format, calibrated now if
+    dynamic; a bias's int32 ``AccumulatorBias`` grid), None for a parameter left in float."""
     out = []
     for name, p in qmodel.named_parameters():
         fmt = None
@@ -357,11 +368,11 @@ def model_size(qmodel) -> dict:
     information (scales and zero points 4 bytes each per tensor or channel, a DFP fractional
     length or minifloat bias 1 byte, a power-of-two exponent range 2 bytes); float
     parameters 4 bytes per value. Every activation quantizer adds its side information.
-    ``fp32_bytes`` is the float32 size of the same parameters.
+    ``fp32_bytes`` is the float32 size of the same parameters (``cost.model_bytes``).
 
     Returns ``{"bytes", "fp32_bytes", "compression", "layers": [{name, n, code_bits, bytes}]}``.
     """
-    rows, total, fp32 = [], 0, 0
+    rows, total, fp32 = [], 0, model_bytes(qmodel)
     for name, p, fmt in _param_formats(qmodel):
         n = int(p.size)
         bits = fmt.code_bits if fmt is not None else 32
@@ -369,7 +380,6 @@ def model_size(qmodel) -> dict:
         b = math.ceil(n * bits / 8) + side
         rows.append({"name": name, "n": n, "code_bits": bits, "side_bytes": side, "bytes": b})
         total += b
-        fp32 += 4 * n
     for name, aq in act_quants(qmodel):
         if aq.mode == "quantize":
             side = aq.fmt.side_bytes
@@ -430,7 +440,7 @@ def load_npz(path, qmodel):
         if wq is not None:
             wq.fmt, wq.dynamic = fmt, False
         else:
-            p.transforms = [t for t in p.transforms if not isinstance(t, AccumulatorBias)]
+            p.remove_transform(AccumulatorBias)
             p.add_transform(AccumulatorBias(fmt.scale))
     for name, aq in act_quants(qmodel):
         if f"{name}.qrange" in arrays:

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
+
 __all__ = ["SparseMatrix", "COO", "LIL", "DOK", "CSR", "INDEX_DTYPE", "INDPTR_DTYPE", "VALUE_DTYPE"]
 
 VALUE_DTYPE = np.dtype(np.float32)
@@ -444,7 +446,7 @@ class CSR(SparseMatrix):
         x = _check_operand("CSR.matmul", self.shape, x)
         vec = x.ndim == 1
         x2 = x.reshape(-1, 1) if vec else x
-        out = csr_matmul(self.indptr, self.indices, self.data, x2, backend=backend, k=self.shape[1])
+        out = csr_matmul(self.indptr, self.indices, self.data, x2, backend=backend)
         return out.reshape(-1) if vec else out
 
     def matmul_reference(self, x) -> np.ndarray:
@@ -469,18 +471,13 @@ def csr_matmul_reference(indptr, indices, data, x) -> np.ndarray:
     return out
 
 
-def csr_matmul(indptr, indices, data, x, backend=None, k=None) -> np.ndarray:
-    """Dispatch a validated CSR (M x K) @ x (K x N) product to ``kernels.csr_matmul``.
+def csr_matmul(indptr, indices, data, x, backend=None) -> np.ndarray:
+    """Dispatch a validated CSR (M x K) @ x (K x N) product to ``kernels.csr_matmul``
+    (which itself falls back to its NumPy twin when the C extension is absent).
 
-    Empty shapes are answered here; when the kernels package is not importable the plain
-    reference loop answers instead.
+    Empty shapes are answered here: (M, N) float32 zeros.
     """
     m, n = len(indptr) - 1, x.shape[1]
     if m == 0 or n == 0 or x.shape[0] == 0 or len(data) == 0:
         return np.zeros((m, n), dtype=VALUE_DTYPE)
-    try:
-        from ..kernels import csr_matmul as kernel
-    except ImportError:
-        return csr_matmul_reference(indptr, indices, data, x)
-    kwargs = {} if backend is None else {"backend": backend}
-    return kernel(indptr, indices, data, x, **kwargs)
+    return kernels.csr_matmul(indptr, indices, data, x, backend=backend)

@@ -9,7 +9,7 @@
 
 All three produce the same integers, checked on every run. Times are medians of
 ``repeat`` runs, wall clock, on whatever threads the BLAS uses: run ``python -m
-tinyapprox.bnn.bench`` under ``OPENBLAS_NUM_THREADS=1`` (as ``single_thread`` does) for
+tinyapprox.experiments.bench_bnn`` under ``OPENBLAS_NUM_THREADS=1`` (as ``single_thread`` does) for
 single-thread figures.
 """
 from __future__ import annotations
@@ -23,20 +23,20 @@ import sys
 import numpy as np
 
 from .. import kernels
-from ..bench import median_time as _median_seconds
-from .packing import int8_matmul, pack_bool
+from ..bnn.packing import int8_matmul, pack_bool
+from .harness import median_time, to_jsonable
 
-__all__ = ["median_time", "gemm_times", "layer_times", "single_thread"]
+__all__ = ["result_and_time", "gemm_times", "layer_times", "single_thread"]
 
 
-def median_time(fn, repeat: int = 3):
+def result_and_time(fn, repeat: int = 3):
     """(median seconds per call, result) of ``fn()``.
 
-    One untimed call produces the result (and warms caches); ``tinyapprox.bench.median_time``
+    One untimed call produces the result (and warms caches); ``harness.median_time``
     then times ``repeat`` further calls, so ``fn`` runs ``repeat + 1`` times in all.
     """
     out = fn()
-    return _median_seconds(fn, repeat=max(1, repeat), warmup=0), out
+    return median_time(fn, repeat=max(1, repeat), warmup=0), out
 
 
 def layer_times(x_bits, w_bits, repeat: int = 3, baseline_rows: int = 256, backend=None) -> dict:
@@ -53,15 +53,15 @@ def layer_times(x_bits, w_bits, repeat: int = 3, baseline_rows: int = 256, backe
     m, k = x_bits.shape
     xf = x_bits.astype(np.float32) * 2 - 1
     wf = w_bits.astype(np.float32) * 2 - 1
-    t_float, ref = median_time(lambda: xf @ wf.T, repeat)
+    t_float, ref = result_and_time(lambda: xf @ wf.T, repeat)
     wp = pack_bool(w_bits)
-    t_pack, xp = median_time(lambda: pack_bool(x_bits), repeat)
-    t_xnor, got = median_time(lambda: kernels.xnor_gemm(xp, wp, k, backend=backend), repeat)
+    t_pack, xp = result_and_time(lambda: pack_bool(x_bits), repeat)
+    t_xnor, got = result_and_time(lambda: kernels.xnor_gemm(xp, wp, k, backend=backend), repeat)
     if not np.array_equal(got, ref.astype(np.int32)):
         raise AssertionError("layer_times: xnor_gemm disagrees with the float32 product")
     rows = min(m, baseline_rows)
     xi, wi = xf[:rows].astype(np.int8), wf.astype(np.int8)
-    t_rows, base = median_time(lambda: int8_matmul(xi, wi), 1)
+    t_rows, base = result_and_time(lambda: int8_matmul(xi, wi), 1)
     if not np.array_equal(base, got[:rows]):
         raise AssertionError("layer_times: the int8 baseline disagrees with xnor_gemm")
     out = {"M": m, "K": k, "N": int(w_bits.shape[0]), "float32_s": t_float, "xnor_s": t_xnor,
@@ -91,7 +91,7 @@ def single_thread(task: dict, timeout: float = 1800) -> dict:
         RuntimeError: the child failed (its stderr is included).
     """
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "tinyapprox.bnn.bench", json.dumps(task)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "tinyapprox.experiments.bench_bnn", json.dumps(task)], env=env,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"single_thread: benchmark {task} failed:\n{proc.stderr[-2000:]}")
@@ -108,7 +108,7 @@ def _main(argv=None) -> int:
     else:
         with np.load(task["layer"]) as z:
             result = layer_times(z["x"], z["w"], **opts)
-    print(json.dumps(result))
+    print(json.dumps(to_jsonable(result)))
     return 0
 
 

@@ -13,32 +13,33 @@ Steps (all results go to ``--out``):
 5. plots: ``fig1_training.png`` (training loss and validation error per epoch) and
    ``fig3_speed.png`` (kernel times); ``results.json``; models as ``.npz``.
 
-QUICK mode (``--quick`` or ``TINYAPPROX_QUICK=1``): 1000 training and 500 test images,
-one epoch, a small MLP, a 512-wide product; seconds, for tests and smoke runs.
+Quick mode (``harness``): the quick data and epoch, a small MLP or ConvNet, a 512-wide
+product; seconds, for tests and smoke runs.
+
+Phases: ``train_models``, ``accuracy``, ``size_and_energy``, ``speed``, ``plot_training`` /
+``plot_speed``; ``run`` calls them in order.
 """
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .. import cost, data, metrics
+from .. import cost, metrics
 from ..train import evaluate, predict
-from . import bench
-from .models import bnn_conv, bnn_mlp, float_conv, float_mlp
-from .packing import pack
-from .training import RECIPE, train_bnn
+from ..bnn.models import bnn_conv, bnn_mlp, float_conv, float_mlp
+from ..bnn.packing import pack
+from ..bnn.training import RECIPE, train_bnn
+from . import bench_bnn as bench
+from . import harness
 
 def add_arguments(parser):
     """Options of ``tinyapprox binarize``."""
     parser.add_argument("--model", choices=["bnn-mlp", "bnn-conv"], default="bnn-mlp",
                         help="binarized MLP (3 x 1024 by default) or the small binary ConvNet")
-    parser.add_argument("--epochs", type=int, default=35, help="training epochs per model (default 35)")
-    parser.add_argument("--quick", action="store_true", help="tiny data and model: a smoke run in seconds")
-    parser.add_argument("--out", default="runs/binarize", help="output directory (default runs/binarize)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 35)")
+    harness.add_run_options(parser, "runs/binarize")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", default="1024,1024,1024", help="hidden widths of bnn-mlp (comma separated)")
     parser.add_argument("--lr-start", type=float, default=RECIPE["lr_start"])
@@ -62,12 +63,9 @@ def _builders(args, quick):
             f"ConvNet conv5x5@{ch[0]}-pool-conv5x5@{ch[1]}-pool-fc{fc}-10")
 
 
-def _plot_training(histories, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+def plot_training(histories, path):
+    """Figure 1 of the paper on this run: training loss and validation error per epoch."""
+    fig, axes = harness.pyplot().subplots(1, 2, figsize=(10, 4))
     for name, h in histories.items():
         ep = h["epoch"]
         axes[0].plot(ep, h["loss"], marker=".", label=name)
@@ -77,17 +75,12 @@ def _plot_training(histories, path):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    harness.save_plot(fig, path)
 
 
-def _plot_speed(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+def plot_speed(rows, path):
+    """Figure 3 on this machine: seconds of each product with the three kernels (log scale)."""
+    fig, ax = harness.pyplot().subplots(figsize=(9, 4.5))
     kinds = [("int8_s", "int8 baseline (unpacked, NumPy loop)"), ("float32_s", "float32 BLAS"),
              ("xnor_s", "XNOR/popcount kernel")]
     x = np.arange(len(rows))
@@ -101,31 +94,18 @@ def _plot_speed(rows, path):
     ax.grid(alpha=0.3, axis="y")
     fig.legend(loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    harness.save_plot(fig, path, tight=False)
 
 
-def run(args) -> int:
-    """Run the experiment; returns 0 on success (see the module docstring)."""
-    quick = bool(getattr(args, "quick", False)) or os.environ.get("TINYAPPROX_QUICK") == "1"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    limit = 1000 if quick else None
-    (tx, ty), (vx, vy) = data.load("fashion-mnist", limit=limit)
-    if quick:
-        vx, vy = vx[:500], vy[:500]
-    epochs = min(args.epochs, 1) if quick else args.epochs
-    make_float, make_bnn, arch = _builders(args, quick)
+def train_models(args, quick, out, dataset, epochs):
+    """Train the float twin and the BNN(s) with the paper's recipe; returns ``(models, histories)``."""
+    (tx, ty), (vx, vy) = dataset
+    make_float, make_bnn, _ = _builders(args, quick)
     recipe = dict(lr_start=args.lr_start, lr_end=args.lr_end, batch_size=args.batch_size, seed=args.seed)
-    print(f"binarize: {args.model} ({arch}) on Fashion-MNIST, {len(tx)} train / {len(vx)} test images, "
-          f"{epochs} epochs; recipe: squared hinge, Adam, lr {args.lr_start:g} -> {args.lr_end:g}, "
-          f"batch {args.batch_size}")
-
     variants = [("float", lambda: make_float(args.seed)), ("BNN deterministic", lambda: make_bnn(args.seed, False))]
     if not args.no_stochastic:
         variants.append(("BNN stochastic", lambda: make_bnn(args.seed, True)))
-    models, histories, results = {}, {}, {"model": args.model, "architecture": arch, "epochs": epochs,
-                                          "train_images": len(tx), "test_images": len(vx), "recipe": recipe}
+    models, histories = {}, {}
     for name, build in variants:
         tag = name.lower().replace(" ", "_")
         print(f"\n== training {name}")
@@ -136,17 +116,15 @@ def run(args) -> int:
         models[name] = model
         histories[name] = {k: hist[k] for k in ("epoch", "loss", "top1", "val_top1", "val_loss", "seconds", "lr")}
         np.savez(out / f"{tag}.npz", **model.state_dict())
-    _plot_training(histories, out / "fig1_training.png")
-    results["history"] = histories
+    return models, histories
 
-    # ---- accuracy table
+
+def accuracy(models, histories, packed, vx, vy) -> dict:
+    """Top-1 of every model and of the packed BNN, and whether the packed predictions equal the
+    float sign path on the whole test set."""
     acc = {name: evaluate(m, vx, vy)["top1"] for name, m in models.items()}
-    bnn_model = models["BNN deterministic"]
-    packed = pack(bnn_model)
-    x_test = (np.asarray(vx, dtype=np.float32) / 255.0)[:, None]
-    float_pred = predict(bnn_model, vx).argmax(axis=1)
-    packed_pred = predict(packed, vx).argmax(axis=1)
-    same = bool(np.array_equal(packed_pred, float_pred))
+    float_pred = predict(models["BNN deterministic"], vx).argmax(axis=1)
+    same = bool(np.array_equal(predict(packed, vx).argmax(axis=1), float_pred))
     acc["BNN packed"] = evaluate(packed, vx, vy)["top1"]
     epoch_s = {name: float(np.median(h["seconds"])) for name, h in histories.items()}
     print("\naccuracy on the test set (AccLoss = float top-1 - model top-1, percentage points)")
@@ -156,9 +134,12 @@ def run(args) -> int:
         s = f"{epoch_s[name]:8.1f}" if name in epoch_s else f"{'':>8}"
         print(f"{name:<22} {a:7.4f} {loss_pp:+9.2f} {s}")
     print(f"packed predictions equal the float sign path: {same}")
-    results.update(accuracy=acc, seconds_per_epoch=epoch_s, packed_equals_float=same)
+    return {"accuracy": acc, "seconds_per_epoch": epoch_s, "packed_equals_float": same}
 
-    # ---- size and energy, both through cost (the packed model prices its own bits and XNORs)
+
+def size_and_energy(models, packed) -> dict:
+    """Model size in bytes and energy per inference, both through ``cost`` (the packed model
+    prices its own bits and XNORs)."""
     fbytes, pbytes = cost.model_bytes(models["float"]), cost.model_bytes(packed)
     e_float = cost.inference_energy(models["float"], (1, 1, 28, 28))
     e_bnn = cost.inference_energy(packed, (1, 1, 28, 28))
@@ -167,20 +148,43 @@ def run(args) -> int:
     print(f"energy per inference (Horowitz 45 nm): float {e_float.total_pj / 1e6:.2f} uJ, "
           f"BNN {e_bnn.total_pj / 1e6:.2f} uJ ({e_float.total_pj / e_bnn.total_pj:.1f}x less)")
     print(e_bnn.assumptions)
-    results.update(size={"float_bytes": fbytes, "bnn_bytes": pbytes, "compression_ratio": fbytes / pbytes},
-                   energy_pj={"float": e_float.total_pj, "bnn": e_bnn.total_pj,
-                              "float_breakdown": e_float.breakdown_pj, "bnn_breakdown": e_bnn.breakdown_pj})
+    return {"size": {"float_bytes": fbytes, "bnn_bytes": pbytes, "compression_ratio": fbytes / pbytes},
+            "energy_pj": {"float": e_float.total_pj, "bnn": e_bnn.total_pj,
+                          "float_breakdown": e_float.breakdown_pj, "bnn_breakdown": e_bnn.breakdown_pj}}
 
+
+def run(args) -> int:
+    """Run the experiment; returns 0 on success (see the module docstring)."""
+    quick = harness.is_quick(args)
+    out = harness.run_dir(args.out)
+    harness.quick_banner("binarize", quick)
+    dataset = harness.load_dataset(quick)
+    (tx, ty), (vx, vy) = dataset
+    epochs = harness.resolve_epochs(args.epochs, 35, quick)
+    arch = _builders(args, quick)[2]
+    recipe = dict(lr_start=args.lr_start, lr_end=args.lr_end, batch_size=args.batch_size, seed=args.seed)
+    print(f"binarize: {args.model} ({arch}) on Fashion-MNIST, {len(tx)} train / {len(vx)} test images, "
+          f"{epochs} epochs; recipe: squared hinge, Adam, lr {args.lr_start:g} -> {args.lr_end:g}, "
+          f"batch {args.batch_size}")
+    results = {"model": args.model, "architecture": arch, "epochs": epochs, "train_images": len(tx),
+               "test_images": len(vx), "recipe": recipe}
+    models, histories = train_models(args, quick, out, dataset, epochs)
+    plot_training(histories, out / "fig1_training.png")
+    results["history"] = histories
+    packed = pack(models["BNN deterministic"])
+    x_test = harness.images_to_float(vx)
+    results.update(accuracy(models, histories, packed, vx, vy))
+    results.update(size_and_energy(models, packed))
     if not args.no_speed:
-        results["speed"] = _speed(args, quick, out, packed, bnn_model, x_test, vy)
-    with open(out / "results.json", "w") as fh:
-        json.dump(results, fh, indent=2, default=float)
+        results["speed"] = speed(args, quick, out, packed, models["BNN deterministic"], x_test, vy)
+    harness.write_json(out / "results.json", results)
     print(f"\nwrote {out / 'fig1_training.png'}, {out / 'results.json'}" +
           ("" if args.no_speed else f", {out / 'fig3_speed.png'}"))
     return 0
 
 
-def _speed(args, quick, out, packed, bnn_model, x_test, vy):
+def speed(args, quick, out, packed, bnn_model, x_test, vy) -> dict:
+    """Time binary products (single thread, in a child process) and the whole packed network."""
     print("\nspeed (wall clock, median of repeats; the machine is shared, so treat as noisy)")
     rows, res = [], {}
     sizes = [512] if quick else [int(s) for s in args.gemm.split(",") if s]
@@ -222,12 +226,12 @@ def _speed(args, quick, out, packed, bnn_model, x_test, vy):
     # the whole network over the test set: the float sign path vs the packed model
     whole = {}
     for name, m in (("float32", bnn_model), ("xnor", packed)):
-        t, pred = bench.median_time(lambda: predict(m, x_test, batch_size=len(x_test)).argmax(axis=1), 3)
+        t, pred = bench.result_and_time(lambda: predict(m, x_test, batch_size=len(x_test)).argmax(axis=1), 3)
         whole[name] = {"seconds": t, "top1": metrics.accuracy(pred, vy)}
     res["whole_network"] = whole
     rows.append({"label": f"whole net\n{len(x_test)} images", **{f"{k}_s": v["seconds"] for k, v in whole.items()}})
     print(f"  whole network over {len(x_test)} test images (default threads): " + ", ".join(
         f"{k} {v['seconds']:.3f} s (top-1 {v['top1']:.4f})" for k, v in whole.items()) +
         " (tinyapprox bench inference --model bnn-mlp times it against the float twin too)")
-    _plot_speed(rows, out / "fig3_speed.png")
+    plot_speed(rows, out / "fig3_speed.png")
     return res

@@ -12,17 +12,30 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-from pathlib import Path
 
 EXPERIMENTS = {
-    "compress": ("tinyapprox.prune.experiment", "train, prune iteratively to a target compression, report"),
-    "quantize": ("tinyapprox.quant.experiment", "quantize a trained model (PTQ / QAT) and measure it"),
-    "binarize": ("tinyapprox.bnn.experiment", "train a binarized network and run it on the XNOR kernel"),
-    "hogwild": ("tinyapprox.optim.hogwild", "Hogwild! parallel SGD and low-precision training"),
+    "compress": "train, prune iteratively to a target compression, report",
+    "quantize": "quantize a trained model (PTQ / QAT) and measure it",
+    "binarize": "train a binarized network and run it on the XNOR kernel",
+    "hogwild": "Hogwild! parallel SGD and low-precision training",
 }
+
+
+def _experiment(name: str):
+    """The module of an experiment command (``add_arguments``, ``run``), imported only when it runs."""
+    if name == "compress":
+        from . import compress as module
+    elif name == "quantize":
+        from . import quantize as module
+    elif name == "binarize":
+        from . import binarize as module
+    elif name == "hogwild":
+        from . import hogwild as module
+    else:
+        raise ValueError(f"tinyapprox: unknown experiment {name!r}; expected one of {sorted(EXPERIMENTS)}")
+    return module
 
 
 def _demo(args) -> int:
@@ -48,15 +61,16 @@ def _train(args) -> int:
 
     from tinyapprox import data, models, optim, train
     from tinyapprox import functional as F
+    from tinyapprox.experiments import harness
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    limit = 2000 if args.quick else None
-    (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=limit)
+    quick = harness.is_quick(args)
+    out = harness.run_dir(args.out)
+    harness.quick_banner("train", quick)
+    (train_x, train_y), (test_x, test_y) = harness.load_dataset(quick)
     model = models.get(args.model, seed=args.seed)
-    recipe = train.RECIPES.get(args.model, {})
-    lr = args.lr if args.lr is not None else recipe.get("lr", 0.1)
-    epochs = args.epochs if args.epochs is not None else (1 if args.quick else recipe.get("epochs", 10))
+    recipe = harness.RECIPES[args.model]
+    lr = args.lr if args.lr is not None else recipe["lr"]
+    epochs = harness.resolve_epochs(args.epochs, recipe["epochs"], quick)
     loader = data.DataLoader(train_x, train_y, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum)
     print(f"training {args.model} on Fashion-MNIST ({len(train_x)} images): {epochs} epochs, SGD lr {lr} "
@@ -67,7 +81,7 @@ def _train(args) -> int:
     result = train.evaluate(model, test_x, test_y)
     train.save_model(model, out / "model.npz")
     (out / "history.json").write_text(history.to_json())
-    train.plot_history(history, out / "training_curve.png", title=f"{args.model} on Fashion-MNIST")
+    harness.plot_history(history, out / "training_curve.png", title=f"{args.model} on Fashion-MNIST")
     seconds = np.median(history["seconds"]) if len(history) else float("nan")
     print(f"test top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  "
           f"median {seconds:.2f} s/epoch")
@@ -80,9 +94,10 @@ def _info(args) -> int:
 
     import tinyapprox
     from tinyapprox import kernels
+    from tinyapprox.experiments.harness import to_jsonable
 
     print(f"tinyapprox {tinyapprox.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
-    print(json.dumps(kernels.info(), indent=2, default=str))
+    print(json.dumps(to_jsonable(kernels.info()), indent=2))
     return 0
 
 
@@ -91,16 +106,18 @@ def _bench(args) -> int:
         from tinyapprox.experiments import bench_inference
 
         return bench_inference.run(args)
-    from tinyapprox import bench
+    from tinyapprox.experiments import bench, harness
 
     result = bench.run(args.what, quick=args.quick, threads=args.threads)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=float))
+        harness.write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
 
 
 def build_parser(argv=None) -> argparse.ArgumentParser:
+    from tinyapprox.experiments import harness
+
     parser = argparse.ArgumentParser(prog="tinyapprox", description="Approximate computing for deep learning, "
                                      "taught by working code.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,8 +133,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", action="store_true", help="checkpoint every epoch and resume if one exists")
-    p.add_argument("--quick", action="store_true", help="2,000 images and 1 epoch: a smoke run")
-    p.add_argument("--out", default="runs/train")
+    harness.add_run_options(p, "runs/train")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("bench", help="benchmarks printing ratios against a baseline from the same run")
@@ -128,16 +144,19 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
 
         bench_inference.add_arguments(p)
     else:
-        p.add_argument("--quick", action="store_true")
-        p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: kernels 1, training 2)")
+        harness.add_quick_option(p, "smaller problems and fewer repeats: a smoke run; its figures are not meaningful")
+        p.add_argument("--threads", default=None,
+                       help="kernels: threads for the kernels, their peers and BLAS (default 1; "
+                            "a list like 1,2 measures each and the scaling); ignored by the autograd and "
+                            "training benchmarks, which run with the BLAS threads of the environment")
         p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench)
 
     requested = next((a for a in (argv or []) if not a.startswith("-")), None)
-    for name, (module, help_text) in EXPERIMENTS.items():
+    for name, help_text in EXPERIMENTS.items():
         p = sub.add_parser(name, help=help_text)
         if name == requested:  # import only the experiment that runs
-            mod = importlib.import_module(module)
+            mod = _experiment(name)
             mod.add_arguments(p)
             p.set_defaults(func=mod.run)
     return parser

@@ -7,22 +7,10 @@ after a warm-up.
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
-
-def median_time(fn, repeat: int = 7, number: int = 1, warmup: int = 1) -> float:
-    """Median seconds per call of ``fn`` over ``repeat`` rounds of ``number`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return float(np.median(times))
+from .harness import median_time
 
 
 def bench_autograd(quick: bool = False) -> dict:
@@ -59,8 +47,8 @@ def bench_training(quick: bool = False) -> dict:
     and backward GEMMs alone), measured in the same run, so the ratio shows the engine's
     overhead over the arithmetic it cannot avoid.
     """
-    from . import data, models, optim, train
-    from . import functional as F
+    from .. import data, models, optim, train
+    from .. import functional as F
 
     (x, y), _ = data.load("fashion-mnist")
     results = {}
@@ -101,6 +89,6 @@ def run(what: str = "all", quick: bool = False, threads=None) -> dict:
     if what in ("training", "all"):
         results["training"] = bench_training(quick)
     if what in ("kernels", "all"):
-        from .kernels import bench as kbench
+        from . import bench_kernels as kbench
         results["kernels"] = kbench.run(quick=quick, threads=threads or 1)
     return results
