@@ -644,7 +644,7 @@ def sign_path(model: Module, x) -> tuple:
 
     The hidden signs are int8 +-1 arrays: the sign (0 -> +1) of each block's output that
     feeds a binary-input layer, i.e. what that layer binarizes. They are what
-    ``PackedBNN.forward(..., return_hidden=True)`` must reproduce exactly.
+    ``PackedBinaryModel.hidden(x)`` must reproduce exactly.
     """
     layers = _flat_layers(model)
     was = model.training
