@@ -24,7 +24,7 @@ import sys
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["dispatch.c", "parallel.c", "csr.c", "gemm_int8.c", "xnor.c"]
+SOURCES = ["dispatch.c", "parallel.c", "csr.c", "gemm_int8.c", "xnor.c", "im2col.c"]
 
 HEADER = "ta_kernels.h"
 

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define TA_ABI_VERSION 6
+#define TA_ABI_VERSION 7
 
 #define TA_OK 0
 #define TA_ERR_SIZE 1       /* negative size or a size product that overflows */
@@ -175,5 +175,16 @@ double ta_popcnt_loop(int isa, int64_t iters, int64_t *sink);
  * the number of floating-point operations executed (2 per multiply-add), or
  * -1 if the path is unavailable. *sink receives a value depending on all work. */
 double ta_fma_loop(int isa, int64_t iters, float *sink);
+
+/* Patch matrix of a channels-last map (im2col.c): x (N, H, W, C) row-major with `elem`
+ * bytes per value (1, 2, 4 or 8) -> out (N*OH*OW, kh*kw*C) row-major, out_elems values,
+ * OH = (H + 2*ph - kh)/sh + 1 (same for W); row (n*OH + oy)*OW + ox, column
+ * (u*kw + v)*C + c = x[n, oy*sh - ph + u, ox*sw - pw + v, c], 0 in the padding.
+ * Rows are split over `threads` threads (1..TA_MAX_THREADS); the result does not
+ * depend on it. TA_ERR_SIZE for bad sizes, a window larger than the padded map or
+ * out_elems != N*OH*OW*kh*kw*C. */
+int ta_im2col_nhwc(const void *x, int64_t elem, int64_t N, int64_t H, int64_t W, int64_t C,
+                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                   void *out, int64_t out_elems, int threads);
 
 #endif

@@ -216,7 +216,7 @@ accumulator it is not — and the constructed case below shows the wrap-around.
 code("""
 q8 = quant.ptq(model, "int8", 8, 8, train_x, 512, pow2_scale=True)
 for bits in (32, 16):
-    im = quant.IntegerModel.from_fake(q8, acc_bits=bits)
+    im = quant.convert(q8, acc_bits=bits)
     for r in im.check():
         print(f"acc {bits}-bit, layer {r['layer']}: worst |acc| {r['bound']:>10,} vs limit {r['limit']:>13,}"
               f" -> {'safe' if r['safe'] else 'CAN OVERFLOW'}")
@@ -224,7 +224,7 @@ for bits in (32, 16):
 print("constructed case: K = 4, all codes 127 -> 4 * 127 * 127 =", 4 * 127 * 127)
 print("16-bit wrap-around gives", int(integer.wrap(4 * 127 * 127, 16)))
 sim = train.predict(q8, test_x[:500]).astype(np.float64)
-out16 = quant.IntegerModel.from_fake(q8, acc_bits=16)(test_x[:500])
+out16 = train.predict(quant.convert(q8, acc_bits=16), test_x[:500])
 print(f"LeNet with a 16-bit accumulator: {np.mean(out16.argmax(1) == sim.argmax(1)) * 100:.1f}% of predictions "
       "unchanged")
 """)
@@ -232,22 +232,26 @@ print(f"LeNet with a 16-bit accumulator: {np.mean(out16.argmax(1) == sim.argmax(
 md("""
 ## 8. Is int8 faster here?
 
-Integer inference runs the same model with int8 codes on the int8 GEMM kernel, int32
-accumulators and integer requantization between layers. With power-of-two scales it is
-*bit for bit* equal to the fake-quant simulation. Then we time it against this project's
-own float32 inference — same machine, same run, median of repeats.
+`quant.convert` lowers the fake-quant model to integer inference layers: the images are
+quantized once, int8 codes flow between layers, and each layer is one fused kernel call
+(int8 product, int32 accumulator, bias, integer requantization to the next layer's codes,
+ReLU as the lower clip). With power-of-two scales it is *bit for bit* equal to the
+fake-quant simulation. It is an `nn.Module` like the float model, so `train.predict`,
+`summary` and `cost` run it unchanged. Then we time it against this project's own float32
+inference — same machine, same run, median of repeats.
 """)
 code("""
 print(kernels.info())
-im = quant.IntegerModel.from_fake(q8)
-logits_int = im(test_x)
-logits_sim = train.predict(q8, test_x).astype(np.float64)
+im = quant.convert(q8)
+im.summary((1, 1, 28, 28))
+logits_int = train.predict(im, test_x)
+logits_sim = train.predict(q8, test_x)
 print("integer == simulation:", np.array_equal(logits_int, logits_sim))
 
 
 # median_time (tinyapprox.experiments.harness): median of repeats after a warm-up, as every benchmark here
 t32 = median_time(lambda: train.predict(model, test_x), repeat=3)
-t8 = median_time(lambda: im(test_x), repeat=3)
+t8 = median_time(lambda: train.predict(im, test_x), repeat=3)
 print(f"{len(test_x)} images: float32 {t32 * 1e3:.0f} ms, int8 {t8 * 1e3:.0f} ms -> measured speedup {t32 / t8:.2f}x")
 """)
 md("""

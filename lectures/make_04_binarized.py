@@ -205,31 +205,31 @@ plt.xlabel("integer dot product d"); plt.ylabel("batch norm output"); plt.show()
 md("""
 ## 6. Bit-packed inference, and how fast it is
 
-`bnn.pack(model)` runs the first layer in float (real pixels times binary weights), every
-hidden layer on the XNOR/popcount kernel with integer thresholds, and the last layer as
-integer dot + batch-norm affine. Its hidden activations and predictions equal the float
-model's exactly.
+`bnn.pack(model)` lowers the network to an `nn.Module` of packed layers: the first layer
+in float (real pixels times binary weights, then batch norm + sign as one exact float
+threshold per unit), every hidden layer one XNOR/popcount kernel call with integer
+thresholds that turns packed bits into packed bits, and the last layer an integer dot +
+batch-norm affine. Its hidden activations and predictions equal the float model's exactly,
+and `train.evaluate`, `summary` and `cost` run it like the float model.
 """)
 code("""
 packed = bnn.pack(bnn_model)
-for row in packed.describe():
-    print(row)
+packed.summary((1, 1, 28, 28))
 x_test = (test_x / np.float32(255))[:, None]
 want_scores, want_hidden = bnn.sign_path(bnn_model, x_test)
-scores, hidden = packed.forward(x_test, return_hidden=True)
+scores, hidden = ta.train.predict(packed, x_test), packed.hidden(x_test)
 assert np.array_equal(scores, want_scores) and all(np.array_equal(a, b) for a, b in zip(hidden, want_hidden))
 print("packed == float sign path on", len(x_test), "images; top-1", metrics.accuracy(scores, test_y))
-size = packed.size()
-n_float = 32 * sum(p.size for p in float_model.parameters())
-print(f"size: float {n_float / 8 / 1024:.0f} KiB, packed {size['bytes'] / 1024:.0f} KiB "
-      f"(compression ratio {n_float / size['bits']:.1f}x)")
+b_float, b_packed = ta.cost.model_bytes(float_model), ta.cost.model_bytes(packed)
+print(f"size: float {b_float / 1024:.0f} KiB, packed {b_packed / 1024:.0f} KiB "
+      f"(compression ratio {b_float / b_packed:.1f}x)")
 """)
 code("""
 from tinyapprox.experiments.harness import median_time  # median of repeats after a warm-up, as every benchmark here
 
 # one hidden layer over the test batch, on its real activations
 x_bits = hidden[0] > 0
-stage = packed.stages[1]
+stage = packed[2]                    # the first hidden (bits in, bits out) layer
 w_pm1 = stage.wb.reshape(stage.out_channels, -1)
 x_pm1 = np.where(x_bits, 1, -1).astype(np.float32)
 xp, wp = bnn.pack_bool(x_bits), bnn.pack_bool(w_pm1 > 0)
@@ -251,8 +251,8 @@ print(f"{n}^3 product: float32 {t_f:.3f} s, XNOR {t_x:.3f} s -> {t_f / t_x:.1f}x
 md("""
 **Things to try.** Train with `stochastic=True`. Replace the calibrated thresholds by
 `fold_threshold`'s float64 ones and count the activations that change. Time the whole
-network with `packed.predict(x, kernel=...)` for `"xnor"`, `"float32"` and `"int8"` — and
-explain why the first layer (real pixels) now dominates.
+packed network against the float one (`tinyapprox bench inference --model bnn-mlp`) and
+profile it — and explain why the first layer (real pixels) now dominates.
 """)
 
 notebook.write("04_binarized.ipynb")

@@ -235,15 +235,13 @@ def _randomize_bn(model, rng, boundary=True):
 
 def _check_packed_equals_sign_path(model, x):
     want_scores, want_hidden = bnn.sign_path(model, x)
-    packed = bnn.pack(model)
-    for kernel in bnn.KERNELS:
-        for backend in (XNOR_BACKENDS if kernel == "xnor" else [None]):
-            packed.backend = backend
-            scores, hidden = packed.forward(x, kernel=kernel, return_hidden=True)
-            assert len(hidden) == len(want_hidden)
-            for a, b in zip(hidden, want_hidden):
-                np.testing.assert_array_equal(a, b)
-            np.testing.assert_array_equal(scores, want_scores)
+    for backend in XNOR_BACKENDS:
+        packed = bnn.pack(model, backend=backend)
+        hidden = packed.hidden(x)
+        assert len(hidden) == len(want_hidden)
+        for a, b in zip(hidden, want_hidden):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(packed(x).data, want_scores)
     return packed
 
 
@@ -275,10 +273,15 @@ def test_trained_mlp_packs_exactly_and_predicts_the_same():
     bnn.train_bnn(model, (tx, ty), epochs=1, verbose=False)
     x = (vx[:200] / 255.0).astype(np.float32)[:, None]
     packed = _check_packed_equals_sign_path(model, x)
-    assert packed.predict(x).tolist() == ta.train.predict(model, vx[:200]).argmax(axis=1).tolist()
-    size = packed.size()
-    assert size["weight_bits"] == 784 * 96 + 96 * 70 + 70 * 10
-    assert size["bytes"] * 8 >= size["bits"]
+    assert ta.train.predict(packed, x).argmax(axis=1).tolist() == \
+        ta.train.predict(model, vx[:200]).argmax(axis=1).tolist()
+    assert ta.train.evaluate(packed, vx[:200], vy[:200])["top1"] == ta.train.evaluate(model, vx[:200], vy[:200])["top1"]
+    weight_bits = 784 * 96 + 96 * 70 + 70 * 10
+    rows = ta.cost.layer_costs(packed, (1, 1, 28, 28))
+    assert sum(r["weights"] for r in rows) == weight_bits
+    # 1 bit per weight; float32 batch norm of the first and last block; int32 threshold + flip bit per hidden unit
+    assert ta.cost.model_bytes(packed) == (784 * 96 + 7) // 8 + 4 * 2 * 96 + (96 * 70 + 7) // 8 + 4 * 70 + 9 \
+        + (70 * 10 + 7) // 8 + 4 * 2 * 10
 
 
 def test_bnn_conv_model_packs():
@@ -299,22 +302,22 @@ def test_pack_refuses_what_it_cannot_run_exactly():
     real_hidden = nn.Sequential(bnn.BinaryLinear(4, 3, binary_input=False), bnn.BinaryLinear(3, 2, binary_input=False))
     with pytest.raises(ValueError, match="real-valued"):
         bnn.pack(real_hidden)
-    with pytest.raises(ValueError, match="kernel"):
-        bnn.pack(bnn.bnn_mlp(hidden=(4,), in_features=3)).forward(np.zeros((1, 3), np.float32), kernel="gpu")
 
 
 def test_packed_forward_refuses_wrong_shapes_and_nan():
     mlp = bnn.pack(bnn.bnn_mlp(hidden=(4,), in_features=6))
-    assert mlp.forward(np.zeros((2, 2, 3), np.float32)).shape == (2, 10)
-    with pytest.raises(ValueError, match=r"PackedBNN.forward: expected input of shape .*6 values.*got \(2, 5\)"):
-        mlp.forward(np.zeros((2, 5), np.float32))
-    with pytest.raises(ValueError, match=r"got \(6,\)"):
-        mlp.predict(np.zeros(6, np.float32))
-    with pytest.raises(ValueError, match="PackedBNN.forward: expected pixels without NaN, got 1 NaN"):
-        mlp.forward(np.array([[0, 1, 2, 3, 4, np.nan]], np.float32))
+    assert mlp(np.zeros((2, 2, 3), np.float32)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"PackedBinaryLinear: expected pixels of shape \(N, 6\), got \(2, 5\)"):
+        mlp(np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="PackedBinaryLinear: expected pixels without NaN, got 1 NaN"):
+        mlp(np.array([[0, 1, 2, 3, 4, np.nan]], np.float32))
+    with pytest.raises(ValueError, match=r"PackedBinaryLinear: expected packed bits uint64 \(N, 1\)"):
+        mlp[2](np.zeros((2, 4), np.float32))
+    with pytest.raises(RuntimeError, match="inference only"):
+        mlp.train()
     conv = bnn.pack(bnn.bnn_conv(channels=(2, 2), fc=4))
-    with pytest.raises(ValueError, match=r"expected input of shape \(N, 1, H, W\), got \(1, 28, 28\)"):
-        conv.forward(np.zeros((1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match=r"expected pixels of shape \(N, 1, H, W\), got \(1, 28, 28\)"):
+        conv(np.zeros((1, 28, 28), np.float32))
 
 
 def test_xnor_dot_worked_example():

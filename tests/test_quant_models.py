@@ -46,10 +46,10 @@ def test_integer_mlp_equals_fake_quant_simulation(seed, per_channel, scheme):
     x = images(seed + 1)
     kw = {"pow2_scale": True} if scheme == "int8" else {}
     q = quant.ptq(model, scheme, 8 if scheme != "pow2" else 4, 8, x[:20], per_channel=per_channel, **kw)
-    im = quant.IntegerModel.from_fake(q)
+    im = quant.convert(q)
     assert all(r["safe"] and r["sim_exact"] for r in im.check())
-    np.testing.assert_array_equal(im(x), simulate(q, x))
-    kinds = {L.kind for L in im.layers()}
+    np.testing.assert_array_equal(im(x).data, simulate(q, x))
+    kinds = {L.kind for L in im.weight_layers()}
     assert kinds == ({"shift"} if scheme == "pow2" else {"int8"} if scheme == "int8" else {"int64"})
 
 
@@ -59,8 +59,8 @@ def test_integer_convnet_on_int8_kernel_equals_simulation(seed, per_channel):
     model = convnet(seed)
     x = images(seed + 1, n=12, side=9)
     q = quant.ptq(model, "int8", 8, 8, x, per_channel=per_channel, pow2_scale=True)
-    im = quant.IntegerModel.from_fake(q)
-    np.testing.assert_array_equal(im(x), simulate(q, x))
+    im = quant.convert(q)
+    np.testing.assert_array_equal(im(x).data, simulate(q, x))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
@@ -70,15 +70,15 @@ def test_integer_backends_agree(backend):
     model = mlp(3)
     x = images(4)
     q = quant.ptq(model, "int8", 8, 8, x, pow2_scale=True)
-    np.testing.assert_array_equal(quant.IntegerModel.from_fake(q, backend=backend)(x), simulate(q, x))
+    np.testing.assert_array_equal(quant.convert(q, backend=backend)(x).data, simulate(q, x))
 
 
 def test_integer_model_refuses_what_it_cannot_run():
     q = quant.ptq(mlp(0), "minifloat", 8, 8, images(0))
     with pytest.raises(ValueError, match="integer codes"):
-        quant.IntegerModel.from_fake(q)
+        quant.convert(q)
     with pytest.raises(ValueError, match="ActQuant"):
-        quant.IntegerModel.from_fake(quant.prepare(mlp(0), "int8", 8, None))
+        quant.convert(quant.prepare(mlp(0), "int8", 8, None))
 
 
 # ------------------------------------------------------------------ requantization
@@ -133,18 +133,18 @@ def test_sixteen_bit_accumulator_overflows_on_constructed_case():
     model = nn.Sequential(nn.Flatten(), lin)
     x = np.full((1, 1, 2, 2), 0.99, dtype=np.float32)
     q = quant.ptq(model, "int8", 8, 8, x, pow2_scale=True)
-    im32 = quant.IntegerModel.from_fake(q, acc_bits=32)
-    im16 = quant.IntegerModel.from_fake(q, acc_bits=16)
+    im32 = quant.convert(q, acc_bits=32)
+    im16 = quant.convert(q, acc_bits=16)
     assert im32.check()[0]["safe"] and not im16.check()[0]["safe"]
-    good, bad = im32(x)[0, 0], im16(x)[0, 0]
+    good, bad = im32(x).data[0, 0], im16(x).data[0, 0]
     assert good == simulate(q, x)[0, 0] > 0
     assert bad < 0                                  # 4 * 127 * 127 = 64516 wrapped to -1020
     assert bad / good == pytest.approx(I.wrap(64516, 16) / 64516)
     lin.weight.data[:] = [[0.99, 0.1, 0.1, 0.1]]    # codes 127, 13, 13, 13: |acc| <= 127 * 166 < 2^15
     q = quant.ptq(model, "int8", 8, 8, x, pow2_scale=True)
-    safe = quant.IntegerModel.from_fake(q, acc_bits=16)
+    safe = quant.convert(q, acc_bits=16)
     assert all(r["safe"] for r in safe.check())
-    np.testing.assert_array_equal(safe(x), simulate(q, x))
+    np.testing.assert_array_equal(safe(x).data, simulate(q, x))
 
 
 # ------------------------------------------------------------------ PTQ, QAT, size and export

@@ -160,18 +160,29 @@ def _im2col(x, kh, kw, stride, padding, OH, OW):
         sN, sC, sH, sW = xp.strides
         view = as_strided(xp, (kh, kw, C, N, OH, OW), (sH, sW, sC, sN, sh * sH, sW), writeable=False)
         return view.reshape(K, N * OH * OW).T
-    xh = np.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)
-    xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
+    return _im2col_nhwc(x.transpose(0, 2, 3, 1), kh, kw, stride, padding, OH, OW)
+
+
+def _im2col_nhwc(x, kh, kw, stride, padding, OH, OW):
+    """C-contiguous patch matrix (N*OH*OW, kh*kw*C) of a channels-last (N, H, W, C) array."""
+    (sh, sw), (ph, pw) = stride, padding
+    N, H, W, C = x.shape
+    if ph or pw or not x.flags.c_contiguous:
+        xh = np.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=x.dtype)
+        xh[:, ph:ph + H, pw:pw + W, :] = x
+    else:
+        xh = x
     sN, sH, sW, sC = xh.strides
     view = as_strided(xh, (N, OH, OW, kh, kw, C), (sN, sh * sH, sw * sW, sH, sW, sC), writeable=False)
-    return view.reshape(N * OH * OW, K)
+    return view.reshape(N * OH * OW, kh * kw * C)
 
 
-def im2col(x, kh: int, kw: int, stride=1, padding=0) -> np.ndarray:
+def im2col(x, kh: int, kw: int, stride=1, padding=0, channels_last: bool = False) -> np.ndarray:
     """Copy every (kh, kw) receptive field of ``x`` into one row of a patch matrix.
 
     Args:
-        x: (N, C, H, W) array or Tensor.
+        x: (N, C, H, W) array or Tensor; with ``channels_last`` an (N, H, W, C) array
+            (how the lowered inference layers keep their activations).
         kh, kw: window size; stride, padding: int or (rows, cols) pair (zero padding).
 
     Returns:
@@ -181,7 +192,9 @@ def im2col(x, kh: int, kw: int, stride=1, padding=0) -> np.ndarray:
         kernels flattened in the same (u, v, c) order,
         ``wk = w.transpose(0, 2, 3, 1).reshape(O, -1)``, the convolution is the single
         product ``im2col(x) @ wk.T`` of shape (N*OH*OW, O). The array may be C- or
-        Fortran-ordered (whichever was faster to gather); treat it as read-only.
+        Fortran-ordered (whichever was faster to gather); treat it as read-only. With
+        ``channels_last`` it is always C-contiguous: the row-major operand the fused
+        inference kernels take, gathered without a transpose.
 
     Example: the four 2x2 windows of a 3x3 image, one per row::
 
@@ -195,9 +208,13 @@ def im2col(x, kh: int, kw: int, stride=1, padding=0) -> np.ndarray:
         ValueError: ``x`` not 4-D, the window larger than the padded input, stride < 1
             or padding < 0.
     """
-    x = _as_4d("im2col", x, floating=False)
+    x = _as_4d("im2col", x, what="x (N, H, W, C)" if channels_last else "x (N, C, H, W)", floating=False)
     stride, padding = _pair("im2col", "stride", stride, 1), _pair("im2col", "padding", padding, 0)
     kh, kw = _pair("im2col", "kernel size", (kh, kw), 1)
+    if channels_last:
+        n, h, w, c = x.shape
+        OH, OW = _check_windows("im2col", (n, c, h, w), kh, kw, stride, padding)
+        return _im2col_nhwc(x, kh, kw, stride, padding, OH, OW)
     OH, OW = _check_windows("im2col", x.shape, kh, kw, stride, padding)
     return _im2col(x, kh, kw, stride, padding, OH, OW)
 

@@ -29,6 +29,14 @@ Layers are recognised by duck typing, so quantized and binary layers defined els
 are counted too: a leaf module with a 2-D ``weight`` parameter is counted like Linear,
 one with a 4-D weight like Conv2d (groups and dilation are not supported); otherwise the
 class name decides (``*Pool*``, ``*BatchNorm*``, activations).
+
+Lowered models (``prune.to_sparse``, ``quant.convert``, ``bnn.pack``) are made of
+``nn.InferenceModule`` layers that hold no Parameters; each reports its own counts
+(``inference_cost``: MACs, the operations one MAC costs) and storage (``stored_bytes``),
+so the same three functions price them: ``model_bytes`` adds their stored bytes,
+``inference_energy`` prices each of their MACs with the layer's own operations and their
+weights at their stored size, and the activations they exchange at the width of the
+arrays (int8 codes 8 bits, packed +-1 activations 1 bit).
 """
 from __future__ import annotations
 
@@ -41,8 +49,8 @@ from .nn.module import weight_layers
 from .nn.tracing import effective_weight, trace_layers  # noqa: F401  (cost.trace_layers keeps working)
 from .tensor import Tensor, no_grad
 
-__all__ = ["ENERGY_PJ_45NM", "ENERGY_SOURCE", "EnergyReport", "energy", "inference_energy", "layer_costs",
-           "model_bytes", "param_bytes", "format_layer_costs",
+__all__ = ["ENERGY_PJ_45NM", "ENERGY_SOURCE", "BINARY_ENERGIES_PJ", "EnergyReport", "energy", "inference_energy",
+           "layer_costs", "model_bytes", "param_bytes", "format_layer_costs",
            "HOROWITZ_45NM", "HOROWITZ_SOURCE", "format_horowitz_table", "FLOP_CONVENTIONS", "flop_counts",
            "format_flop_counts", "data_movement"]
 
@@ -59,6 +67,9 @@ ENERGY_SOURCE = ("M. Horowitz, 'Computing's energy problem (and what we can do a
                  "float mult 3.7, SRAM 5, DRAM 640 pJ) as tabulated by Han et al., 'Learning both weights "
                  "and connections for efficient neural networks', NIPS 2015, Table 1; 8/16-bit rows from "
                  "Horowitz's table. Memory entries are per 32-bit access.")
+
+# 1-bit operations are not in Horowitz's table; priced as 1/8 of an 8-bit add (0.03 pJ).
+BINARY_ENERGIES_PJ = {"xnor1": ENERGY_PJ_45NM["int8_add"] / 8, "popcount1": ENERGY_PJ_45NM["int8_add"] / 8}
 
 # The whole table as Dally shows it: (operation, energy pJ, area um^2 or None when not given).
 # Keys match ENERGY_PJ_45NM, whose energies must agree (checked by the tests). The table has
@@ -123,7 +134,9 @@ def layer_costs(model, input_shape=None, data=None) -> list:
         ``output_shape``, ``params`` (all parameters of the layer), ``nonzero_params``
         (non-zero entries of the effective parameters), ``weights`` / ``nonzero_weights``
         (the weight tensor only), ``macs``, ``flops`` (= 2*macs), ``nonzero_macs``,
-        ``nonzero_flops``, ``other_ops``.
+        ``nonzero_flops``, ``other_ops``; and ``lowered`` (True for an ``nn.InferenceModule``,
+        whose row also has ``executed_macs``, ``mult_op``, ``add_op``, ``bytes`` and the
+        activation bits it reads and writes, ``act_in_bits`` / ``act_out_bits``).
 
     Raises:
         ValueError: neither input_shape nor data given.
@@ -134,6 +147,9 @@ def layer_costs(model, input_shape=None, data=None) -> list:
         data = np.zeros(tuple(input_shape), dtype=np.float32)
     rows = []
     for name, mod, x, y in trace_layers(model, data):
+        if hasattr(mod, "inference_cost"):
+            rows.append(_lowered_row(name, mod, x, y))
+            continue
         w = effective_weight(mod)
         kind = _kind(mod, w)
         params = [p for p in mod._parameters.values()]
@@ -163,9 +179,24 @@ def layer_costs(model, input_shape=None, data=None) -> list:
             "weights": 0 if w is None else int(w.size),
             "nonzero_weights": 0 if w is None else int(np.count_nonzero(w)),
             "macs": int(macs), "flops": 2 * int(macs), "nonzero_macs": int(nz_macs),
-            "nonzero_flops": 2 * int(nz_macs), "other_ops": int(other),
+            "nonzero_flops": 2 * int(nz_macs), "other_ops": int(other), "lowered": False,
         })
     return rows
+
+
+def _lowered_row(name, mod, x, y) -> dict:
+    """The ``layer_costs`` row of an ``nn.InferenceModule`` call, from its own ``inference_cost``."""
+    c = mod.inference_cost(x, y)
+    params = mod.num_parameters()
+    other = int(y.size) * _pool_window(mod) if c["kind"] == "pool" else 0
+    return {"name": name, "type": type(mod).__name__, "kind": c["kind"],
+            "input_shape": None if x is None else tuple(x.shape), "output_shape": tuple(y.shape),
+            "params": params, "nonzero_params": params, "weights": c["weights"],
+            "nonzero_weights": c["nonzero_weights"], "macs": int(c["macs"]), "flops": 2 * int(c["macs"]),
+            "nonzero_macs": int(c["nonzero_macs"]), "nonzero_flops": 2 * int(c["nonzero_macs"]),
+            "other_ops": other, "lowered": True, "executed_macs": int(c["executed_macs"]),
+            "mult_op": c["mult_op"], "add_op": c["add_op"], "bytes": int(mod.stored_bytes()),
+            "act_in_bits": 0 if x is None else 8 * int(x.nbytes), "act_out_bits": 8 * int(y.nbytes)}
 
 
 def format_layer_costs(rows) -> str:
@@ -249,6 +280,10 @@ def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto
     CSR) or "auto" (CSR when that is smaller than dense). Values use the *effective*
     weight, so masks count. Bit totals are rounded up to whole bytes per tensor.
 
+    A lowered model's ``nn.InferenceModule`` layers add one entry each, named after the
+    layer, with the bytes they store (``format`` "lowered"; the bit-width arguments do not
+    apply to them: they store what their format needs).
+
     Raises ValueError for a bad ``sparse`` or a bit width that is not an int >= 1.
     """
     if sparse not in (True, False, "auto"):
@@ -269,6 +304,10 @@ def param_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse="auto
         else:
             bits, fmt = arr.size * other_bits, "dense"
         out[name] = {"bytes": math.ceil(bits / 8), "format": fmt, "nnz": nnz, "size": int(arr.size)}
+    for name, m in model.named_modules():
+        if hasattr(m, "stored_bytes") and m.stored_values():
+            n = int(m.stored_values())
+            out[name] = {"bytes": int(m.stored_bytes()), "format": "lowered", "nnz": n, "size": n}
     return out
 
 
@@ -278,7 +317,9 @@ def model_bytes(model, weight_bits: int = 32, other_bits: int = 32, sparse=False
 
     ``model_bytes(m)`` is the dense float32 size; ``model_bytes(m, sparse="auto")`` the size
     with pruned weights in CSR; ``model_bytes(m, weight_bits=8)`` an 8-bit model (add
-    per-tensor scales yourself if your format stores them).
+    per-tensor scales yourself if your format stores them). For a lowered model
+    (``prune.to_sparse``, ``quant.convert``, ``bnn.pack``) it is what the model stores:
+    ``model_bytes(quant.convert(q))``, no arguments needed.
     """
     table = param_bytes(model, weight_bits, other_bits, sparse, index_bits, indptr_bits)
     return int(sum(v["bytes"] for v in table.values()))
@@ -375,29 +416,55 @@ def inference_energy(model, input_shape, weight_bits: int = 32, act_bits: int = 
     mult_op = mult_op or f"{arithmetic}{mult_bits}_mult"
     add_op = add_op or f"{arithmetic}{acc_bits}_add"
     rows = layer_costs(model, input_shape)
-    macs = sum(r["nonzero_macs"] if sparse else r["macs"] for r in rows)
+    float_rows = [r for r in rows if not r["lowered"]]
+    low_rows = [r for r in rows if r["lowered"]]
+    macs = sum(r["nonzero_macs"] if sparse else r["macs"] for r in float_rows)
     wkey, akey = mems[weight_memory.lower()], mems[act_memory.lower()]
     weight_words, weights = 0.0, _weight_names(model)
     for name, info in param_bytes(model, sparse=False).items():
         arr_is_weight = name in weights
-        if arr_is_weight and sparse and info["nnz"] < info["size"]:
+        if info["format"] == "lowered":
+            weight_words += info["bytes"] * 8 / 32
+        elif arr_is_weight and sparse and info["nnz"] < info["size"]:
             weight_words += info["nnz"] * (weight_bits + index_bits) / 32
         elif arr_is_weight:
             weight_words += info["size"] * weight_bits / 32
         else:
             weight_words += info["size"]
     act_words = sum((0 if r["input_shape"] is None else int(np.prod(r["input_shape"]))) + int(np.prod(r["output_shape"]))
-                    for r in rows if r["kind"] in ("linear", "conv")) * act_bits / 32
-    counts = {mult_op: macs, add_op: macs}
+                    for r in float_rows if r["kind"] in ("linear", "conv")) * act_bits / 32
+    act_words += sum(r["act_in_bits"] + r["act_out_bits"] for r in low_rows if r["kind"] in ("linear", "conv")) / 32
+    counts = {}
+    if float_rows and macs:
+        counts = {mult_op: macs, add_op: macs}
+    low_macs = 0
+    for r in low_rows:
+        for op in (r["mult_op"], r["add_op"]):
+            if op is not None and r["executed_macs"]:
+                counts[op] = counts.get(op, 0) + r["executed_macs"]
+        low_macs += r["executed_macs"]
     counts[wkey] = counts.get(wkey, 0) + weight_words
     counts[akey] = counts.get(akey, 0) + act_words
-    assumptions = (f"assumptions: input {tuple(input_shape)}; {macs:,} MACs "
-                   f"({'non-zero weights only' if sparse else 'dense'}), each = 1 {mult_op} + 1 {add_op}; "
-                   f"parameters fetched once from {weight_memory.upper()} ({weight_bits}-bit weights"
-                   f"{f' + {index_bits}-bit indices when sparse' if sparse else ''}); layer inputs read and "
-                   f"outputs written once in {act_memory.upper()} at {act_bits} bits; memory energy linear "
-                   f"in bits; registers, pooling, activations and bias adds not counted.\nsource: {ENERGY_SOURCE}")
-    return energy(counts, energies, assumptions)
+    lowered = ""
+    if low_rows:
+        ops = sorted({f"{r['type']}: {r['mult_op'] or '-'} + {r['add_op']}" for r in low_rows if r["executed_macs"]})
+        lowered = (f" Lowered layers: {low_macs:,} executed MACs priced with each layer's own operations "
+                   f"({'; '.join(ops)}), weights at their stored size, activations at the width they are "
+                   f"exchanged in (int8 codes 8 bits, packed +-1 activations 1 bit); xnor1/popcount1 = 1/8 of an "
+                   f"int8 add (not in the table).")
+    if any(r["kind"] in ("linear", "conv") for r in float_rows) or not low_rows:
+        arith = (f"{macs:,} MACs ({'non-zero weights only' if sparse else 'dense'}), each = 1 {mult_op} + 1 "
+                 f"{add_op}; parameters fetched once from {weight_memory.upper()} ({weight_bits}-bit weights"
+                 f"{f' + {index_bits}-bit indices when sparse' if sparse else ''}); layer inputs read and outputs "
+                 f"written once in {act_memory.upper()} at {act_bits} bits; ")
+    else:
+        arith = (f"parameters fetched once from {weight_memory.upper()}, layer inputs read and outputs written "
+                 f"once in {act_memory.upper()}; ")
+    assumptions = (f"assumptions: input {tuple(input_shape)}; {arith}memory energy linear in bits; registers, "
+                   f"pooling, activations and bias adds not counted.{lowered}\nsource: {ENERGY_SOURCE}")
+    table = dict(BINARY_ENERGIES_PJ)
+    table.update(energies or {})
+    return energy(counts, table, assumptions)
 
 
 def format_horowitz_table() -> str:

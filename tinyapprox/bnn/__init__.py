@@ -14,10 +14,12 @@ from .binarize import Binarize, SignSTE, StochasticSignSTE, binarize, binarize_p
 from .layers import BinaryConv2d, BinaryLinear
 from .models import bnn_conv, bnn_mlp, float_conv, float_mlp
 from .training import RECIPE, squared_hinge, train_bnn
-from .packing import (KERNELS, PackedBNN, apply_threshold, calibrate_threshold, fold_threshold, int8_matmul, pack,
-                      pack_bool, sign_path, xnor_dot)
+from .packing import (KERNELS, PackedBinaryConv2d, PackedBinaryLinear, PackedBinaryModel, apply_threshold,
+                      calibrate_threshold, float_thresholds, fold_threshold, int8_matmul, pack, pack_bool, sign_path,
+                      xnor_dot)
 
 __all__ = ["Binarize", "SignSTE", "StochasticSignSTE", "binarize", "binarize_probability", "sign_ste",
            "stochastic_sign", "BinaryLinear", "BinaryConv2d", "models", "bnn_mlp", "bnn_conv", "float_mlp",
-           "float_conv", "RECIPE", "squared_hinge", "train_bnn", "KERNELS", "PackedBNN", "apply_threshold", "calibrate_threshold", "fold_threshold",
+           "float_conv", "RECIPE", "squared_hinge", "train_bnn", "KERNELS", "PackedBinaryModel", "PackedBinaryLinear", "PackedBinaryConv2d",
+           "apply_threshold", "calibrate_threshold", "float_thresholds", "fold_threshold",
            "pack", "pack_bool", "int8_matmul", "sign_path", "xnor_dot"]

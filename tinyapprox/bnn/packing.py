@@ -21,30 +21,36 @@ float path exactly on every value a layer can produce; ``pack`` checks monotonic
 raises if it ever fails. The float path's dot products are exact too: sums of +-1 in
 float32 are exact integers for K < 2**24.
 
-The layers the packed model runs:
+``pack(model)`` returns a ``PackedBinaryModel``: an eval-only ``nn.Sequential`` with one
+layer per block (``PackedBinaryLinear`` / ``PackedBinaryConv2d``):
 * first block: real-valued pixels times the binary weights in float32 (the same call the
-  float model makes), then pooling, batch norm and sign as in the float model;
-* hidden blocks: pack the +-1 activations, ``xnor_gemm`` (``kernels``), integer pooling,
-  integer threshold -> the next block's bits;
-* last block: ``xnor_gemm``, then the batch-norm affine map -> float32 class scores.
+  float model makes), pooling as in the float model, then batch norm + sign as one exact
+  float32 threshold per channel (``float_thresholds``) -> packed bits;
+* hidden blocks: packed bits in, one call of ``kernels.binary_linear`` (XNOR/popcount with
+  the integer thresholds, convolutions through ``conv.im2col`` of the packed words, max
+  pooling as OR/AND of packed words) -> the next block's packed bits;
+* last block: ``kernels.binary_linear`` dot products, then bias + batch norm in float32 ->
+  class scores.
+The model takes pixels like the float model and returns the same scores; ``KERNELS`` and
+``int8_matmul`` remain as the plain baselines the binarize experiment compares against.
 """
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 
 from .. import functional as F
 from .. import kernels
-from ..conv import im2col
+from ..nn.inference import InferenceModule, as_array, patches
 from ..nn.module import Module, Sequential
 from ..tensor import Tensor, no_grad
 from .binarize import Binarize, _pm1
 from .layers import BinaryConv2d, BinaryLinear
 
-__all__ = ["pack_bool", "int8_matmul", "xnor_dot", "fold_threshold", "calibrate_threshold",
-           "apply_threshold", "pack", "PackedBNN", "sign_path", "KERNELS"]
+__all__ = ["pack_bool", "int8_matmul", "xnor_dot", "fold_threshold", "calibrate_threshold", "float_thresholds",
+           "apply_threshold", "pack", "PackedBinaryModel", "PackedBinaryLinear", "PackedBinaryConv2d", "sign_path",
+           "KERNELS"]
 
 KERNELS = ("xnor", "int8", "float32")
 
@@ -205,201 +211,392 @@ def _binary_weight(layer) -> np.ndarray:
         return np.where(layer.weight.data >= 0, 1, -1).astype(np.float32)
 
 
-class _Stage:
-    """One block: a binary layer, its pooling, its batch norm and (optionally) a flatten."""
+_FLOAT_RANGE = 1e30
 
-    def __init__(self, layer, post, last, backend):
-        self.first = not layer.binary_input
-        self.last = last
-        self.conv = isinstance(layer, BinaryConv2d)
+
+def _float_keys(v):
+    """Order-preserving int64 keys of float32 values (-0 and +0 share key 0)."""
+    b = np.asarray(v, dtype=np.float32).view(np.int32).astype(np.int64)
+    return np.where(b >= 0, b, -(b & 0x7FFFFFFF))
+
+
+def _keys_float(k):
+    """Inverse of ``_float_keys``: int64 keys -> float32 values."""
+    k = np.asarray(k, dtype=np.int64)
+    b = np.where(k >= 0, k, (-k) | 0x80000000).astype(np.uint32)
+    return b.view(np.float32)
+
+
+def float_thresholds(fn, channels: int, spatial: bool = False):
+    """Exact float32 thresholds of ``sign(fn(y))`` for a per-channel monotone ``fn`` (a batch norm).
+
+    The first binary layer's output ``y`` is real, so its sign after batch norm is a step
+    function of ``y`` over the float32 numbers; bisection on the ordered float32 values
+    (33 steps, all channels at once) finds, per channel, the float where it steps.
+
+    Returns (s, t): s (C,) float32 in {+1, -1}, t (C,) float32, such that
+    ``s * y >= s * t`` (computed in float32; negation is exact) equals ``fn(y) >= 0`` for
+    every float32 y with |y| <= 1e30 (far beyond any sum of pixels times +-1 weights; the
+    bound keeps the batch norm's own arithmetic finite). Channels whose sign does not
+    change in that range get t = -inf (always +1) or +inf (never).
+    """
+    big = np.float32(_FLOAT_RANGE)
+
+    def positive(v):
+        g = v.reshape((1, channels) + ((1, 1) if spatial else ()))
+        with no_grad(), np.errstate(over="ignore", invalid="ignore"):
+            z = fn(g)
+        return np.asarray(z.data if isinstance(z, Tensor) else z).reshape(channels) >= 0
+
+    at_lo, at_hi = positive(np.full(channels, -big, np.float32)), positive(np.full(channels, big, np.float32))
+    up = ~at_lo & at_hi
+    down = at_lo & ~at_hi
+    lo = np.full(channels, _float_keys(-big), dtype=np.int64)   # up: fn < 0 here; down: fn >= 0 here
+    hi = np.full(channels, _float_keys(big), dtype=np.int64)    # up: fn >= 0 here; down: fn < 0 here
+    while np.any(hi - lo > 1):
+        mid = lo + (hi - lo) // 2
+        pos = positive(_keys_float(mid))
+        move_lo = np.where(up, ~pos, pos)
+        lo = np.where(move_lo, mid, lo)
+        hi = np.where(move_lo, hi, mid)
+    s = np.where(down, -1, 1).astype(np.float32)
+    t = np.where(up, _keys_float(hi), np.where(down, _keys_float(lo), np.where(at_lo, -np.inf, np.inf)))
+    return s, t.astype(np.float32)
+
+
+def _bn_fn(bias, bn):
+    """Bias then batch norm (eval) on float32 values, exactly as the float model computes them."""
+    def fn(v):
+        with no_grad():
+            if bias is not None:
+                v = v + bias.reshape((1, -1) + (1,) * (v.ndim - 2))
+            return _to_array(bn.forward(Tensor(v))) if bn is not None else v
+    return fn
+
+
+def _check_post(post):
+    """Split the modules after a binary layer into (max pools, batch norm or None); ValueError otherwise."""
+    kinds = [_kind(m) for m in post]
+    order = {"pool": 0, "bn": 1}
+    if any(k not in order for k in kinds) or [order[k] for k in kinds] != sorted(order[k] for k in kinds) \
+            or kinds.count("bn") > 1:
+        names = [type(m).__name__ for m in post]
+        raise ValueError(f"pack: after a binary layer expected [pooling...] [batch norm] [Flatten], got {names}")
+    pools = [copy.deepcopy(m).eval() for m, k in zip(post, kinds) if k == "pool"]
+    bns = [copy.deepcopy(m).eval() for m, k in zip(post, kinds) if k == "bn"]
+    return pools, (bns[0] if bns else None)
+
+
+class _PackedLayer(InferenceModule):
+    """One block "binary layer -> [max pooling] -> [batch norm] -> sign" in packed form.
+
+    Three roles: ``first`` (real input: the float model's own product, then an exact float
+    threshold), hidden (packed bits in, ``kernels.binary_linear`` with integer thresholds,
+    packed bits out) and ``last`` (packed bits in, integer dot products, then bias + batch
+    norm in float32 -> class scores).
+    """
+
+    def _setup(self, layer, post, last, in_layout, threads, backend, first_mode="float"):
+        self.first, self.last = not layer.binary_input, bool(last)
+        self.first_mode = first_mode if self.first else None
+        self.threads, self.backend = threads, backend
         self.wb = _binary_weight(layer)
         self.bias = None if layer.bias is None else layer.bias.data.copy()
         self.out_channels = self.wb.shape[0]
         self.k = int(np.prod(self.wb.shape[1:]))
-        if self.conv:
-            self.stride, self.padding, self.kernel_size = layer.stride, layer.padding, layer.kernel_size
-            if not self.first and self.padding:
-                raise ValueError(f"pack: BinaryConv2d with binary input and padding={self.padding} pads with zeros, "
-                                 "which are not +-1 values; use padding=0")
-        kinds = [_kind(m) for m in post]
-        order = {"pool": 0, "bn": 1, "flatten": 2}
-        if any(k is None for k in kinds) or [order[k] for k in kinds] != sorted(order[k] for k in kinds) \
-                or kinds.count("bn") > 1:
-            names = [type(m).__name__ for m in post]
-            raise ValueError(f"pack: after a binary layer expected [pooling...] [batch norm] [Flatten], got {names}")
-        self.pools = [copy.deepcopy(m).eval() for m, k in zip(post, kinds) if k == "pool"]
-        bns = [copy.deepcopy(m).eval() for m, k in zip(post, kinds) if k == "bn"]
-        self.bn = bns[0] if bns else None
-        self.flatten = "flatten" in kinds
-        self.flatten_input = False
-        # one weight row per output channel, in conv.im2col's column order (u, v, c) for a convolution
-        self.w_rows = (self.wb.transpose(0, 2, 3, 1) if self.conv else self.wb).reshape(self.out_channels, -1)
-        self.w_bits = _pack_rows(self.w_rows)
-        self.wb_int8 = self.w_rows.astype(np.int8)
-        self.s = self.t = None
-        if not self.first and not self.last:
-            self.s, self.t = calibrate_threshold(self._affine, self.k, self.out_channels, spatial=self.conv)
+        self.pools, bn = _check_post(post)
+        object.__setattr__(self, "bn", bn)     # a frozen part of this layer, not a child module
+        self.fn = _bn_fn(self.bias, self.bn)
+        self.out_words = (self.out_channels + 63) // 64
+        if not self.first:
+            w = self.wb if self.wb.ndim == 2 else self.wb.transpose(0, 2, 3, 1)   # columns in (u, v, c) order
+            w = w.reshape(self.out_channels, -1)
+            positions, c = in_layout
+            if positions > 1 or self.wb.ndim == 4:
+                cw = (c + 63) // 64
+                padded = np.ones((self.out_channels, w.shape[1] // c, cw * 64), dtype=np.float32)
+                if self.wb.ndim == 2:      # float model flattens (C, H, W); packed bits arrive as (H, W, C)
+                    w = w.reshape(self.out_channels, c, positions).transpose(0, 2, 1)
+                padded[:, :, c:] = -1       # padding bits are 0 (-1) in activations and weights: they agree
+                padded[:, :, :c] = w.reshape(self.out_channels, -1, c)
+                w = padded.reshape(self.out_channels, -1)
+            self.k_eff = w.shape[1]
+            self.pad = self.k_eff - self.k
+            self.w_bits = kernels.pack_bits(np.ascontiguousarray(w))
+            if not self.last:
+                s, t = calibrate_threshold(self.fn, self.k, self.out_channels, spatial=self.wb.ndim == 4)
+                self.thresholds = (s.astype(np.int64) * t + self.pad).astype(np.int32)
+                self.flip = s < 0
+                self.flip_bits = kernels.pack_bits(np.where(self.flip, 1, -1)[None].astype(np.int8))[0] \
+                    if self.wb.ndim == 4 else None
+        elif not self.last:
+            self.s, self.t = float_thresholds(self.fn, self.out_channels, spatial=self.wb.ndim == 4)
+            self.st = self.s * self.t
+            if first_mode == "int8":
+                self._setup_int8_first()
 
-    def check_input(self, x):
-        """Refuse pixels (N, ...) float32 the first block cannot take: NaN, or the wrong shape.
+    def _setup_int8_first(self):
+        """The 8-bit-pixel first layer: ``D = p @ sign(w)^T`` exactly on the int8 kernel, then
+        the sign of batch norm at ``float32(D / 255)`` as one integer threshold per unit.
 
-        Raises:
-            ValueError: naming the shape the float model expects and the one received.
+        Pixels p = round(255 x) in [0, 255] enter as int8 codes p - 128 (the kernel's bias
+        adds back 128 * sum(w)); a unit whose batch norm decreases (s = -1) gets its weight
+        row negated, so every unit is "D' >= T"; with bias ``128 * sum(w') - T + 1`` and the
+        output clipped to [0, 1] the fused call returns the bit itself.
         """
-        if self.conv:
-            want, ok = f"(N, {self.wb.shape[1]}, H, W)", x.ndim == 4 and x.shape[1] == self.wb.shape[1]
-        elif self.flatten_input:
-            want, ok = f"(N, ...) with {self.k} values per sample", x.ndim >= 2 and int(np.prod(x.shape[1:])) == self.k
-        else:
-            want, ok = f"(N, {self.k})", x.ndim == 2 and x.shape[1] == self.k
-        if not ok:
-            raise ValueError(f"PackedBNN.forward: expected input of shape {want}, got {x.shape}")
-        if np.isnan(x).any():
-            raise ValueError(f"PackedBNN.forward: expected pixels without NaN, got {int(np.isnan(x).sum())} NaN "
-                             f"entries in input of shape {x.shape}")
+        K, O = self.k, self.out_channels
+        top = 255 * K
+        w = (self.wb.reshape(O, K) * self.s[:, None]).astype(np.int64)      # rows of down units negated
+        # smallest D' with s * float32(s * D' / 255) >= s * t, searched around t * 255
+        with np.errstate(invalid="ignore", over="ignore"):
+            guess = np.where(np.isfinite(self.t), np.floor(self.s.astype(np.float64) * self.t * 255.0) - 2, 0)
+        cand = np.clip(guess, -top - 2, top + 2)[:, None] + np.arange(6)[None, :]
+        y = ((self.s[:, None] * cand) / 255.0).astype(np.float32)
+        ok = y * self.s[:, None] >= self.st[:, None]
+        T = np.where(ok.any(axis=1), cand[np.arange(O), ok.argmax(axis=1)], top + 2)
+        T = np.where(np.isinf(self.t) & (self.t < 0), -top - 2, np.where(np.isinf(self.t), top + 2, T))
+        # the step must lie inside the window, or beyond the reachable range [-top, top]
+        placed = np.where(ok.any(axis=1), ~ok[:, 0] | (cand[:, 0] <= -top), cand[:, -1] >= top)
+        if not np.all(placed | ~np.isfinite(self.t)):
+            raise RuntimeError("pack: could not place an integer threshold for the 8-bit first layer")
+        self.int8_weights = kernels.prepare_int8(np.ascontiguousarray(w.T.astype(np.int8)))
+        self.int8_bias = (128 * w.sum(axis=1) - T + 1).astype(np.int32)
 
-    def _affine(self, v):
-        """Bias then batch norm (eval) on float32 values, exactly as the float model computes them."""
-        with no_grad():
-            if self.bias is not None:
-                v = v + self.bias.reshape((1, -1) + (1,) * (v.ndim - 2))
-            return _to_array(self.bn(Tensor(v))) if self.bn is not None else v
+    def _first_bits_int8(self, x):
+        """pixels x (N, K) float32 on the 1/255 grid -> packed bits, all integer arithmetic.
+        Values outside [0, 1] are clipped to the 8-bit range first."""
+        codes = np.rint(np.clip(x, 0, 1) * np.float32(255)).astype(np.int16)
+        codes -= 128
+        q = kernels.int8_linear(codes.astype(np.int8), self.int8_weights, bias=self.int8_bias, lo=0, hi=1,
+                                threads=self.threads, backend=self.backend)
+        return pack_bool(q.view(np.bool_))
 
-    def _pool(self, y):
+    def _first_bits(self, y):
+        """float pre-activations (rows, C) -> packed signs (rows, ceil(C/64)): ``s*y >= s*t`` per channel."""
+        return pack_bool(y * self.s >= self.st)
+
+    def _dot(self, x_bits):
+        return kernels.binary_linear(x_bits, self.w_bits, self.k_eff, threads=self.threads, backend=self.backend)
+
+    def _threshold(self, x_bits):
+        return kernels.binary_linear(x_bits, self.w_bits, self.k_eff, self.thresholds, self.flip,
+                                     threads=self.threads, backend=self.backend)
+
+    def _scores(self, d):
+        """Integer dot products (the float model's exact sums) -> bias + batch norm in float32."""
+        return self.fn(d.astype(np.float32))
+
+    def _pool_float(self, y):
         with no_grad():
             for p in self.pools:
                 y = _to_array(p(Tensor(y)))
         return y
 
-    def _dot(self, x, kernel, backend):
-        """Integer dot products of the bool (True = +1) input x with the binary weights -> int32."""
-        if self.conv:
-            n, (kh, kw) = x.shape[0], self.kernel_size
-            rows = im2col(x, kh, kw, self.stride, 0)            # (n*oh*ow, kh*kw*C), the library's patch order
-            oh, ow = (x.shape[2] - kh) // self.stride + 1, (x.shape[3] - kw) // self.stride + 1
-        else:
-            rows = x
-        if kernel == "xnor":
-            d = kernels.xnor_gemm(pack_bool(rows), self.w_bits, self.k, backend=backend)
-        elif kernel == "int8":
-            d = int8_matmul(_pm1(rows, np.int8), self.wb_int8)
-        elif kernel == "float32":
-            d = (_pm1(rows, np.float32) @ self.w_rows.T).astype(np.int32)
-        else:
-            raise ValueError(f"PackedBNN: expected kernel in {KERNELS}, got {kernel!r}")
-        if self.conv:
-            d = d.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
-        return d
+    def stored_values(self):
+        extra = (0 if self.bn is None else 2 * self.out_channels) + (0 if self.bias is None else self.out_channels)
+        return self.out_channels * self.k + (extra if self.first or self.last else self.out_channels)
 
-    def __call__(self, x, kernel, backend):
-        """x: float32 pixels (first stage) or bool (True = +1) -> bool activations, or float32 scores."""
-        if self.flatten_input:
-            x = x.reshape(x.shape[0], -1)
+    def stored_bytes(self):
+        """1 bit per weight; float32 batch-norm and bias values (first/last block) or an int32
+        threshold and a flip bit per channel (hidden blocks)."""
+        n = self.out_channels * self.k
+        extra = self.stored_values() - n
+        if self.first or self.last:
+            return -(-n // 8) + 4 * extra
+        return -(-n // 8) + 4 * extra + -(-self.out_channels // 8)
+
+    def inference_cost(self, x, y):
+        size = self.out_channels * self.k
+        macs = (int(np.prod(x.shape[:-1])) if self.wb.ndim == 2 else self._positions) * size
+        return {"kind": "linear" if self.wb.ndim == 2 else "conv", "weights": size, "nonzero_weights": size,
+                "macs": macs, "nonzero_macs": macs, "executed_macs": macs,
+                "mult_op": None if self.first else "xnor1", "add_op": "float32_add" if self.first else "popcount1"}
+
+    def _extra(self):
+        role = (f"first: {'8-bit pixels, int8' if self.first_mode == 'int8' else 'float input'}" if self.first
+                else ("last: scores" if self.last else "hidden: bits"))
+        return f"{role}, K={self.k}, out={self.out_channels}"
+
+
+class PackedBinaryLinear(_PackedLayer):
+    """A binary linear block in packed form (see ``_PackedLayer`` for the three roles).
+
+    forward: first: x (N, K) float32 pixels; hidden/last: x (N, ceil(K'/64)) uint64 packed
+    bits -> (N, ceil(out/64)) uint64 bits, or (N, out) float32 scores for the last block.
+    Raises ValueError for a wrong input shape or NaN pixels.
+    """
+
+    def __init__(self, layer, post=(), last=False, in_layout=None, threads=None, backend=None, first_mode="float"):
+        super().__init__()
+        self._setup(layer, list(post), last, in_layout or (1, layer.in_features), threads, backend, first_mode)
+        if self.pools:
+            raise ValueError("pack: pooling after a BinaryLinear is not supported")
+
+    def forward(self, x):
+        x = as_array(x)
         if self.first:
+            if x.ndim != 2 or x.shape[1] != self.k:
+                raise ValueError(f"PackedBinaryLinear: expected pixels of shape (N, {self.k}), got {x.shape}")
+            x = x.astype(np.float32, copy=False)
+            if np.isnan(x).any():
+                raise ValueError(f"PackedBinaryLinear: expected pixels without NaN, got {int(np.isnan(x).sum())} "
+                                 f"NaN entries in input of shape {x.shape}")
+            if self.first_mode == "int8" and not self.last:
+                return Tensor(self._first_bits_int8(np.ascontiguousarray(x)))
             with no_grad():
-                if self.conv:
-                    y = _to_array(F.conv2d(Tensor(x), Tensor(self.wb), None if self.bias is None else Tensor(self.bias),
-                                           stride=self.stride, padding=self.padding))
-                else:
-                    y = _to_array(F.linear(Tensor(x), Tensor(self.wb), None if self.bias is None else Tensor(self.bias)))
-            y = self._pool(y)
-            if self.bn is not None:
-                with no_grad():
-                    y = _to_array(self.bn(Tensor(y)))
-            out = y if self.last else y >= 0
-        else:
-            d = self._dot(x, kernel, backend)
-            if self.pools:
-                d = self._pool(d.astype(np.float32)).astype(np.int32)
+                y = _to_array(F.linear(Tensor(x), Tensor(self.wb), None if self.bias is None else Tensor(self.bias)))
+            return Tensor(self.fn(y) if self.last else self._first_bits(y))
+        words = (self.k_eff + 63) // 64
+        if x.dtype != np.uint64 or x.ndim != 2 or x.shape[1] != words:
+            raise ValueError(f"PackedBinaryLinear: expected packed bits uint64 (N, {words}), got {x.dtype} {x.shape}")
+        x = np.ascontiguousarray(x)
+        if self.last:
+            return Tensor(self._scores(self._dot(x) - self.pad) if self.pad else self._scores(self._dot(x)))
+        return Tensor(self._threshold(x))
+
+    def extra_repr(self):
+        return self._extra()
+
+
+class PackedBinaryConv2d(_PackedLayer):
+    """A binary convolution block in packed form, max pooling folded in.
+
+    Hidden blocks keep activations channels-last and packed: (N, H, W, ceil(C/64)) uint64,
+    channel c of pixel (h, w) in bit c % 64 of word c // 64. Their patch matrix is
+    ``conv.im2col`` of the packed words (rows (N*OH*OW, kh*kw*ceil(C/64))), multiplied on
+    ``kernels.binary_linear``; padding bits between channel groups agree with the
+    weights' and are subtracted from the thresholds. Max pooling of a thresholded map is
+    an OR of the bits (AND where the comparison is flipped), done on the packed words.
+
+    forward: first: x (N, C, H, W) float32 pixels -> packed bits (N, OH', OW', ceil(O/64));
+    hidden: packed bits -> packed bits; last: packed bits -> (N, O, OH', OW') float32 scores.
+    Raises ValueError for a wrong input shape or NaN pixels.
+    """
+
+    def __init__(self, layer, post=(), last=False, in_layout=None, threads=None, backend=None):
+        super().__init__()
+        if layer.binary_input and layer.padding:
+            raise ValueError(f"pack: BinaryConv2d with binary input and padding={layer.padding} pads with zeros, "
+                             "which are not +-1 values; use padding=0")
+        self.kernel_size, self.stride, self.padding = layer.kernel_size, layer.stride, layer.padding
+        self.in_channels = layer.in_channels
+        self._setup(layer, list(post), last, in_layout or (1, layer.in_channels), threads, backend)
+        for p in self.pools:
+            if type(p).__name__ != "MaxPool2d" or tuple(p.padding) != (0, 0):
+                raise ValueError(f"pack: only max pooling without padding folds into a binary conv, got {p!r}")
+        self._positions = 0
+
+    def _pool_bits(self, b):
+        """OR / AND pooling of packed bits (N, H, W, words) for each folded max pool."""
+        for p in self.pools:
+            (kh, kw), (sh, sw) = p.kernel_size, p.stride
+            win = np.lib.stride_tricks.sliding_window_view(b, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+            any_ = np.bitwise_or.reduce(np.bitwise_or.reduce(win, axis=-1), axis=-1)
+            all_ = np.bitwise_and.reduce(np.bitwise_and.reduce(win, axis=-1), axis=-1)
+            b = np.ascontiguousarray((any_ & ~self.flip_bits) | (all_ & self.flip_bits))
+        return b
+
+    def forward(self, x):
+        x = as_array(x)
+        kh, kw = self.kernel_size
+        if self.first:
+            if x.ndim != 4 or x.shape[1] != self.in_channels:
+                raise ValueError(f"PackedBinaryConv2d: expected pixels of shape (N, {self.in_channels}, H, W), "
+                                 f"got {x.shape}")
+            x = x.astype(np.float32, copy=False)
+            if np.isnan(x).any():
+                raise ValueError(f"PackedBinaryConv2d: expected pixels without NaN, got {int(np.isnan(x).sum())} "
+                                 f"NaN entries in input of shape {x.shape}")
+            with no_grad():
+                y = _to_array(F.conv2d(Tensor(x), Tensor(self.wb), None if self.bias is None else Tensor(self.bias),
+                                       stride=self.stride, padding=self.padding))
+            self._positions = y.shape[0] * y.shape[2] * y.shape[3]
+            y = self._pool_float(y)
             if self.last:
-                out = self._affine(d.astype(np.float32))
-            else:
-                out = apply_threshold(d, self.s, self.t)
-        if self.flatten:
-            out = out.reshape(out.shape[0], -1)
+                return Tensor(self.fn(y))
+            n, c, h, w = y.shape
+            rows = np.ascontiguousarray(y.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
+            return Tensor(self._first_bits(rows).reshape(n, h, w, self.out_words))
+        cw = (self.in_channels + 63) // 64
+        if x.dtype != np.uint64 or x.ndim != 4 or x.shape[3] != cw:
+            raise ValueError(f"PackedBinaryConv2d: expected packed bits uint64 (N, H, W, {cw}), got {x.dtype} "
+                             f"{x.shape}")
+        n, h, w, _ = x.shape
+        cols = patches(self, x, kh, kw, self.stride, 0)
+        oh, ow = (h - kh) // self.stride + 1, (w - kw) // self.stride + 1
+        self._positions = n * oh * ow
+        if self.last:
+            d = (self._dot(cols) - self.pad).reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
+            return Tensor(self.fn(self._pool_float(d.astype(np.float32))))
+        b = self._threshold(cols).reshape(n, oh, ow, self.out_words)
+        return Tensor(self._pool_bits(b))
+
+    def extra_repr(self):
+        return f"{self._extra()}, kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class PackedBinaryModel(Sequential):
+    """The result of ``bnn.pack``: packed binary blocks in order (an eval-only ``Sequential``).
+
+    ``model(pixels)`` -> float32 scores Tensor, like the float model; ``hidden(pixels)``
+    gives the +-1 activations each hidden block feeds to the next binary layer.
+    """
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise RuntimeError("PackedBinaryModel: a packed model is for inference only; train the float model "
+                               "and pack it again")
+        return super().train(False)
+
+    def hidden(self, x) -> list:
+        """int8 +-1 activations of every hidden block, shaped as the float model feeds them on
+        ((N, C, H, W) before a binary conv, (N, features) before a binary linear)."""
+        h = Tensor(np.asarray(as_array(x), dtype=np.float32))
+        layers = list(self)
+        out = []
+        for i, m in enumerate(layers):
+            h = m(h)
+            if isinstance(m, _PackedLayer) and not m.last:
+                bits = as_array(h)
+                if bits.ndim == 4:          # (N, H, W, words) -> (N, C, H, W)
+                    n, hh, ww, _ = bits.shape
+                    pm = kernels.unpack_bits(bits.reshape(n * hh * ww, -1), m.out_channels)
+                    pm = pm.reshape(n, hh, ww, m.out_channels).transpose(0, 3, 1, 2)
+                    nxt = next(L for L in layers[i + 1:] if isinstance(L, _PackedLayer))
+                    if isinstance(nxt, PackedBinaryLinear):
+                        pm = pm.reshape(n, -1)
+                else:
+                    pm = kernels.unpack_bits(bits, m.out_channels)
+                out.append(pm.astype(np.int8))
         return out
 
-    def size_bits(self) -> dict:
-        """Storage of this stage in packed form, in bits."""
-        weights = self.out_channels * self.k
-        if self.first or self.last:
-            extra = 32 * 2 * self.out_channels + (0 if self.bias is None else 32 * self.out_channels)
-        else:
-            extra = (32 + 1) * self.out_channels
-        return {"weights": weights, "other": extra}
 
+def pack(model: Module, threads=None, backend=None, first_layer: str = "float") -> PackedBinaryModel:
+    """Lower a trained binarized ``Sequential`` to packed inference layers (a ``PackedBinaryModel``).
 
-class PackedBNN:
-    """A trained binarized network in bit-packed form (see the module docstring).
+    The model is a sequence of blocks ``Binary{Linear,Conv2d} -> [max pooling] ->
+    [BatchNorm] -> [Flatten]``; the first binary layer may take real inputs, all later ones
+    must have ``binary_input=True``. Leading Flatten layers are allowed. Stochastic layers
+    are packed with their deterministic (eval-mode) signs. Each block becomes one
+    ``PackedBinaryLinear`` / ``PackedBinaryConv2d``: batch norm + sign folded into integer
+    thresholds (exact float thresholds for the first block), packed bits between hidden
+    blocks, float32 scores from the last.
 
-    Build it with ``bnn.pack(model)``. ``forward(x, kernel="xnor")`` returns the float32
-    scores (N, classes); ``kernel`` selects how hidden integer dot products are computed:
-    ``"xnor"`` (bit-packed XNOR/popcount, ``kernels.xnor_gemm``), ``"int8"`` (unpacked
-    +-1 int8 values, NumPy integer matmul: the plain baseline) or ``"float32"`` (+-1 as
-    float32 through BLAS). All three give the same integers, hence the same scores.
-    """
-
-    def __init__(self, stages, backend=None):
-        self.stages = stages
-        self.backend = backend
-
-    def forward(self, x, kernel="xnor", return_hidden=False):
-        """x: (N, ...) float32 pixels shaped as the float model expects.
-
-        Returns scores (N, C) float32, and with ``return_hidden`` also the list of int8
-        +-1 hidden activations (one per hidden block, as fed to the next block).
-
-        Raises:
-            ValueError: an unknown ``kernel``, an input shape the first block cannot take,
-                or NaN in the input.
-        """
-        if kernel not in KERNELS:
-            raise ValueError(f"PackedBNN.forward: expected kernel in {KERNELS}, got {kernel!r}")
-        h = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
-        self.stages[0].check_input(h)
-        hidden = []
-        for stage in self.stages:
-            h = stage(h, kernel, self.backend)
-            if not stage.last and return_hidden:
-                hidden.append(_pm1(h, np.int8))
-        return (h, hidden) if return_hidden else h
-
-    __call__ = forward
-
-    def predict(self, x, kernel="xnor", batch_size=1000) -> np.ndarray:
-        """Predicted classes (N,) int64 of pixels x (N, ...) float32, in batches (errors as ``forward``)."""
-        x = np.asarray(x)
-        out = [self.forward(x[i:i + batch_size], kernel).argmax(axis=1) for i in range(0, len(x), batch_size)]
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-    def size(self) -> dict:
-        """Model size: bits of binary weights, bits of everything else, total bits and bytes."""
-        w = sum(s.size_bits()["weights"] for s in self.stages)
-        o = sum(s.size_bits()["other"] for s in self.stages)
-        return {"weight_bits": w, "other_bits": o, "bits": w + o, "bytes": math.ceil((w + o) / 8)}
-
-    def describe(self) -> list:
-        """One dict per block: kind, K, outputs, how it runs."""
-        rows = []
-        for i, s in enumerate(self.stages):
-            how = "float32 input x binary weights" if s.first else "xnor/popcount"
-            tail = "scores (BN affine)" if s.last else ("sign" if s.first else "integer threshold")
-            rows.append({"block": i, "layer": "conv" if s.conv else "linear", "K": s.k,
-                         "outputs": s.out_channels, "dot": how, "activation": tail})
-        return rows
-
-
-def pack(model: Module, backend=None) -> PackedBNN:
-    """Convert a trained binarized ``Sequential`` into a ``PackedBNN``.
-
-    The model is a sequence of blocks ``Binary{Linear,Conv2d} -> [pooling] -> [BatchNorm]
-    -> [Flatten]``; the first binary layer may take real inputs, all later ones must have
-    ``binary_input=True``. Leading Flatten layers are allowed. Stochastic layers are packed
-    with their deterministic (eval-mode) signs.
+    ``first_layer``: "float" (default) runs the first block's real pixels times the binary
+    weights with the float model's own call, so the packed model equals the float sign
+    path *exactly*. "int8" takes the pixels as 8-bit images (p = round(255 x)) and computes
+    the exact integer dot products ``D`` on the int8 kernel with the batch norm + sign
+    folded into an integer threshold on ``D``: it equals the network evaluated with exact
+    sums (batch norm at ``float32(D / 255)``), and differs from the float32 evaluation only
+    where the float model's rounded sum falls on the other side of a threshold (the
+    benchmark counts such images). A first linear block only.
 
     Raises:
-        ValueError: an unsupported module, block order, or a padded binary-input conv.
+        ValueError: an unsupported module, block order, a padded binary-input conv, an
+            unknown ``first_layer`` or "int8" for a convolutional or last first block.
     """
+    if first_layer not in ("float", "int8"):
+        raise ValueError(f"pack: expected first_layer 'float' or 'int8', got {first_layer!r}")
     layers = _flat_layers(model)
     lead = 0
     while lead < len(layers) and _kind(layers[lead]) == "flatten":
@@ -412,16 +609,34 @@ def pack(model: Module, backend=None) -> PackedBNN:
         if not layers[i].binary_input:
             raise ValueError(f"pack: only the first binary layer may take real-valued inputs (layer {i} does not "
                              "binarize its input)")
-    for m in layers:
-        t = m.weight.find_transform(Binarize) if _kind(m) == "binary" else None
-        if _kind(m) == "binary" and t is None:
+    for i in idx:
+        if layers[i].weight.find_transform(Binarize) is None:
             raise ValueError("pack: a binary layer has lost its Binarize transform (was it baked?)")
-    stages = []
+    out = [copy.deepcopy(m) for m in layers[:lead]]
     bounds = idx + [len(layers)]
+    layout = None                    # (positions, channels) of the packed bits flowing in
     for j, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        stages.append(_Stage(layers[a], layers[a + 1:b], last=(j == len(idx) - 1), backend=backend))
-    stages[0].flatten_input = lead > 0
-    return PackedBNN(stages, backend=backend)
+        block = layers[a + 1:b]
+        flat = [m for m in block if _kind(m) == "flatten"]
+        post = [m for m in block if _kind(m) != "flatten"]
+        if flat and block[-1] is not flat[0] or len(flat) > 1:
+            raise ValueError(f"pack: a Flatten may only end a block, got {[type(m).__name__ for m in block]}")
+        layer, last = layers[a], j == len(idx) - 1
+        if j == 0 and first_layer == "int8" and (isinstance(layer, BinaryConv2d) or last):
+            raise ValueError("pack: first_layer='int8' needs a first BinaryLinear block followed by others")
+        if isinstance(layer, BinaryConv2d):
+            packed = PackedBinaryConv2d(layer, post, last, layout, threads, backend)
+        else:
+            if layout is not None and layout[1] != layer.in_features:     # fed by a conv: (H*W, C)
+                layout = (layer.in_features // layout[1], layout[1])
+            packed = PackedBinaryLinear(layer, post, last, layout, threads, backend,
+                                        first_layer if j == 0 else "float")
+        out.append(packed)
+        if flat:
+            out.append(copy.deepcopy(flat[0]))
+        layout = (1, packed.out_channels)       # a linear after a conv fixes the positions above
+    return PackedBinaryModel(*out).eval()
+
 
 
 def sign_path(model: Module, x) -> tuple:
@@ -429,7 +644,7 @@ def sign_path(model: Module, x) -> tuple:
 
     The hidden signs are int8 +-1 arrays: the sign (0 -> +1) of each block's output that
     feeds a binary-input layer, i.e. what that layer binarizes. They are what
-    ``PackedBNN.forward(..., return_hidden=True)`` must reproduce exactly.
+    ``PackedBinaryModel.hidden(x)`` must reproduce exactly.
     """
     layers = _flat_layers(model)
     was = model.training

@@ -4,11 +4,12 @@ Steps (all results go to ``--out``):
 1. train the float twin, the deterministic BNN and (unless ``--no-stochastic``) the
    stochastic BNN with the paper's recipe (``bnn.train_bnn``), validating every epoch;
 2. pack the deterministic BNN (``bnn.pack``), check that its predictions on the test set
-   equal the float model's and are unchanged across the three kernels;
+   equal the float model's;
 3. time a large binary matrix product and one trained hidden layer over the test batch
-   (single thread, in a child process), and the whole network over the test set, with
-   float32 BLAS, the XNOR kernel and the plain int8 baseline;
-4. model size in bits and bytes, energy per inference from the Horowitz table;
+   (single thread, in a child process) with float32 BLAS, the XNOR kernel and the plain
+   int8 baseline, and the whole network over the test set: float sign path vs packed;
+4. model size in bytes and energy per inference, both from ``cost`` on the float and the
+   packed model;
 5. plots: ``fig1_training.png`` (training loss and validation error per epoch) and
    ``fig3_speed.png`` (kernel times); ``results.json``; models as ``.npz``.
 
@@ -28,14 +29,10 @@ import numpy as np
 from .. import cost, metrics
 from ..train import evaluate, predict
 from ..bnn.models import bnn_conv, bnn_mlp, float_conv, float_mlp
-from ..bnn.packing import KERNELS, pack
+from ..bnn.packing import pack
 from ..bnn.training import RECIPE, train_bnn
 from . import bench_bnn as bench
 from . import harness
-
-# 1-bit operations are not in Horowitz's table; priced as 1/8 of an 8-bit add (0.03 pJ).
-BINARY_ENERGIES = {"xnor1": 0.03 / 8, "popcount1": 0.03 / 8}
-
 
 def add_arguments(parser):
     """Options of ``tinyapprox binarize``."""
@@ -88,8 +85,8 @@ def plot_speed(rows, path):
              ("xnor_s", "XNOR/popcount kernel")]
     x = np.arange(len(rows))
     for i, (key, label) in enumerate(kinds):
-        bars = ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], width=0.27, label=label)
-        ax.bar_label(bars, labels=[f"{r[key]:.3g}" for r in rows], fontsize=7)
+        bars = ax.bar(x + (i - 1) * 0.27, [r.get(key, np.nan) for r in rows], width=0.27, label=label)
+        ax.bar_label(bars, labels=[f"{r[key]:.3g}" if key in r else "" for r in rows], fontsize=7)
     ax.set_xticks(x, [r["label"] for r in rows])
     ax.set_yscale("log")
     ax.set_ylabel("seconds (log scale)")
@@ -98,40 +95,6 @@ def plot_speed(rows, path):
     fig.legend(loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     harness.save_plot(fig, path, tight=False)
-
-
-def bnn_energy(model, input_shape=(1, 1, 28, 28)) -> cost.EnergyReport:
-    """Energy per inference of a binarized network from the Horowitz table (assumptions printed).
-
-    The first layer adds or subtracts real inputs (binary weights: no multiplies):
-    one float32 add per MAC. Hidden layers: one XNOR and one popcount bit per MAC,
-    each priced at 1/8 of an 8-bit add. Weights: 1 bit each from DRAM; batch-norm
-    parameters as 32-bit words; layer inputs read and outputs written once in SRAM at 32
-    bits for the real pixels and the scores, 1 bit for the binary activations.
-    """
-    rows = [r for r in cost.layer_costs(model, input_shape) if r["kind"] in ("linear", "conv")]
-    first, hidden = rows[0], rows[1:]
-    bits_w = sum(r["weights"] for r in rows)
-    other = sum(p.size for n, p in model.named_parameters() if not n.endswith("weight") or "gamma" in n)
-    other += sum(np.asarray(getattr(m, b)).size for _, m, b in model.named_buffers())
-    act_bits = 32 * int(np.prod(first["input_shape"])) + int(np.prod(first["output_shape"]))
-    act_bits += sum(int(np.prod(r["input_shape"])) + int(np.prod(r["output_shape"])) for r in hidden[:-1])
-    act_bits += int(np.prod(hidden[-1]["input_shape"])) + 32 * int(np.prod(hidden[-1]["output_shape"])) if hidden else 0
-    hidden_macs = sum(r["macs"] for r in hidden)
-    counts = {"float32_add": first["macs"], "xnor1": hidden_macs, "popcount1": hidden_macs,
-              "dram32": bits_w / 32 + other, "sram32": act_bits / 32}
-    assumptions = (f"assumptions: input {tuple(input_shape)}; first layer {first['macs']:,} MACs as float32 adds "
-                   f"(binary weights); hidden {hidden_macs:,} MACs as 1 XNOR + 1 popcount bit, each "
-                   f"{BINARY_ENERGIES['xnor1']:.4f} pJ (1/8 of an int8 add, not in the table); {bits_w:,} weight "
-                   f"bits + {other:,} 32-bit BN words from DRAM once; activations in SRAM (1 bit binary, 32 bit "
-                   f"real); registers, pooling and thresholds not counted.\nsource: {cost.ENERGY_SOURCE}")
-    return cost.energy(counts, BINARY_ENERGIES, assumptions)
-
-
-def _float_bits(model) -> int:
-    """Bits of a float model: its parameters (``cost.model_bytes``) and batch-norm statistics, float32."""
-    buffers = sum(np.asarray(getattr(m, b)).size for _, m, b in model.named_buffers())
-    return 8 * cost.model_bytes(model) + 32 * int(buffers)
 
 
 def train_models(args, quick, out, dataset, epochs):
@@ -156,14 +119,13 @@ def train_models(args, quick, out, dataset, epochs):
     return models, histories
 
 
-def accuracy(models, histories, packed, x_test, vx, vy) -> dict:
+def accuracy(models, histories, packed, vx, vy) -> dict:
     """Top-1 of every model and of the packed BNN, and whether the packed predictions equal the
-    float sign path on every kernel."""
+    float sign path on the whole test set."""
     acc = {name: evaluate(m, vx, vy)["top1"] for name, m in models.items()}
     float_pred = predict(models["BNN deterministic"], vx).argmax(axis=1)
-    preds = {k: packed.predict(x_test, kernel=k, batch_size=len(x_test)) for k in KERNELS}
-    same = {k: bool(np.array_equal(p, float_pred)) for k, p in preds.items()}
-    acc["BNN packed (xnor)"] = metrics.accuracy(preds["xnor"], vy)
+    same = bool(np.array_equal(predict(packed, vx).argmax(axis=1), float_pred))
+    acc["BNN packed"] = evaluate(packed, vx, vy)["top1"]
     epoch_s = {name: float(np.median(h["seconds"])) for name, h in histories.items()}
     print("\naccuracy on the test set (AccLoss = float top-1 - model top-1, percentage points)")
     print(f"{'model':<22} {'top-1':>7} {'AccLoss':>9} {'s/epoch':>8}")
@@ -176,19 +138,17 @@ def accuracy(models, histories, packed, x_test, vx, vy) -> dict:
 
 
 def size_and_energy(models, packed) -> dict:
-    """Model size in bits (float against packed) and energy per inference (Horowitz table)."""
-    fsize = _float_bits(models["float"])
-    psize = packed.size()
+    """Model size in bytes and energy per inference, both through ``cost`` (the packed model
+    prices its own bits and XNORs)."""
+    fbytes, pbytes = cost.model_bytes(models["float"]), cost.model_bytes(packed)
     e_float = cost.inference_energy(models["float"], (1, 1, 28, 28))
-    e_bnn = bnn_energy(models["BNN deterministic"])
-    print(f"\nmodel size: float {fsize:,} bits = {fsize // 8:,} bytes; BNN packed {psize['bits']:,} bits = "
-          f"{psize['bytes']:,} bytes ({psize['weight_bits']:,} weight bits); compression ratio "
-          f"{fsize / psize['bits']:.1f}x")
+    e_bnn = cost.inference_energy(packed, (1, 1, 28, 28))
+    print(f"\nmodel size: float {fbytes:,} bytes; BNN packed {pbytes:,} bytes; compression ratio "
+          f"{fbytes / pbytes:.1f}x")
     print(f"energy per inference (Horowitz 45 nm): float {e_float.total_pj / 1e6:.2f} uJ, "
           f"BNN {e_bnn.total_pj / 1e6:.2f} uJ ({e_float.total_pj / e_bnn.total_pj:.1f}x less)")
     print(e_bnn.assumptions)
-    return {"size": {"float_bits": fsize, "float_bytes": fsize // 8, **{f"bnn_{k}": v for k, v in psize.items()},
-                     "compression_ratio": fsize / psize["bits"]},
+    return {"size": {"float_bytes": fbytes, "bnn_bytes": pbytes, "compression_ratio": fbytes / pbytes},
             "energy_pj": {"float": e_float.total_pj, "bnn": e_bnn.total_pj,
                           "float_breakdown": e_float.breakdown_pj, "bnn_breakdown": e_bnn.breakdown_pj}}
 
@@ -213,17 +173,17 @@ def run(args) -> int:
     results["history"] = histories
     packed = pack(models["BNN deterministic"])
     x_test = harness.images_to_float(vx)
-    results.update(accuracy(models, histories, packed, x_test, vx, vy))
+    results.update(accuracy(models, histories, packed, vx, vy))
     results.update(size_and_energy(models, packed))
     if not args.no_speed:
-        results["speed"] = speed(args, quick, out, packed, x_test, vy)
+        results["speed"] = speed(args, quick, out, packed, models["BNN deterministic"], x_test, vy)
     harness.write_json(out / "results.json", results)
     print(f"\nwrote {out / 'fig1_training.png'}, {out / 'results.json'}" +
           ("" if args.no_speed else f", {out / 'fig3_speed.png'}"))
     return 0
 
 
-def speed(args, quick, out, packed, x_test, vy) -> dict:
+def speed(args, quick, out, packed, bnn_model, x_test, vy) -> dict:
     """Time binary products (single thread, in a child process) and the whole packed network."""
     print("\nspeed (wall clock, median of repeats; the machine is shared, so treat as noisy)")
     rows, res = [], {}
@@ -246,11 +206,11 @@ def speed(args, quick, out, packed, x_test, vy) -> dict:
               f"{r['speedup_xnor_vs_int8']:.0f}x than the baseline")
 
     # one trained hidden layer over the whole test batch, on its real activations
-    _, hidden = packed.forward(x_test, return_hidden=True)
-    stage = packed.stages[1] if len(packed.stages) > 2 else packed.stages[-1]
-    if not stage.conv:
+    hidden = packed.hidden(x_test)
+    layer = next((m for m in list(packed)[1:] if hasattr(m, "w_bits") and m.wb.ndim == 2), None)
+    if layer is not None and hidden:
         x_bits = hidden[0] > 0
-        w_bits = stage.wb.reshape(stage.out_channels, -1) > 0
+        w_bits = layer.wb.reshape(layer.out_channels, -1) > 0
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "layer.npz"
             np.savez(path, x=x_bits, w=w_bits)
@@ -263,15 +223,15 @@ def speed(args, quick, out, packed, x_test, vy) -> dict:
               f"{r['speedup_xnor_vs_float32']:.1f}x faster than float32 "
               f"({r['speedup_xnor_with_packing_vs_float32']:.1f}x with packing)")
 
-    # the whole network over the test set with each kernel
+    # the whole network over the test set: the float sign path vs the packed model
     whole = {}
-    for kernel in ("float32", "xnor", "int8"):
-        t, pred = bench.result_and_time(lambda: packed.predict(x_test, kernel=kernel, batch_size=len(x_test)),
-                                        1 if kernel == "int8" else 3)
-        whole[kernel] = {"seconds": t, "top1": metrics.accuracy(pred, vy)}
+    for name, m in (("float32", bnn_model), ("xnor", packed)):
+        t, pred = bench.result_and_time(lambda: predict(m, x_test, batch_size=len(x_test)).argmax(axis=1), 3)
+        whole[name] = {"seconds": t, "top1": metrics.accuracy(pred, vy)}
     res["whole_network"] = whole
     rows.append({"label": f"whole net\n{len(x_test)} images", **{f"{k}_s": v["seconds"] for k, v in whole.items()}})
     print(f"  whole network over {len(x_test)} test images (default threads): " + ", ".join(
-        f"{k} {v['seconds']:.3f} s (top-1 {v['top1']:.4f})" for k, v in whole.items()))
+        f"{k} {v['seconds']:.3f} s (top-1 {v['top1']:.4f})" for k, v in whole.items()) +
+        " (tinyapprox bench inference --model bnn-mlp times it against the float twin too)")
     plot_speed(rows, out / "fig3_speed.png")
     return res

@@ -5,7 +5,7 @@
     tinyapprox quantize     post-training quantization / QAT and their costs
     tinyapprox binarize     binarized networks and XNOR inference
     tinyapprox hogwild      lock-free parallel SGD and low-precision training
-    tinyapprox bench        autograd / training / kernel benchmarks (ratios, same run)
+    tinyapprox bench        autograd / training / kernel / inference benchmarks (ratios, same run)
     tinyapprox course       release the exercises to students (release OUT) and grade them (grade DIR)
     tinyapprox info         versions and which kernel backend is live
     tinyapprox demo         a tiny graph and its gradients
@@ -113,6 +113,10 @@ def _info(args) -> int:
 
 
 def _bench(args) -> int:
+    if args.what == "inference":
+        from tinyapprox.experiments import bench_inference
+
+        return bench_inference.run(args)
     from tinyapprox.experiments import bench, harness
 
     result = bench.run(args.what, quick=args.quick, threads=args.threads)
@@ -162,13 +166,19 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("bench", help="benchmarks printing ratios against a baseline from the same run")
-    p.add_argument("what", choices=["autograd", "training", "kernels", "all"])
-    harness.add_quick_option(p, "smaller problems and fewer repeats: a smoke run; its figures are not meaningful")
-    p.add_argument("--threads", default=None,
-                   help="kernels: threads for the kernels, their peers and BLAS (default 1; "
-                        "a list like 1,2 measures each and the scaling); ignored by the autograd and "
-                        "training benchmarks, which run with the BLAS threads of the environment")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("what", choices=["autograd", "training", "kernels", "inference", "all"],
+                   help="inference: every lowered model of --model end to end (see experiments/bench_inference)")
+    if "inference" in (argv or []):
+        from tinyapprox.experiments import bench_inference
+
+        bench_inference.add_arguments(p)
+    else:
+        harness.add_quick_option(p, "smaller problems and fewer repeats: a smoke run; its figures are not meaningful")
+        p.add_argument("--threads", default=None,
+                       help="kernels: threads for the kernels, their peers and BLAS (default 1; "
+                            "a list like 1,2 measures each and the scaling); ignored by the autograd and "
+                            "training benchmarks, which run with the BLAS threads of the environment")
+        p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench)
 
     requested = next((a for a in (argv or []) if not a.startswith("-")), None)

@@ -187,7 +187,8 @@ def compress(plan: Plan, dense, dataset) -> dict:
         records[-1].update(acc=_accuracy(model, test), stopped="target")
     rep = prune.report(model, data=test[0], repeats=plan.repeats, batch_size=256)
     return {"model": model, "records": records, "round_masks": round_masks, "amount": amount,
-            "params": list(params), "kw": kw, "top1": _accuracy(model, test), "report": rep}
+            "params": list(params), "kw": kw, "top1": _accuracy(model, test), "report": rep,
+            "csr_top1": _accuracy(prune.to_sparse(model), test)}     # the lowered model, whole test set
 
 
 def print_summary(plan: Plan, dense_acc: float, pruned: dict) -> None:
@@ -195,7 +196,8 @@ def print_summary(plan: Plan, dense_acc: float, pruned: dict) -> None:
     t = pruned["report"].totals
     print(pruned["report"], flush=True)
     print(f"\n[compress] dense top-1 {dense_acc:.4f} -> pruned top-1 {pruned['top1']:.4f} "
-          f"(AccLoss {100.0 * (dense_acc - pruned['top1']):+.2f} pp)\n"
+          f"(AccLoss {100.0 * (dense_acc - pruned['top1']):+.2f} pp); the CSR model (prune.to_sparse) "
+          f"{pruned['csr_top1']:.4f} ({'equal' if pruned['csr_top1'] == pruned['top1'] else 'not equal'})\n"
           f"[compress] compression {t['compression_count']:.2f}x by parameter count, "
           f"{t['compression_bytes']:.2f}x by bytes (CSR, int32 indices)\n"
           f"[compress] speedup: theoretical {t['theoretical_speedup']:.2f}x (FLOPs), measured "
@@ -454,6 +456,7 @@ def run(args) -> int:
     summary = {
         "model": plan.model, "schedule": plan.schedule, "granularity": plan.granularity, "scope": plan.scope,
         "target": plan.target, "quick": plan.quick, "dense_top1": dense_acc, "pruned_top1": pruned["top1"],
+        "csr_top1": pruned["csr_top1"],
         "acc_loss_pp": 100.0 * (dense_acc - pruned["top1"]),
         "dense_retrained_top1": comparison["dense_retrained_top1"] if comparison else None,
         "sparsity": t["sparsity"], "compression_count": t["compression_count"],

@@ -36,7 +36,7 @@ import numpy as np
 from .. import cost, data, optim, prune, train
 from .. import functional as F
 from ..quant import compress as qc
-from ..quant import integer
+from ..quant import convert
 from ..quant import pipeline as ptq
 from ..quant.fake import WeightQuant
 from . import harness
@@ -176,7 +176,7 @@ def quantize_main(r: Run):
     im = None
     if int_q is not None:
         try:
-            im = integer.IntegerModel.from_fake(int_q)
+            im = convert(int_q)
         except ValueError as exc:
             r.results["integer"] = {"unavailable": str(exc)}
             print(f"no integer path for this model: {exc}")
@@ -184,19 +184,21 @@ def quantize_main(r: Run):
         return
     test_x, test_y = r.test_x, r.test_y
     n_int = len(test_x) if scheme == "int8" else min(len(test_x), 1000)
-    logits = im(test_x[:n_int])
-    sim = train.predict(int_q, test_x[:n_int]).astype(np.float64)
+    logits = train.predict(im, test_x[:n_int])
+    sim = train.predict(int_q, test_x[:n_int])
     equal = bool(np.array_equal(logits, sim))
     acc_int = float(np.mean(logits.argmax(1) == test_y[:n_int]))
-    t_int = harness.median_time(lambda: im(test_x[:n_int]), repeat=3)
+    t_int = harness.median_time(lambda: train.predict(im, test_x[:n_int]), repeat=3)
     t_ref = r.t_fp32 if n_int == len(test_x) else harness.median_time(
         lambda: train.predict(r.model, test_x[:n_int]), repeat=3)
-    kinds = sorted({L.kind for L in im.layers()})
+    kinds = sorted({L.kind for L in im.weight_layers()})
     label = "int8 kernel (pow2 scales)" if scheme == "int8" else f"{scheme} integer path"
     # top-1 of the integer logits themselves (argmax; exact logit ties go to the lower class index)
     acc_full = acc_int if n_int == len(test_x) else ptq.evaluate(int_q, test_x, test_y)
-    r.rows.append(_row(label, bits, acc_full, r.base, ptq.model_size(int_q), t_ref / t_int,
-                       energy_pj(r.model, scheme, bits, abits),
+    int_bytes = cost.model_bytes(im)
+    int_size = {"bytes": int_bytes, "compression": r.fp32_size["bytes"] / int_bytes}
+    int_energy = cost.inference_energy(im, (1, 1, 28, 28)).total_pj
+    r.rows.append(_row(label, bits, acc_full, r.base, int_size, t_ref / t_int, int_energy,
                        f"{'/'.join(kinds)}; int==sim on {n_int}: {equal}; int top-1 {100 * acc_int:.2f}"))
     r.results["integer"] = {"equal_to_simulation": equal, "n": n_int, "seconds": t_int, "fp32_seconds": t_ref,
                             "speedup": t_ref / t_int, "kinds": kinds, "checks": im.check()}

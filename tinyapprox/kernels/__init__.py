@@ -26,9 +26,13 @@ Backends: ``backend=None`` uses C when the extension is loaded, else NumPy;
 ``"c-scalar"``, ``"c-avx2"``, ``"c-avx512"`` cap the SIMD level of the C path (see
 :func:`c_paths`); the int8 kernels also take ``"c-avx512bw"`` (the AVX-512BW kernel
 even on a VNNI CPU, see :func:`int8_c_paths`). :func:`info` tells which path each
-kernel uses. The C calls release the GIL. Kernels that take ``threads=`` split their
-work in C (``None``: :func:`default_threads`) over threads started for the call
-(fewer when the work is too small to pay for them); the results never depend on it.
+kernel uses. The C calls release the GIL.
+
+Threads: ``gemm_int8``, ``int8_linear``, ``quantize_int8``, ``csr_matmul``, ``xnor_gemm``,
+``csr_linear``, ``binary_linear`` and ``im2col`` take ``threads=`` (None:
+:func:`default_threads`); the C code splits the work over that many threads started for
+the call (fewer when the work is too small to pay for them) and the result is the same
+bits for every count.
 """
 import os
 import threading
@@ -39,8 +43,9 @@ from . import _ext, reference
 from .reference import INT8_MAX_K
 
 __all__ = ["info", "backends", "c_paths", "csr_matmul", "gemm_int8", "prepare_int8",
-           "Int8Weights", "gemm_int8_requant", "int8_linear", "quantize_int8", "int8_c_paths", "xnor_gemm", "pack_bits", "unpack_bits",
-           "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear", "binary_linear"]
+           "Int8Weights", "gemm_int8_requant", "int8_linear", "quantize_int8", "int8_c_paths", "xnor_gemm",
+           "pack_bits", "unpack_bits", "reference", "INT8_MAX_K", "MAX_THREADS", "default_threads", "csr_linear",
+           "binary_linear"]
 
 _INT32_MAX = 2**31 - 1
 _KERNEL_IDS = {"csr_matmul": 0, "gemm_int8": 1, "xnor_gemm": 2}
@@ -969,3 +974,8 @@ def binary_linear(x_bits, w_bits, K, thresholds=None, flip=None, threads=None, b
                                       _ptr("uint64_t", out), out.shape[1], nt)
     _check_rc(op, rc)
     return out
+
+
+from .patches import im2col  # noqa: E402  (uses the helpers above)
+
+__all__ += ["im2col"]

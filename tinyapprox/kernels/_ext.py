@@ -15,7 +15,7 @@ import importlib.util
 import os
 import warnings
 
-EXPECTED_ABI = 6
+EXPECTED_ABI = 7
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
 lib = None

@@ -406,8 +406,10 @@ class Module:
         return "\n".join(lines) + "\n)"
 
     def num_parameters(self) -> int:
-        """Total number of parameter entries (masked entries included)."""
-        return int(sum(p.size for p in self.parameters()))
+        """Total number of parameter entries (masked entries included), plus the values an
+        inference layer stores instead of Parameters (``InferenceModule.stored_values``)."""
+        stored = sum(m.stored_values() for m in self.modules() if hasattr(m, "stored_values"))
+        return int(sum(p.size for p in self.parameters()) + stored)
 
     def summary(self, input_shape, print_fn=print) -> list:
         """Run a zero batch of ``input_shape`` through the model and tabulate each leaf layer.
@@ -418,7 +420,7 @@ class Module:
 
         rows = []
         for name, m, _, out in trace_layers(self, np.zeros(input_shape, dtype=np.float32)):
-            nparams = int(sum(p.size for p in m._parameters.values()))
+            nparams = m.num_parameters()
             rows.append({"layer": name, "type": type(m).__name__,
                          "output_shape": tuple(out.shape), "parameters": nparams})
         width = max([len(r["layer"]) for r in rows] + [5])
