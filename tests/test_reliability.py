@@ -464,6 +464,8 @@ BAD_COMMAND_LINES = [
     (["hogwild", "--seeds", "1", "-5"], "--seeds"),
     (["hogwild", "--limit", "0"], "--limit"),
     (["bench", "kernels", "--threads", "0"], "--threads"),
+    (["bench", "kernels", "--threads", "1,0"], "--threads"),
+    (["bench", "kernels", "--threads", "1,x"], "--threads"),
     (["bench", "nothing"], "what"),
     (["nosuch"], "command"),
     ([], "command"),

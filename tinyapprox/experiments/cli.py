@@ -246,6 +246,16 @@ def _int_list(option, v):
         raise UsageError(option, f"expected comma-separated integers in [1, 65536] (e.g. 1024,1024), got {v!r}")
 
 
+def _threads(option, v):
+    """--threads: an int in [1, 1024], or (bench kernels) a comma-separated list of them."""
+    try:
+        items = [int(t) for t in str(v).split(",")] if isinstance(v, str) else [v]
+    except ValueError:
+        items = []
+    if not items or any(isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= 1024 for i in items):
+        raise UsageError(option, f"expected an integer in [1, 1024] or a list like 1,2, got {v!r}")
+
+
 def _out_dir(option, v):
     path = Path(v)
     if not str(v).strip():
@@ -276,7 +286,7 @@ CHECKS = {
     "epochs": _EPOCHS, "retrain_epochs": _EPOCHS, "qat_epochs": _EPOCHS, "finetune_epochs": _EPOCHS,
     "extra_epochs": _EPOCHS,
     "limit": _int_in(1, 2**31 - 1), "batch_size": _int_in(1, 2**31 - 1), "rounds": _int_in(1, 1000),
-    "repeats": _int_in(1, 100_000), "threads": _int_in(1, 1024), "calib": _int_in(1, 10**7),
+    "repeats": _int_in(1, 100_000), "threads": _threads, "calib": _int_in(1, 10**7),
     "workers": _int_in(1, 1024), "seed_workers": _int_in(1, 1024),
     "seed": _SEED, "seeds": _SEED,
     "lr": _positive_float, "retrain_lr": _positive_float, "lr_start": _positive_float, "lr_end": _positive_float,
