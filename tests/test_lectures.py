@@ -28,9 +28,10 @@ for number in plt.get_fignums():
 plt.close("all")
 """
 
-# Notebooks whose every plot must carry axis labels and (unless it shows an image) a legend;
+# Notebooks whose every plot must carry axis labels and (unless it shows an image, or its y tick
+# labels name the series) a legend;
 # checked on the open figures before they are drawn.
-LABELLED = {"02_pruning", "06_costs_and_claims"}
+LABELLED = {"02_pruning", "03_quantization", "06_costs_and_claims"}
 CHECK_LABELS = """
 import matplotlib.pyplot as plt
 for number in plt.get_fignums():
@@ -39,8 +40,10 @@ for number in plt.get_fignums():
             continue
         where = f"figure {number}, axes {ax.get_title()!r}"
         assert ax.get_xlabel() and ax.get_ylabel(), where + ": missing an axis label"
-        if (ax.lines or ax.collections or ax.patches) and not ax.images:
-            assert ax.get_legend() is not None, where + ": missing a legend"
+        named_rows = any(t.get_text() and not t.get_text().lstrip("-\u2212").replace(".", "").isdigit()
+                         for t in ax.get_yticklabels())
+        if (ax.lines or ax.collections or ax.patches) and not ax.images and not named_rows:
+            assert ax.get_legend() is not None, where + ": missing a legend (or y ticks naming the series)"
 """
 
 
