@@ -156,3 +156,38 @@ def test_quantize_command_gives_the_same_results_with_workers(tmp_path):
     for key in ("sweep", "search", "sensitivity"):
         assert here[key] == pool[key], key
     assert here["quick"] is True and here["n_test"] == harness.QUICK_TEST_IMAGES
+
+
+def _tiny_idx_dataset(folder, n_train=2000, n_test=200, seed=0):
+    """Write the four MNIST-named IDX files of a small learnable dataset into folder."""
+    from tinyapprox import data
+
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        images[np.arange(n), labels * 2, :] = 255
+        data.write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+        data.write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def test_every_command_takes_another_dataset_from_a_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(harness.DATASET_ENV, raising=False)
+    monkeypatch.delenv(harness.DATA_DIR_ENV, raising=False)
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    _tiny_idx_dataset(folder)
+    assert cli.main(["train", "--quick", "--dataset", "mnist", "--data-dir", str(folder),
+                     "--out", str(tmp_path / "run")]) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["epochs"][-1]["val_top1"] > 0.9   # the easy tiny set (Fashion-MNIST quick reaches ~0.7)
+    for command in ("compress", "quantize", "binarize", "hogwild"):
+        parser = cli.build_parser([command])
+        args = parser.parse_args([command, "--dataset", "mnist", "--data-dir", str(folder)])
+        assert (args.dataset, args.data_dir) == ("mnist", str(folder))
+    assert cli.main(["train", "--quick", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"),
+                     "--out", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data-dir" in err and "train-images-idx3-ubyte" in err
+    assert cli.main(["train", "--quick", "--out", str(tmp_path / "run3")]) == 0   # back to the bundled default
+    assert harness.dataset_choice() == ("fashion-mnist", None)

@@ -342,6 +342,13 @@ def main(argv=None) -> int:
         args = build_parser(argv).parse_args(argv)
         prog = f"tinyapprox {args.command}"
         check_args(args)
+        if hasattr(args, "dataset"):
+            from . import harness
+
+            try:
+                harness.select_dataset(args.dataset, args.data_dir)
+            except (FileNotFoundError, ValueError) as exc:
+                raise UsageError("--data-dir" if args.data_dir or args.dataset else "--dataset", _one_line(exc)) from None
         tune_allocator()
         return int(args.func(args) or 0)
     except UsageError as exc:

@@ -28,7 +28,8 @@ from .. import functional as F
 from ..data import images_to_float
 from ..fileio import atomic_write_json
 
-__all__ = ["QUICK_TRAIN_IMAGES", "QUICK_TEST_IMAGES", "QUICK_EPOCHS", "RECIPES", "add_quick_option", "add_run_options", "is_quick",
+__all__ = ["QUICK_TRAIN_IMAGES", "QUICK_TEST_IMAGES", "QUICK_EPOCHS", "RECIPES", "add_quick_option", "add_run_options", "add_dataset_options",
+           "select_dataset", "dataset_choice", "load_data", "is_quick",
            "quick_banner", "run_dir", "resolve_epochs", "load_dataset", "images_to_float", "train_baseline",
            "median_time", "median_wall_cpu", "to_jsonable", "write_json", "pyplot", "save_plot", "plot_history",
            "load_average"]
@@ -58,10 +59,52 @@ def add_quick_option(parser, help: str = QUICK_HELP) -> None:
     parser.add_argument("--quick", action="store_true", help=help)
 
 
+#: The dataset every command uses: the environment carries the choice, so worker processes
+#: of a sweep (which start afresh) load the same files as the command that started them.
+DATASET_ENV, DATA_DIR_ENV = "TINYAPPROX_DATASET", "TINYAPPROX_DATASET_DIR"
+
+
 def add_run_options(parser, out: str) -> None:
-    """Add ``--quick`` and ``--out`` (default ``out``) to a command's parser."""
+    """Add ``--quick``, ``--out`` (default ``out``), ``--dataset`` and ``--data-dir`` to a command's parser."""
     add_quick_option(parser)
     parser.add_argument("--out", default=out, help=f"output directory (default {out})")
+    add_dataset_options(parser)
+
+
+def add_dataset_options(parser) -> None:
+    """Add ``--dataset fashion-mnist|mnist`` and ``--data-dir DIR`` (where the IDX files are)."""
+    parser.add_argument("--dataset", default=None, choices=sorted(data.DATASETS),
+                        help="fashion-mnist (bundled, the default) or mnist (give its four IDX files with "
+                             "--data-dir, e.g. to compare with Han et al.'s table)")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory holding the dataset's four IDX files (.gz or not)")
+
+
+def select_dataset(name=None, path=None) -> tuple:
+    """Make ``name`` (default Fashion-MNIST) at ``path`` the dataset of this run and of its workers.
+
+    The files are looked up at once, so a missing dataset fails before any work with the
+    loader's error, which names the files and where it looked. Returns ``(name, path)``.
+    """
+    name = name or "fashion-mnist"
+    data.data_dir(name, path)
+    os.environ[DATASET_ENV] = name
+    if path is not None:
+        os.environ[DATA_DIR_ENV] = str(path)
+    else:
+        os.environ.pop(DATA_DIR_ENV, None)
+    return name, path
+
+
+def dataset_choice() -> tuple:
+    """``(name, path)`` of the run's dataset (``select_dataset``; default Fashion-MNIST, bundled)."""
+    return os.environ.get(DATASET_ENV) or "fashion-mnist", os.environ.get(DATA_DIR_ENV) or None
+
+
+def load_data(limit=None):
+    """The run's dataset (``dataset_choice``) as ``((train_x, train_y), (test_x, test_y))``."""
+    name, path = dataset_choice()
+    return data.load(name, path=path, limit=limit)
 
 
 def is_quick(args) -> bool:
@@ -94,25 +137,27 @@ def resolve_epochs(given, default: int, quick: bool) -> int:
 
 
 def load_dataset(quick: bool = False, limit=None):
-    """Fashion-MNIST as ``((train_x, train_y), (test_x, test_y))``, uint8 images (N, 28, 28).
+    """The run's dataset (Fashion-MNIST unless ``--dataset``) as ``((train_x, train_y), (test_x,
+    test_y))``, uint8 images (N, 28, 28).
 
     Quick mode keeps the first ``QUICK_TRAIN_IMAGES`` / ``QUICK_TEST_IMAGES``; otherwise
     ``limit`` (None: all) applies to each split.
     """
     if quick:
-        (tx, ty), (vx, vy) = data.load("fashion-mnist", limit=QUICK_TRAIN_IMAGES)
+        (tx, ty), (vx, vy) = load_data(limit=QUICK_TRAIN_IMAGES)
         return (tx, ty), (vx[:QUICK_TEST_IMAGES], vy[:QUICK_TEST_IMAGES])
-    return data.load("fashion-mnist", limit=limit)
+    return load_data(limit=limit)
 
 
 # ------------------------------------------------------------------ the standard recipe
 def train_baseline(model_name: str = "lenet-300-100", epochs=None, seed: int = 0, lr=None, batch_size=None,
                    out_dir=None, limit=None, verbose: bool = True, dataset=None):
-    """Train a model with its recipe (SGD + momentum, cross-entropy) on Fashion-MNIST.
+    """Train a model with its recipe (SGD + momentum, cross-entropy) on the run's dataset.
 
     ``dataset`` is ``((train_x, train_y), (test_x, test_y))``; by default Fashion-MNIST with
     ``limit`` images per split. When ``out_dir`` is given, the trained weights are cached
     there as ``dense_<model>_e<epochs>_s<seed>_lr<lr>_b<batch_size>_n<training images>.npz``
+    (``dense_mnist_<model>...`` for MNIST)
     and reused by later calls with the same settings.
     Returns ``(model, history or None when loaded from the cache, test metrics)``.
     """
@@ -122,12 +167,13 @@ def train_baseline(model_name: str = "lenet-300-100", epochs=None, seed: int = 0
     epochs = recipe["epochs"] if epochs is None else epochs
     lr = recipe["lr"] if lr is None else lr
     batch_size = recipe["batch_size"] if batch_size is None else batch_size
-    (train_x, train_y), (test_x, test_y) = dataset if dataset is not None else data.load("fashion-mnist",
-                                                                                          limit=limit)
+    (train_x, train_y), (test_x, test_y) = dataset if dataset is not None else load_data(limit=limit)
     model = models.get(model_name, seed=seed)
     cache = None
     if out_dir is not None:
-        cache = Path(out_dir) / f"dense_{model_name}_e{epochs}_s{seed}_lr{lr}_b{batch_size}_n{len(train_x)}.npz"
+        name = dataset_choice()[0]
+        tag = "" if name == "fashion-mnist" else f"{name}_"
+        cache = Path(out_dir) / f"dense_{tag}{model_name}_e{epochs}_s{seed}_lr{lr}_b{batch_size}_n{len(train_x)}.npz"
         if cache.exists():
             train.load_model(model, cache)
             return model, None, train.evaluate(model, test_x, test_y)

@@ -38,7 +38,7 @@ def train_lowprec(variants=("fp32", "fp16-store", "fp16-shadow", "fixed8-store",
     from ..train import evaluate, fit
 
     if train is None or test is None:
-        (tx, ty), (vx, vy) = data.load("fashion-mnist", limit=limit)
+        (tx, ty), (vx, vy) = harness.load_data(limit=limit)
         train = train if train is not None else (tx, ty)
         test = test if test is not None else (vx, vy)
     small = (test[0][:eval_limit], test[1][:eval_limit]) if eval_limit else test
@@ -131,7 +131,7 @@ def train_lowprec_tensors(variants=tuple(TENSOR_VARIANTS), epochs: int = 3, lr: 
     if unknown:
         raise ValueError(f"train_lowprec_tensors: unknown variants {unknown}; expected some of {sorted(TENSOR_VARIANTS)}")
     if train is None or test is None:
-        (tx, ty), (vx, vy) = data.load("fashion-mnist", limit=limit)
+        (tx, ty), (vx, vy) = harness.load_data(limit=limit)
         train = train if train is not None else (tx, ty)
         test = test if test is not None else (vx, vy)
     small = (test[0][:eval_limit], test[1][:eval_limit]) if eval_limit else test
