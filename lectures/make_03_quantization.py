@@ -30,20 +30,13 @@ import matplotlib.pyplot as plt
 
 from tinyapprox import data, kernels, quant, train
 from tinyapprox.quant import integer
-from tinyapprox.experiments.harness import median_time, train_baseline
+from tinyapprox.experiments.harness import format_seconds, median_time, train_baseline
 
 QUICK = QUICK or os.environ.get("TINYAPPROX_QUICK") == "1"
 (train_x, train_y), (test_x, test_y) = data.load("fashion-mnist", limit=4000 if QUICK else None)
 if QUICK:
     test_x, test_y = test_x[:1000], test_y[:1000]
     print("QUICK MODE: 4,000 training images, 2 epochs - a smoke run; the figures are not meaningful")
-
-
-def fmt_time(seconds):
-    \"\"\"A duration with a unit that keeps three significant digits (us, ms or s).\"\"\"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} us"
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 """)
 
 md("""
@@ -294,7 +287,7 @@ print("integer == simulation:", np.array_equal(logits_int, logits_sim))
 # median_time (tinyapprox.experiments.harness): median of repeats after a warm-up, as every benchmark here
 t32 = median_time(lambda: train.predict(model, test_x), repeat=3)
 t8 = median_time(lambda: train.predict(im, test_x), repeat=3)
-print(f"{len(test_x)} images: float32 {fmt_time(t32)}, int8 {fmt_time(t8)} -> measured speedup {t32 / t8:.2f}x")
+print(f"{len(test_x)} images: float32 {format_seconds(t32)}, int8 {format_seconds(t8)} -> measured speedup {t32 / t8:.2f}x")
 """)
 md("""
 The answer depends on the machine: the int8 kernel's SIMD path (`kernels.info()`), the

@@ -225,7 +225,7 @@ print(f"size: float {b_float / 1024:.0f} KiB, packed {b_packed / 1024:.0f} KiB "
       f"(compression ratio {b_float / b_packed:.1f}x)")
 """)
 code("""
-from tinyapprox.experiments.harness import median_time  # median of repeats after a warm-up, as every benchmark here
+from tinyapprox.experiments.harness import format_seconds, median_time  # median of repeats after a warm-up
 
 # one hidden layer over the test batch, on its real activations
 x_bits = hidden[0] > 0
@@ -236,8 +236,8 @@ xp, wp = bnn.pack_bool(x_bits), bnn.pack_bool(w_pm1 > 0)
 t_float = median_time(lambda: x_pm1 @ w_pm1.T, repeat=3)
 t_xnor = median_time(lambda: kernels.xnor_gemm(xp, wp, stage.k), repeat=3)
 assert np.array_equal(kernels.xnor_gemm(xp, wp, stage.k), (x_pm1 @ w_pm1.T).astype(np.int32))
-print(f"{x_pm1.shape} x {w_pm1.shape[::-1]}: float32 BLAS {1e3 * t_float:.1f} ms, "
-      f"XNOR ({kernels.info()['xnor_gemm']}) {1e3 * t_xnor:.1f} ms -> {t_float / t_xnor:.1f}x")
+print(f"{x_pm1.shape} x {w_pm1.shape[::-1]}: float32 BLAS {format_seconds(t_float)}, "
+      f"XNOR ({kernels.info()['xnor_gemm']}) {format_seconds(t_xnor)} -> {t_float / t_xnor:.1f}x")
 
 n = 512 if QUICK else 2048
 A, B = np.random.default_rng(0).random((2, n, n)) < 0.5
@@ -245,7 +245,7 @@ Af, Bf = np.where(A, 1, -1).astype(np.float32), np.where(B, 1, -1).astype(np.flo
 Ap, Bp = bnn.pack_bool(A), bnn.pack_bool(B)
 t_f = median_time(lambda: Af @ Bf.T, repeat=3)
 t_x = median_time(lambda: kernels.xnor_gemm(Ap, Bp, n), repeat=3)
-print(f"{n}^3 product: float32 {t_f:.3f} s, XNOR {t_x:.3f} s -> {t_f / t_x:.1f}x "
+print(f"{n}^3 product: float32 {format_seconds(t_f)}, XNOR {format_seconds(t_x)} -> {t_f / t_x:.1f}x "
       "(the command `tinyapprox binarize` measures this single-threaded, with a plain baseline too)")
 """)
 md("""

@@ -199,9 +199,9 @@ def speed(args, quick, out, packed, bnn_model, x_test, vy) -> dict:
         prev = r
         res[f"gemm_{n}"] = r
         rows.append({"label": f"{n}^3 product", **r})
-        print(f"  {n}x{n}x{n} (1 thread): int8 baseline {r['int8_s']:.2f} s"
+        print(f"  {n}x{n}x{n} (1 thread): int8 baseline {harness.format_seconds(r['int8_s'])}"
               f"{' (extrapolated from ' + str(r['int8_rows_timed']) + ' rows)' if r['int8_extrapolated'] else ''}, "
-              f"float32 BLAS {r['float32_s']:.3f} s, XNOR {r['xnor_s']:.3f} s "
+              f"float32 BLAS {harness.format_seconds(r['float32_s'])}, XNOR {harness.format_seconds(r['xnor_s'])} "
               f"-> XNOR {r['speedup_xnor_vs_float32']:.1f}x faster than float32, "
               f"{r['speedup_xnor_vs_int8']:.0f}x than the baseline")
 
@@ -218,8 +218,9 @@ def speed(args, quick, out, packed, bnn_model, x_test, vy) -> dict:
         res["trained_layer"] = r
         rows.append({"label": f"layer {r['K']}x{r['N']}\nbatch {r['M']}", **r})
         print(f"  trained {r['K']}x{r['N']} binary layer over {r['M']} images (1 thread): float32 "
-              f"{1000 * r['float32_s']:.1f} ms, XNOR {1000 * r['xnor_s']:.1f} ms (+{1000 * r['pack_s']:.1f} ms "
-              f"packing the input), int8 baseline {1000 * r['int8_s']:.0f} ms -> XNOR "
+              f"{harness.format_seconds(r['float32_s'])}, XNOR {harness.format_seconds(r['xnor_s'])} "
+              f"(+{harness.format_seconds(r['pack_s'])} packing the input), int8 baseline "
+              f"{harness.format_seconds(r['int8_s'])} -> XNOR "
               f"{r['speedup_xnor_vs_float32']:.1f}x faster than float32 "
               f"({r['speedup_xnor_with_packing_vs_float32']:.1f}x with packing)")
 
@@ -231,7 +232,7 @@ def speed(args, quick, out, packed, bnn_model, x_test, vy) -> dict:
     res["whole_network"] = whole
     rows.append({"label": f"whole net\n{len(x_test)} images", **{f"{k}_s": v["seconds"] for k, v in whole.items()}})
     print(f"  whole network over {len(x_test)} test images (default threads): " + ", ".join(
-        f"{k} {v['seconds']:.3f} s (top-1 {v['top1']:.4f})" for k, v in whole.items()) +
+        f"{k} {harness.format_seconds(v['seconds'])} (top-1 {v['top1']:.4f})" for k, v in whole.items()) +
         " (tinyapprox bench inference --model bnn-mlp times it against the float twin too)")
     plot_speed(rows, out / "fig3_speed.png")
     return res

@@ -29,7 +29,7 @@ from ..data import images_to_float
 from ..fileio import atomic_write_json
 
 __all__ = ["QUICK_TRAIN_IMAGES", "QUICK_TEST_IMAGES", "QUICK_EPOCHS", "RECIPES", "add_quick_option", "add_run_options", "add_dataset_options",
-           "select_dataset", "dataset_choice", "load_data", "is_quick",
+           "select_dataset", "dataset_choice", "load_data", "format_seconds", "is_quick",
            "quick_banner", "run_dir", "resolve_epochs", "load_dataset", "images_to_float", "train_baseline",
            "median_time", "median_wall_cpu", "to_jsonable", "write_json", "pyplot", "save_plot", "plot_history",
            "load_average"]
@@ -208,6 +208,13 @@ def _samples(fn, repeat, number, warmup, budget):
         wall.append((time.perf_counter() - t0) / number)
         cpu.append((time.process_time() - c0) / number)
     return wall, cpu
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration with a unit that keeps three significant digits: "412 us", "3.1 ms", "2.05 s"."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} us"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
 def median_time(fn, repeat: int = 5, number: int = 1, warmup: int = 1, budget=None) -> float:
