@@ -28,10 +28,12 @@ def test_fixed8_lands_on_a_neighbouring_grid_point(v, rounding):
     if peak == 0:
         np.testing.assert_array_equal(r, v)
         return
-    step = DynamicFixedPoint.from_range(peak, 8, True).step
-    err = np.abs(r.astype(np.float64) - v.astype(np.float64))
+    fmt = DynamicFixedPoint.from_range(peak, 8, True)
+    step, (lo, hi) = fmt.step, fmt.bounds()
+    err = np.abs(r.astype(np.float64) - np.clip(v.astype(np.float64), lo, hi))   # saturation, then rounding
     bound = step / 2 if rounding == "nearest" else step
     assert np.all(err <= bound * (1 + 1e-6) + 1e-30)
+    assert np.all((r >= lo) & (r <= hi))
     np.testing.assert_allclose(r / step, np.rint(r / step), atol=1e-6)
 
 

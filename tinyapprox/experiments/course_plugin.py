@@ -113,8 +113,10 @@ def _message(report) -> str:
     errors = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
     error = next((e for e in errors if e), "failed")
     example = ""
-    if "Falsifying example" in text:
-        block = text[text.index("Falsifying example"):].splitlines()
+    # hypothesis names the counterexample "Falsifying example" (older) or "Failing test case" (newer)
+    marker = next((m for m in ("Falsifying example", "Failing test case") if m in text), None)
+    if marker is not None:
+        block = text[text.index(marker):].splitlines()
         taken = []
         for ln in block:
             ln = ln[1:].strip() if ln.startswith("E ") else ln.strip()
