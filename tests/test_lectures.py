@@ -31,7 +31,7 @@ plt.close("all")
 # Notebooks whose every plot must carry axis labels and (unless it shows an image, or its y tick
 # labels name the series) a legend;
 # checked on the open figures before they are drawn.
-LABELLED = {"02_pruning", "03_quantization", "06_costs_and_claims"}
+LABELLED = {"02_pruning", "03_quantization", "04_binarized", "06_costs_and_claims"}
 CHECK_LABELS = """
 import matplotlib.pyplot as plt
 for number in plt.get_fignums():

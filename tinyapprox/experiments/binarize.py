@@ -46,6 +46,10 @@ def add_arguments(parser):
     parser.add_argument("--lr-end", type=float, default=RECIPE["lr_end"])
     parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     parser.add_argument("--no-stochastic", action="store_true", help="skip the stochastic-binarization model")
+    parser.add_argument("--stochastic-lr-scale", type=float, default=RECIPE["stochastic_lr_scale"],
+                        help="the stochastic BNN's learning rates are this multiple of --lr-start / --lr-end "
+                             "(default 10: its latent weights must move far from 0 to give reliable signs; "
+                             "1 trains it with the deterministic recipe, and it learns much more slowly)")
     parser.add_argument("--gemm", default="4096,8192",
                         help="sizes n of the n x n x n product (a size is skipped if predicted to take > 60 s)")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing part")
@@ -102,17 +106,20 @@ def train_models(args, quick, out, dataset, epochs):
     (tx, ty), (vx, vy) = dataset
     make_float, make_bnn, _ = _builders(args, quick)
     recipe = dict(lr_start=args.lr_start, lr_end=args.lr_end, batch_size=args.batch_size, seed=args.seed)
-    variants = [("float", lambda: make_float(args.seed)), ("BNN deterministic", lambda: make_bnn(args.seed, False))]
+    scale = float(getattr(args, "stochastic_lr_scale", RECIPE["stochastic_lr_scale"]))
+    stochastic = dict(recipe, lr_start=args.lr_start * scale, lr_end=args.lr_end * scale)
+    variants = [("float", lambda: make_float(args.seed), recipe),
+                ("BNN deterministic", lambda: make_bnn(args.seed, False), recipe)]
     if not args.no_stochastic:
-        variants.append(("BNN stochastic", lambda: make_bnn(args.seed, True)))
+        variants.append(("BNN stochastic", lambda: make_bnn(args.seed, True), stochastic))
     models, histories = {}, {}
-    for name, build in variants:
+    for name, build, settings in variants:
         tag = name.lower().replace(" ", "_")
-        print(f"\n== training {name}")
+        print(f"\n== training {name} (Adam, lr {settings['lr_start']:g} -> {settings['lr_end']:g})")
         model = build()
         hist = train_bnn(model, (tx, ty), epochs, val=(vx, vy), verbose=True,
                          checkpoint=out / f"checkpoint_{tag}.npz" if not quick else None,
-                         resume=bool(getattr(args, "resume", False)), **recipe)
+                         resume=bool(getattr(args, "resume", False)), **settings)
         models[name] = model
         histories[name] = {k: hist[k] for k in ("epoch", "loss", "top1", "val_top1", "val_loss", "seconds", "lr")}
         np.savez(out / f"{tag}.npz", **model.state_dict())

@@ -290,6 +290,7 @@ CHECKS = {
     "workers": _int_in(1, 1024), "seed_workers": _int_in(1, 1024),
     "seed": _SEED, "seeds": _SEED,
     "lr": _positive_float, "retrain_lr": _positive_float, "lr_start": _positive_float, "lr_end": _positive_float,
+    "stochastic_lr_scale": _positive_float,
     "momentum": _momentum, "target": _target,
     "bits": _int_in(1, 32), "act_bits": _int_in(1, 32), "exp_bits": _int_in(1, 8), "quant_bits": _int_in(1, 16),
     "hidden": _int_list, "gemm": _int_list,
