@@ -61,6 +61,8 @@ def add_quick_option(parser, help: str = QUICK_HELP) -> None:
 
 #: The dataset every command uses: the environment carries the choice, so worker processes
 #: of a sweep (which start afresh) load the same files as the command that started them.
+#: Dask workers on other machines do not inherit it: start them with the same variables and
+#: the same files at the same path.
 DATASET_ENV, DATA_DIR_ENV = "TINYAPPROX_DATASET", "TINYAPPROX_DATASET_DIR"
 
 
