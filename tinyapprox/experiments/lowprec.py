@@ -12,6 +12,17 @@ from . import harness
 __all__ = ["train_lowprec", "plot_lowprec", "TENSOR_VARIANTS", "train_lowprec_tensors"]
 
 
+def _splits(train, test, limit, eval_limit):
+    """``(train, test, small)``: the given splits or the run's dataset (``limit`` per split), and
+    the first ``eval_limit`` test images the curves are measured on (all when None)."""
+    if train is None or test is None:
+        (tx, ty), (vx, vy) = harness.load_data(limit=limit)
+        train = train if train is not None else (tx, ty)
+        test = test if test is not None else (vx, vy)
+    small = (test[0][:eval_limit], test[1][:eval_limit]) if eval_limit else test
+    return train, test, small
+
+
 def train_lowprec(variants=("fp32", "fp16-store", "fp16-shadow", "fixed8-store", "fixed8-shadow"), epochs: int = 3,
                   lr: float = 0.05, batch_size: int = 32, seed: int = 0, train=None, test=None, limit=None,
                   evals_per_epoch: int = 4, eval_limit=2000, verbose: bool = False) -> dict:
@@ -37,11 +48,7 @@ def train_lowprec(variants=("fp32", "fp16-store", "fp16-shadow", "fixed8-store",
     from ..optim import SGD
     from ..train import evaluate, fit
 
-    if train is None or test is None:
-        (tx, ty), (vx, vy) = harness.load_data(limit=limit)
-        train = train if train is not None else (tx, ty)
-        test = test if test is not None else (vx, vy)
-    small = (test[0][:eval_limit], test[1][:eval_limit]) if eval_limit else test
+    train, test, small = _splits(train, test, limit, eval_limit)
     out = {}
     for variant in variants:
         model = models.lenet_300_100(seed=seed)
@@ -130,11 +137,7 @@ def train_lowprec_tensors(variants=tuple(TENSOR_VARIANTS), epochs: int = 3, lr: 
     unknown = [v for v in variants if v not in TENSOR_VARIANTS]
     if unknown:
         raise ValueError(f"train_lowprec_tensors: unknown variants {unknown}; expected some of {sorted(TENSOR_VARIANTS)}")
-    if train is None or test is None:
-        (tx, ty), (vx, vy) = harness.load_data(limit=limit)
-        train = train if train is not None else (tx, ty)
-        test = test if test is not None else (vx, vy)
-    small = (test[0][:eval_limit], test[1][:eval_limit]) if eval_limit else test
+    train, test, small = _splits(train, test, limit, eval_limit)
     out = {}
     for variant in variants:
         fmt, rounding, scaled = TENSOR_VARIANTS[variant]
