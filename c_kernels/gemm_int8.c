@@ -33,9 +33,9 @@
  * int32 accumulation is exact for K <= TA_INT8_MAX_K (K * 128 * 128 < 2^31).
  *
  * Threads: the work is cut into units (a row block of packed A times one column
- * tile, or row chunks when there are few columns) handed out by an atomic counter
- * to the caller and detached helper threads, so that a thread that starts late on a
- * busy machine takes fewer (see run_units). Every output
+ * tile, or row chunks when there are few columns) handed out by ta_parallel_units
+ * (parallel.c): an atomic counter shared by the caller and detached helper threads,
+ * so that a thread that starts late on a busy machine takes fewer. Every output
  * element is computed whole by one unit with the same integer operations, so the
  * result does not depend on the thread count or on who took which unit.
  *
@@ -51,14 +51,6 @@
 
 #include "ta_internal.h"
 
-#if !defined(TA_NO_THREADS) && (defined(__unix__) || defined(__APPLE__)) && \
-    (defined(__GNUC__) || defined(__clang__))
-#include <pthread.h>
-#include <sched.h>
-#define INT8_HELPERS 1 /* detached helper threads with atomic unit counters */
-#else
-#define INT8_HELPERS 0 /* ta_parallel_for */
-#endif
 
 #define NR 16          /* columns of B per packed panel */
 #define NV_MAX 3       /* panels per column tile of the AVX-512 kernels */
@@ -721,9 +713,7 @@ typedef struct {
     uint8_t *abuf;             /* per thread: mc_tiles * mr * ng * 4 bytes */
     int32_t *sbuf;             /* per thread: mc_tiles * mr * nvmax * 16 int32 */
     int direct;                /* int32 output straight into Y for full tiles */
-    int64_t next_unit;         /* units handed out (the detached helpers' counter) */
     int64_t *packed_rows;      /* per thread: first and end row tile now in its abuf (or -1) */
-    int nthreads_static;       /* ta_parallel_for: thread t takes units t, t + n, ... */
     out_stage out;
 } gemm_job;
 
@@ -808,100 +798,19 @@ static void run_unit(const gemm_job *jb, int64_t tid, int64_t u) {
               jb->col_tiles * cu / jb->ncu, jb->col_tiles * (cu + 1) / jb->ncu);
 }
 
-#if INT8_HELPERS
-/* Units handed out by an atomic counter to the caller and nt - 1 detached helper
- * threads. A helper that the scheduler starts late (a busy machine) finds fewer or
- * no units left; the caller waits only for units in progress, never for a helper
- * to start. Until then the helper holds a reference to this block, touches nothing
- * else once the units are gone, and frees the block if it is the last holder. */
-typedef struct unit_pool unit_pool;
-typedef struct {
-    unit_pool *pool;
-    int64_t tid;
-} helper_arg;
-
-struct unit_pool {
-    gemm_job jb;       /* jb.next_unit: units handed out */
-    int64_t done;      /* units finished */
-    int refs;          /* the caller + helpers started */
-    int64_t have[2 * TA_MAX_THREADS];
-    helper_arg args[TA_MAX_THREADS];
-};
-
-static void pool_work(unit_pool *p, int64_t tid) {
-    const int64_t units = p->jb.nru * p->jb.ncu;
-    int64_t u;
-    while ((u = __atomic_fetch_add(&p->jb.next_unit, 1, __ATOMIC_RELAXED)) < units) {
-        run_unit(&p->jb, tid, u);
-        __atomic_fetch_add(&p->done, 1, __ATOMIC_RELEASE);
-    }
+static void gemm_unit_fn(void *ctx, int tid, int64_t u) {
+    run_unit((const gemm_job *)ctx, tid, u);
 }
 
-static void pool_release(unit_pool *p) {
-    if (__atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) free(p);
-}
-
-static void *helper_main(void *arg) {
-    helper_arg *h = (helper_arg *)arg;
-    unit_pool *p = h->pool;
-    pool_work(p, h->tid);
-    pool_release(p);
-    return NULL;
-}
-
-/* Run all units of jb on nt threads; TA_OK or TA_ERR_NOMEM. */
-static int run_units(const gemm_job *jb, int nt) {
-    const int64_t units = jb->nru * jb->ncu;
-    unit_pool *p = (unit_pool *)malloc(sizeof(unit_pool));
-    pthread_attr_t attr;
-    int i, attr_ok;
-    if (p == NULL) return TA_ERR_NOMEM;
-    p->jb = *jb;
-    p->jb.next_unit = 0;
-    p->jb.packed_rows = p->have;
-    p->done = 0;
-    p->refs = 1;
-    for (i = 0; i < 2 * TA_MAX_THREADS; i++) p->have[i] = -1;
-    attr_ok = nt > 1 && pthread_attr_init(&attr) == 0;
-    if (attr_ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0) {
-        for (i = 1; i < nt; i++) {
-            pthread_t t;
-            p->args[i].pool = p;
-            p->args[i].tid = i;
-            __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
-            if (pthread_create(&t, &attr, helper_main, &p->args[i]) != 0) {
-                __atomic_sub_fetch(&p->refs, 1, __ATOMIC_RELAXED); /* the caller does its share */
-                break;
-            }
-        }
-    }
-    if (attr_ok) pthread_attr_destroy(&attr);
-    pool_work(p, 0);
-    while (__atomic_load_n(&p->done, __ATOMIC_ACQUIRE) < units) sched_yield();
-    pool_release(p);
-    return TA_OK;
-}
-#else
-/* Thread `begin` of ta_parallel_for: thread t takes units t, t + n, ... */
-static void gemm_thread(void *ctx, int64_t begin, int64_t end) {
-    gemm_job *jb = (gemm_job *)ctx;
-    const int64_t units = jb->nru * jb->ncu;
-    int64_t u;
-    (void)end;
-    for (u = begin; u < units; u += jb->nthreads_static) run_unit(jb, begin, u);
-}
-
+/* Run all units of jb on nt threads (ta_parallel_units); TA_OK or TA_ERR_NOMEM. */
 static int run_units(const gemm_job *jb, int nt) {
     gemm_job job = *jb;
     int64_t have[2 * TA_MAX_THREADS];
     int i;
-    for (i = 0; i < 2 * nt; i++) have[i] = -1;
+    for (i = 0; i < 2 * TA_MAX_THREADS; i++) have[i] = -1;
     job.packed_rows = have;
-    job.nthreads_static = nt;
-    ta_parallel_for(nt, nt, gemm_thread, &job);
-    return TA_OK;
+    return ta_parallel_units(nt, job.nru * job.ncu, gemm_unit_fn, &job);
 }
-#endif
 
 /* Everything checked; M, N, K > 0. Plans, allocates and runs the product + output stage. */
 static int gemm_run(int level, int no_vnni, int threads, const int8_t *A, int64_t M, int64_t K,
