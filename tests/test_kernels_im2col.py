@@ -51,3 +51,30 @@ def test_im2col_reuses_out_and_refuses_bad_input():
         kernels.im2col(x, 3, 3, stride=0)
     with pytest.raises(ValueError, match="threads"):
         kernels.im2col(x, 3, 3, threads=0)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="C extension not loaded")
+def test_c_im2col_refuses_bad_arguments_itself():
+    """The C entry point checks its own arguments; the Python face never lets these through."""
+    from tinyapprox.kernels import _ext
+    lib, ffi = _ext.lib, _ext.ffi
+    x = np.arange(18, dtype=np.float32).reshape(1, 3, 3, 2)
+    out = np.zeros(4 * 8, np.float32)
+
+    def call(elem=4, N=1, H=3, W=3, C=2, kh=2, kw=2, sh=1, sw=1, ph=0, pw=0, n_out=out.size,
+             threads=1, src=None):
+        src = ffi.from_buffer("char[]", x) if src is None else src
+        return lib.ta_im2col_nhwc(src, elem, N, H, W, C, kh, kw, sh, sw, ph, pw,
+                                  ffi.from_buffer("char[]", out), n_out, threads)
+
+    assert call() == lib.TA_OK
+    np.testing.assert_array_equal(out.reshape(4, 8), conv.im2col(x, 2, 2, channels_last=True))
+    for bad in (0, -1, lib.TA_MAX_THREADS + 1):
+        assert call(threads=bad) == lib.TA_ERR_THREADS
+    assert call(elem=3) == lib.TA_ERR_SIZE
+    assert call(n_out=out.size - 1) == lib.TA_ERR_SIZE
+    assert call(sh=0) == lib.TA_ERR_SIZE
+    assert call(ph=-1) == lib.TA_ERR_SIZE
+    assert call(kh=5) == lib.TA_ERR_SIZE
+    assert call(N=-1) == lib.TA_ERR_SIZE
+    assert call(src=ffi.NULL) == lib.TA_ERR_NULL
