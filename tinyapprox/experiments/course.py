@@ -252,7 +252,9 @@ def grade(submission, root=None, json_path=None, names=None, timeout: float = 18
                      "passed": passed, "failure": failure})
     result = {"total": sum(r["points"] for r in rows), "max": sum(r["max"] for r in rows), "exercises": rows}
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        from .harness import write_json
+
+        write_json(json_path, result)
     return result
 
 
