@@ -142,6 +142,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The ``tinyapprox`` argument parser, one subcommand per experiment.
+
+    ``argv`` (the command line to be parsed) says which subcommand will run: only that
+    experiment's module is imported and given its options, so ``tinyapprox info`` stays fast;
+    ``bench inference`` gets its own options instead of the other benchmarks'."""
     from tinyapprox.experiments import harness
 
     parser = _Parser(prog="tinyapprox", description="Approximate computing for deep learning, "

@@ -252,7 +252,9 @@ def grade(submission, root=None, json_path=None, names=None, timeout: float = 18
                      "passed": passed, "failure": failure})
     result = {"total": sum(r["points"] for r in rows), "max": sum(r["max"] for r in rows), "exercises": rows}
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        from .harness import write_json
+
+        write_json(json_path, result)
     return result
 
 
@@ -269,6 +271,7 @@ def format_table(result: dict, width: int = 100) -> str:
 
 # ------------------------------------------------------------------------ the command
 def add_arguments(parser) -> None:
+    """Add ``tinyapprox course``'s actions (release, grade, list) and their options to ``parser``."""
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("release", help="write the student version (stubs, stripped notebooks, no hidden tests)")
     p.add_argument("out")
@@ -283,6 +286,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """``tinyapprox course``: run the chosen action and print what it did; returns the exit code."""
     if args.action == "release":
         out = release(args.out, args.root, args.force)
         print(f"wrote the student version to {out['out']}: {len(out['stubbed'])} solution blocks stubbed, "

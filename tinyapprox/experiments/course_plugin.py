@@ -28,6 +28,7 @@ _cache: dict = {}
 
 
 def exercise_of(item):
+    """The exercise name a test item is marked with (``ex_<name>``), or None if it belongs to none."""
     for mark in item.iter_markers():
         if mark.name.startswith("ex_") and mark.name[3:] in BY_NAME:
             return mark.name[3:]

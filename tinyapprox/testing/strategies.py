@@ -240,8 +240,10 @@ def race_schedules(draw, min_workers: int = 2, max_workers: int = 3, max_updates
 
 
 @st.composite
-def csr_problems(draw):
+def csr_problems(draw, rows=None):
     """A CSR product problem ``(indptr, indices, data, X, A)``: A (M, K) dense float64 equals the CSR arrays.
+
+    ``rows`` is a strategy for M (default 0..9); pass a wider one to reach larger row counts.
 
     Density 0..1, rows with shuffled (unsorted) columns, duplicate entries that must be
     summed, index dtypes int32/int64/uint32, K and N across SIMD block boundaries (63, 64,
@@ -252,7 +254,7 @@ def csr_problems(draw):
             indptr, indices, data, X, A = problem
             np.testing.assert_allclose(kernels.csr_matmul(indptr, indices, data, X), A @ X, rtol=1e-4, atol=1e-4)
     """
-    M = draw(st.integers(0, 9))
+    M = draw(st.integers(0, 9) if rows is None else rows)
     K = draw(st.integers(0, 40) | st.sampled_from([63, 64, 65, 129, 250]))
     N = draw(st.sampled_from([0, 1, 3, 7, 8, 9, 16, 31, 33, 64, 65, 70, 100, 130]))
     density = draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))
