@@ -329,3 +329,19 @@ def test_torch_twin_computes_what_our_model_computes():
         with torch.no_grad():
             got = twin(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, _simulate(model, x), rtol=1e-4, atol=1e-4)
+
+
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 4))
+def test_nchw_columns_to_nhwc_matches_a_transpose_of_the_image(out, c, hw):
+    from tinyapprox.nn.inference import nchw_columns_to_nhwc
+    w = np.arange(out * c * hw * hw, dtype=np.float32).reshape(out, c * hw * hw)
+    x = np.random.default_rng(0).standard_normal((c, hw, hw)).astype(np.float32)
+    got = nchw_columns_to_nhwc(w, c) @ x.transpose(1, 2, 0).reshape(-1)
+    np.testing.assert_allclose(got, w @ x.reshape(-1), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("w, channels", [(np.zeros(6), 2), (np.zeros((2, 6)), 4), (np.zeros((2, 6)), 0)])
+def test_nchw_columns_to_nhwc_refuses_bad_input(w, channels):
+    from tinyapprox.nn.inference import nchw_columns_to_nhwc
+    with pytest.raises(ValueError, match="nchw_columns_to_nhwc: expected"):
+        nchw_columns_to_nhwc(w, channels)
