@@ -329,3 +329,14 @@ def test_xnor_dot_worked_example():
     for k in (1, 63, 64, 65, 200):
         a, b = rng.choice([-1, 1], k), rng.choice([-1, 1], k)
         assert bnn.xnor_dot(a, b) == int(a @ b)
+
+
+@pytest.mark.parametrize("args, match", [
+    (([1.0, 2.0], [0.0], [0.0, 0.0], [1.0, 1.0]), "1-D per-channel arrays of one length"),
+    (([[1.0]], [[0.0]], [[0.0]], [[1.0]]), "1-D per-channel arrays of one length"),
+    (([1.0, np.nan], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0]), r"finite values.*gamma"),
+    (([1.0, 1.0], [0.0, 0.0], [0.0, 0.0], [1.0, -1.0]), "var \\+ eps > 0"),
+])
+def test_fold_threshold_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=f"fold_threshold: expected {match}"):
+        bnn.fold_threshold(*args)

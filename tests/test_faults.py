@@ -217,3 +217,11 @@ def test_hogwild_creates_no_named_semaphore(monkeypatch):
     y = rng.integers(0, 10, 128).astype(np.int64)
     result = hogwild.train_hogwild(workers=2, epochs=1, batch_size=16, lock=True, train=(x, y), test=(x[:32], y[:32]))
     assert result.updates == 8
+
+
+def test_lost_increments_reads_a_generator_once_and_refuses_bool_workers():
+    from tinyapprox.optim.races import lost_increments
+    sched = [(0, "read"), (1, "read"), (0, "begin"), (1, "begin"), (0, "end"), (1, "end")]
+    assert lost_increments(iter(sched)) == lost_increments(sched) == 1
+    with pytest.raises(ValueError, match="lost_increments: entry 0"):
+        lost_increments([(True, "begin"), (True, "end")])

@@ -329,3 +329,33 @@ def test_torch_twin_computes_what_our_model_computes():
         with torch.no_grad():
             got = twin(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, _simulate(model, x), rtol=1e-4, atol=1e-4)
+
+
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 4))
+def test_nchw_columns_to_nhwc_matches_a_transpose_of_the_image(out, c, hw):
+    from tinyapprox.nn.inference import nchw_columns_to_nhwc
+    w = np.arange(out * c * hw * hw, dtype=np.float32).reshape(out, c * hw * hw)
+    x = np.random.default_rng(0).standard_normal((c, hw, hw)).astype(np.float32)
+    got = nchw_columns_to_nhwc(w, c) @ x.transpose(1, 2, 0).reshape(-1)
+    np.testing.assert_allclose(got, w @ x.reshape(-1), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("w, channels", [(np.zeros(6), 2), (np.zeros((2, 6)), 4), (np.zeros((2, 6)), 0)])
+def test_nchw_columns_to_nhwc_refuses_bad_input(w, channels):
+    from tinyapprox.nn.inference import nchw_columns_to_nhwc
+    with pytest.raises(ValueError, match="nchw_columns_to_nhwc: expected"):
+        nchw_columns_to_nhwc(w, channels)
+
+
+def test_trace_layers_records_every_leaf_and_puts_back_an_instance_forward():
+    from tinyapprox.nn.tracing import trace_layers
+    model = nn.Sequential(nn.Linear(3, 4, seed=0), nn.ReLU(), nn.Linear(4, 2, seed=1))
+    relu = model[1]
+    own = lambda x: ta.Tensor(np.maximum(x.data, 0.0) * 2.0)  # noqa: E731
+    object.__setattr__(relu, "forward", own)
+    x = np.ones((5, 3), np.float32)
+    records = trace_layers(model, x)
+    assert [r[0] for r in records] == ["0", "1", "2"]
+    np.testing.assert_array_equal(records[1][3], 2.0 * np.maximum(records[1][2], 0.0))
+    assert relu.__dict__["forward"] is own
+    assert "forward" not in model[0].__dict__

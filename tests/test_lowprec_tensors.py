@@ -122,3 +122,15 @@ def test_dynamic_scaler_skips_an_overflowing_step_and_halves_then_grows():
 def test_loss_scaler_refuses_bad_settings(bad):
     with pytest.raises(ValueError):
         LossScaler(**bad)
+
+
+@pytest.mark.parametrize("w, delta, u, match", [
+    (np.zeros(3), np.zeros(2), np.zeros(3), "an update broadcastable"),
+    (np.zeros(3), np.zeros(3), np.array([0.1, 1.0, 0.2]), r"uniform draws u in \[0, 1\)"),
+    (np.zeros(3), np.zeros(3), np.array([0.1, np.nan, 0.2]), r"uniform draws u in \[0, 1\)"),
+    (np.zeros(3), np.zeros(3), np.zeros(2), "draws u broadcastable"),
+])
+def test_stochastic_stored_step_refuses_bad_input(w, delta, u, match):
+    from tinyapprox.optim.stored import stochastic_stored_step
+    with pytest.raises(ValueError, match=f"stochastic_stored_step: expected {match}"):
+        stochastic_stored_step(w, delta, 4, u)

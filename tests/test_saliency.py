@@ -93,3 +93,14 @@ def test_saliency_refuses_mismatched_data():
     model = nn.Sequential(nn.Linear(3, 2, seed=0))
     with pytest.raises(ValueError, match="same non-zero length"):
         prune.saliency_scores(model, np.zeros((4, 3), np.float32), np.zeros(3, np.int64), F.cross_entropy)
+
+
+def test_saliency_refuses_non_finite_inputs():
+    model = nn.Sequential(nn.Linear(3, 2, seed=0))
+    x, y = np.zeros((4, 3), np.float32), np.zeros(4, np.int64)
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match="prune.saliency_scores: expected finite inputs"):
+        prune.saliency_scores(model, x, y, F.cross_entropy)
+    with pytest.raises(ValueError, match="prune.saliency: expected finite inputs"):
+        prune.saliency(model, x, y, F.cross_entropy, amount=0.5)
+    prune.saliency_scores(model, x, y, F.cross_entropy, samples=2)   # the NaN row is not used

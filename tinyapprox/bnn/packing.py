@@ -102,9 +102,22 @@ def fold_threshold(gamma, beta, mean, var, eps=1e-5, k=None, bias=None):
     Returns:
         (s, t, tau): s (C,) int8 in {+1, -1}, t (C,) int64 with bit = ``s * d >= t``, and
         the real threshold tau (C,) float64 (nan where gamma = 0).
+
+    Raises:
+        ValueError: the arrays are not all 1-D of one length C, hold a NaN or infinity, or
+            ``var + eps`` is not > 0 (a NaN threshold would cast to an arbitrary integer).
     """
     gamma, beta, mean, var = (np.asarray(a, dtype=np.float64) for a in (gamma, beta, mean, var))
     bias = np.zeros_like(gamma) if bias is None else np.asarray(bias, dtype=np.float64)
+    parts = {"gamma": gamma, "beta": beta, "mean": mean, "var": var, "bias": bias}
+    if gamma.ndim != 1 or any(a.shape != gamma.shape for a in parts.values()):
+        got = ", ".join(f"{n} {a.shape}" for n, a in parts.items())
+        raise ValueError(f"fold_threshold: expected 1-D per-channel arrays of one length, got {got}")
+    bad = [n for n, a in parts.items() if not np.isfinite(a).all()]
+    if bad:
+        raise ValueError(f"fold_threshold: expected finite values, got NaN or infinity in {bad}")
+    if not np.all(var + eps > 0):
+        raise ValueError(f"fold_threshold: expected var + eps > 0 in every channel, got min {float(np.min(var + eps))!r}")
     big = float(k + 1) if k is not None else 2.0**62
     with np.errstate(divide="ignore", invalid="ignore"):
         tau = mean - bias - beta * np.sqrt(var + eps) / gamma

@@ -149,6 +149,17 @@ class MaxPool2dNHWC(InferenceModule):
 
 def nchw_columns_to_nhwc(w: np.ndarray, channels: int) -> np.ndarray:
     """Reorder the input columns of a (out, C*H*W) weight from the float model's (c, h, w)
-    flattening to the (h, w, c) order of flattened channels-last activations."""
+    flattening to the (h, w, c) order of flattened channels-last activations.
+
+    Args: w (out, C*H*W) array of any dtype; channels: C, an int >= 1 dividing C*H*W.
+    Returns a contiguous (out, H*W*C) array of w's dtype.
+    Raises ValueError if w is not 2-D or ``channels`` does not divide its columns.
+    """
+    w = np.asarray(w)
+    if w.ndim != 2:
+        raise ValueError(f"nchw_columns_to_nhwc: expected a 2-D weight (out, C*H*W), got {w.shape}")
     out, k = w.shape
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1 or k % channels:
+        raise ValueError(f"nchw_columns_to_nhwc: expected channels an int >= 1 dividing the {k} columns, "
+                         f"got {channels!r}")
     return np.ascontiguousarray(w.reshape(out, channels, k // channels).transpose(0, 2, 1).reshape(out, k))

@@ -20,6 +20,7 @@ def _recording(model):
     """Temporarily wrap each leaf module's ``forward`` to record (name, module, input, output)."""
     records = []
     leaves = [(n, m) for n, m in model.named_modules() if not m._modules]
+    own = {id(m): m.__dict__["forward"] for _, m in leaves if "forward" in m.__dict__}  # put back afterwards
     for name, mod in leaves:
         original = mod.forward
 
@@ -35,6 +36,8 @@ def _recording(model):
     finally:
         for _, mod in leaves:
             mod.__dict__.pop("forward", None)
+            if id(mod) in own:
+                object.__setattr__(mod, "forward", own[id(mod)])
 
 
 def _as_array(x):

@@ -12,6 +12,8 @@ each update of a worker is read, begin, end, in that order.
 """
 from __future__ import annotations
 
+import numpy as np
+
 __all__ = ["lost_increments"]
 
 _OPS = ("read", "begin", "end")
@@ -30,9 +32,10 @@ def lost_increments(schedule) -> int:
     Raises:
         ValueError: an entry that is not ``(int worker >= 0, op)``, or an ``end`` without its ``begin``.
     """
+    schedule = list(schedule)  # a generator would be spent by the check below
     for i, entry in enumerate(schedule):
-        if (not isinstance(entry, (tuple, list)) or len(entry) != 2 or not isinstance(entry[0], int)
-                or entry[0] < 0 or entry[1] not in _OPS):
+        if (not isinstance(entry, (tuple, list)) or len(entry) != 2 or not isinstance(entry[0], (int, np.integer))
+                or isinstance(entry[0], bool) or entry[0] < 0 or entry[1] not in _OPS):
             raise ValueError(f"lost_increments: entry {i} must be (worker >= 0, one of {_OPS}), got {entry!r}")
     # BEGIN SOLUTION
     counter, updates, loaded = 0, 0, {}

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .sgd import Optimizer, _check_range
+from .sgd import Optimizer, _check_range, _check_state_header
 
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR"]
 
@@ -74,15 +74,7 @@ class LRScheduler:
 
     def _check_state(self, state) -> tuple:
         """Validated ``(base_lr, last_epoch, hyper)`` of ``state``; nothing assigned."""
-        name = type(self).__name__
-        op = f"{name}.load_state_dict"
-        if not isinstance(state, dict) or state.get("type") != name:
-            got = state.get("type") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{op}: expected a {name} state, got {got!r}")
-        hyper = state.get("hyper")
-        if not isinstance(hyper, dict) or set(hyper) != set(self.hyper):
-            raise ValueError(f"{op}: expected the hyper-parameters {sorted(self.hyper)}, "
-                             f"got {sorted(hyper) if isinstance(hyper, dict) else hyper!r}")
+        op, hyper = _check_state_header(self, state)
         _check_range(op, "base_lr", state.get("base_lr"), 0.0, None)
         last = state.get("last_epoch")
         if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or last < 0:

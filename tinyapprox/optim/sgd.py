@@ -101,15 +101,8 @@ class Optimizer:
 
     def _check_state(self, state_dict) -> tuple:
         """Validated ``(hyper-parameters, per-parameter buffers)`` of ``state_dict``, nothing assigned."""
-        name = type(self).__name__
-        op = f"{name}.load_state_dict"
-        if not isinstance(state_dict, dict) or state_dict.get("type") != name:
-            got = state_dict.get("type") if isinstance(state_dict, dict) else type(state_dict).__name__
-            raise ValueError(f"{op}: expected a {name} state, got {got!r}")
-        hyper, states = state_dict.get("hyper"), state_dict.get("state")
-        if not isinstance(hyper, dict) or set(hyper) != set(self.hyper):
-            got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
-            raise ValueError(f"{op}: expected the hyper-parameters {sorted(self.hyper)}, got {got}")
+        op, hyper = _check_state_header(self, state_dict)
+        states = state_dict.get("state")
         for k in self.hyper:
             if not _same_kind(getattr(self, k), hyper[k]):
                 raise ValueError(f"{op}: hyper-parameter {k} must be like {getattr(self, k)!r}, got {hyper[k]!r}")
@@ -161,6 +154,25 @@ def _same_kind(current, value) -> bool:
     if isinstance(current, (tuple, list)):
         return isinstance(value, (tuple, list)) and len(value) == len(current) and all(number(v) for v in value)
     return number(value)
+
+
+def _check_state_header(owner, state) -> tuple:
+    """Check the part of a saved state every optimizer and schedule shares.
+
+    ``state`` must be a dict whose ``"type"`` is ``type(owner).__name__`` and whose ``"hyper"``
+    dict has exactly the keys of ``owner.hyper``. Returns ``(op, hyper)`` where ``op`` is the
+    ``"<Class>.load_state_dict"`` name used in error messages. Raises ValueError otherwise.
+    """
+    name = type(owner).__name__
+    op = f"{name}.load_state_dict"
+    if not isinstance(state, dict) or state.get("type") != name:
+        got = state.get("type") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{op}: expected a {name} state, got {got!r}")
+    hyper = state.get("hyper")
+    if not isinstance(hyper, dict) or set(hyper) != set(owner.hyper):
+        got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
+        raise ValueError(f"{op}: expected the hyper-parameters {sorted(owner.hyper)}, got {got}")
+    return op, hyper
 
 
 def _check_range(op, name, value, low, high, high_open=True):

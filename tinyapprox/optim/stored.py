@@ -20,6 +20,10 @@ def _check(op, w, delta, frac_bits):
         raise ValueError(f"{op}: expected an integer frac_bits in [0, 52], got {frac_bits!r}")
     if not (np.all(np.isfinite(w)) and np.all(np.isfinite(delta))):
         raise ValueError(f"{op}: expected finite weights and updates")
+    try:
+        np.broadcast_shapes(w.shape, delta.shape)
+    except ValueError:
+        raise ValueError(f"{op}: expected an update broadcastable to the weights {w.shape}, got {delta.shape}") from None
     return w, delta
 
 
@@ -42,10 +46,20 @@ def stochastic_stored_step(w, delta, frac_bits: int, u) -> np.ndarray:
     With ``v = (w + delta) * 2^f``: ``floor(v) + 1`` where ``u < v - floor(v)``, else
     ``floor(v)``, divided by ``2^f``. So the result is one of the two grid points around
     ``w + delta`` and equals it in expectation over u. u: floats in [0, 1) of the
-    broadcast shape. Returns float64. Raises as ``stored_step``.
+    broadcast shape. Returns float64. Raises as ``stored_step``, and ValueError for draws
+    outside [0, 1) (NaN included) or not broadcastable to ``w + delta``.
     """
-    w, delta = _check("stochastic_stored_step", w, delta, frac_bits)
+    op = "stochastic_stored_step"
+    w, delta = _check(op, w, delta, frac_bits)
     u = np.asarray(u, dtype=np.float64)
+    if not np.all((u >= 0) & (u < 1)):
+        raise ValueError(f"{op}: expected uniform draws u in [0, 1), got values in [{np.nanmin(u) if u.size else 0}, "
+                         f"{np.nanmax(u) if u.size else 0}] or NaN")
+    try:
+        np.broadcast_shapes(w.shape, delta.shape, u.shape)
+    except ValueError:
+        raise ValueError(f"{op}: expected draws u broadcastable to {np.broadcast_shapes(w.shape, delta.shape)}, "
+                         f"got {u.shape}") from None
     # BEGIN SOLUTION
     v = np.ldexp(w + delta, frac_bits)
     low = np.floor(v)

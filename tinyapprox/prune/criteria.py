@@ -262,7 +262,7 @@ def saliency_scores(model, x, y, loss_fn, kind: str = "obd", params=None, sample
     Args:
         model: a Module; x: (N, ...) float inputs; y: (N,) int labels; loss_fn(logits, y)
             -> scalar Tensor with mean reduction (e.g. ``F.cross_entropy``).
-        kind: ``"taylor"`` - first order, ``w * g`` with g the mean gradient over the
+        kind: ``"taylor"`` - first order, ``-w * g`` with g the mean gradient over the
             samples (Molchanov et al. 2017); ``"obd"`` - second order, ``h * w**2 / 2``
             (LeCun et al., Optimal Brain Damage, 1990), where the diagonal of the Hessian
             ``h`` is estimated by the diagonal of the empirical Fisher, the mean of squared
@@ -274,15 +274,23 @@ def saliency_scores(model, x, y, loss_fn, kind: str = "obd", params=None, sample
     Returns ``{param name: (same shape as the weight) float64}``; for "taylor" the
     signed first-order change ``-w * g`` is returned, so a group's estimate is the sum
     over its weights (``saliency`` ranks by its absolute value).
-    Raises ValueError for an unknown kind, an empty or mismatched x / y.
+    Raises ValueError for an unknown kind, an empty or mismatched x / y, NaN or infinite
+    values in the samples used, or samples < 1.
     """
+    return _saliency_scores("prune.saliency_scores", model, x, y, loss_fn, kind, params, samples)
+
+
+def _saliency_scores(op, model, x, y, loss_fn, kind, params, samples) -> dict:
+    """``saliency_scores`` with errors named after ``op`` (the public function called)."""
     if kind not in SALIENCIES:
-        raise ValueError(f"prune.saliency: expected kind in {SALIENCIES}, got {kind!r}")
+        raise ValueError(f"{op}: expected kind in {SALIENCIES}, got {kind!r}")
     x, y = np.asarray(x), np.asarray(y)
-    if len(x) == 0 or len(x) != len(y):
-        raise ValueError(f"prune.saliency: expected x and y with the same non-zero length, got {len(x)} and {len(y)}")
+    if x.ndim == 0 or y.ndim == 0 or len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"{op}: expected x and y with the same non-zero length, got shapes {x.shape} and {y.shape}")
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise ValueError(f"prune.saliency: expected samples to be an int >= 1, got {samples!r}")
+        raise ValueError(f"{op}: expected samples to be an int >= 1, got {samples!r}")
+    if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x[:samples]).all():
+        raise ValueError(f"{op}: expected finite inputs x, got NaN or infinity in the first {samples} samples")
     table = prunable(model, params)
     names = list(table)
     x, y = x[:samples], y[:samples]
@@ -308,7 +316,7 @@ def saliency(model, x, y, loss_fn, amount=None, threshold=None, kind: str = "obd
     normalisation: ``scope="global"`` ranks them directly. Same amount / threshold /
     granularity / scope rules as ``magnitude``; returns ``{param name: bool mask}``.
     """
-    sal = saliency_scores(model, x, y, loss_fn, kind, params, samples)
+    sal = _saliency_scores("prune.saliency", model, x, y, loss_fn, kind, params, samples)
 
     def score(name, w):
         n, size = group_shape(w.shape, granularity)

@@ -27,6 +27,8 @@ def broadcastable_shapes(num_shapes: int = 2, min_dims: int = 0, max_dims: int =
 
 
 def finite_floats(low: float = -10.0, high: float = 10.0, width: int = 64):
+    """Hypothesis strategy of Python floats in [low, high], never NaN or infinite, exactly
+    representable at ``width`` bits (16, 32 or 64; hypothesis raises for other widths)."""
     return st.floats(low, high, allow_nan=False, allow_infinity=False, width=width)
 
 
